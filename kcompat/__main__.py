@@ -1,0 +1,4 @@
+"""python -m kcompat."""
+from .cli import main
+
+raise SystemExit(main())

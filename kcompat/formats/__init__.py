@@ -1,0 +1,1 @@
+"""Readers (file -> ModelSpec) and writers (Model -> file), one module per format."""

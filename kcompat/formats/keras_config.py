@@ -1,0 +1,291 @@
+"""Keras model config (the JSON inside .keras / .h5 / to_json) <-> ModelSpec.
+
+Reads both dialects: Keras 3 (inbound nodes as ``{"args", "kwargs"}`` with
+``__keras_tensor__`` leaves; ``batch_shape``) and Keras 2 / tf.keras (inbound nodes as
+``[[layer, node, index, kwargs], ...]``; ``batch_input_shape``). Writes Keras 3.
+Reference: keras/src/models/functional.py (functional_from_config / get_config) and
+keras/src/models/sequential.py.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from ..errors import FormatError, UnsupportedError
+from ..spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
+
+# Layer classes that carry Python code: refused by name, never deserialized.
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TorchModuleWrapper"}
+NESTED_MODELS = {"Sequential", "Functional", "Model"}
+
+
+def parse_json_text(text: str | bytes, source: str) -> dict:
+    """Parse a model-config JSON document, with a clear error on invalid JSON."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FormatError(f"{source}: not UTF-8 JSON text ({e.reason} at byte {e.start})") from None
+    if not text.strip():
+        raise FormatError(f"{source}: file is empty; expected a Keras model config (JSON)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FormatError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(data, dict) or "class_name" not in data:
+        raise FormatError(f"{source}: expected a Keras model config with 'class_name'; received {type(data).__name__}")
+    return data
+
+
+def spec_from_config(data: dict, source: str, keras_version: str | None = None) -> ModelSpec:
+    """Turn a model config dict (Sequential or Functional, Keras 2 or 3) into a ModelSpec."""
+    class_name = data.get("class_name")
+    config = data.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise FormatError(f"{source}: model config has no 'config.layers' list")
+    keras_version = keras_version or data.get("keras_version")
+    if class_name == "Sequential":
+        spec = _sequential(config, source)
+    elif class_name in ("Functional", "Model"):
+        spec = _functional(config, source)
+    else:
+        raise UnsupportedError(
+            f"{source}: model class {class_name!r} is not supported; expected 'Sequential' or 'Functional'")
+    spec.keras_version = keras_version
+    _refuse_code(spec, source)
+    return spec
+
+
+def _layer_base(entry: Any, source: str, index: int) -> LayerSpec:
+    if not isinstance(entry, dict) or "class_name" not in entry or not isinstance(entry.get("config"), dict):
+        raise FormatError(f"{source}: layer #{index} is not a Keras layer config (needs 'class_name' and 'config')")
+    cfg = copy.deepcopy(entry["config"])
+    name = entry.get("name") or cfg.get("name") or f"{entry['class_name'].lower()}_{index}"
+    cfg.setdefault("name", name)
+    return LayerSpec(name=name, class_name=entry["class_name"], config=cfg, module=entry.get("module"),
+                     build_config=entry.get("build_config"))
+
+
+def _refuse_code(spec: ModelSpec, source: str) -> None:
+    for layer in spec.layers:
+        if layer.class_name in CODE_LAYERS:
+            raise UnsupportedError(
+                f"{source}: layer '{layer.name}' ({layer.class_name}) holds Python code; kcompat never runs "
+                f"code found in a model file. Replace it with built-in layers or keras.ops calls")
+        if layer.class_name in NESTED_MODELS:
+            raise UnsupportedError(
+                f"{source}: layer '{layer.name}' is a nested {layer.class_name} model; nested models are not "
+                f"supported yet (flatten them into one Functional model)")
+        _refuse_code_values(layer.config, f"{source}: layer '{layer.name}' ({layer.class_name})")
+
+
+def _refuse_code_values(obj: Any, where: str) -> None:
+    """Serialized Python functions (``__lambda__``, bytecode) are refused by name."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") in ("__lambda__", "function", "__function__") and isinstance(obj.get("config"), dict):
+            raise UnsupportedError(f"{where} holds serialized Python code ({obj['class_name']}); kcompat never runs it")
+        if obj.get("class_name") == "__lambda__" or "__bytecode__" in obj:
+            raise UnsupportedError(f"{where} holds serialized Python code; kcompat never runs it")
+        for v in obj.values():
+            _refuse_code_values(v, where)
+    elif isinstance(obj, list):
+        for v in obj:
+            _refuse_code_values(v, where)
+
+
+def _input_shape_of(cfg: dict) -> list | None:
+    for key in ("batch_shape", "batch_input_shape"):
+        if cfg.get(key) is not None:
+            return list(cfg[key])
+    if cfg.get("input_shape") is not None:
+        return [None, *cfg["input_shape"]]
+    if cfg.get("shape") is not None:
+        return [None, *cfg["shape"]]
+    return None
+
+
+def _input_layer(name: str, batch_shape: list, dtype: str = "float32") -> LayerSpec:
+    return LayerSpec(name=name, class_name="InputLayer", module="keras.layers",
+                     config={"batch_shape": list(batch_shape), "dtype": dtype, "sparse": False,
+                             "ragged": False, "name": name, "optional": False})
+
+
+def _sequential(config: dict, source: str) -> ModelSpec:
+    entries = config["layers"]
+    layers = [_layer_base(e, source, i) for i, e in enumerate(entries)]
+    if not layers:
+        raise FormatError(f"{source}: Sequential model has no layers")
+    if layers[0].class_name != "InputLayer":
+        shape = _input_shape_of(layers[0].config)
+        if shape is None and layers[0].build_config:
+            shape = layers[0].build_config.get("input_shape")
+        if shape is None and config.get("build_input_shape") is not None:
+            shape = config["build_input_shape"]
+        if shape is None:
+            raise FormatError(f"{source}: Sequential model has no input shape (no InputLayer, batch_input_shape "
+                              f"or build_input_shape); kcompat needs one to compute shapes")
+        layers.insert(0, _input_layer(f"{layers[0].name}_input", shape))
+    _normalize_input(layers[0])
+    for layer in layers[1:]:
+        layer.config.pop("batch_input_shape", None)
+        layer.config.pop("batch_shape", None)
+    for prev, layer in zip(layers, layers[1:]):
+        layer.nodes = [Node(args=[TensorRef(prev.name)])]
+    return ModelSpec(name=config.get("name", "sequential"), layers=layers, inputs=[TensorRef(layers[0].name)],
+                     outputs=[TensorRef(layers[-1].name)], sequential=True, source=source)
+
+
+def _normalize_input(layer: LayerSpec) -> None:
+    cfg = layer.config
+    shape = _input_shape_of(cfg)
+    for key in ("batch_input_shape", "input_shape", "shape"):
+        cfg.pop(key, None)
+    if shape is not None:
+        cfg["batch_shape"] = shape
+    if isinstance(cfg.get("dtype"), dict):
+        cfg["dtype"] = cfg["dtype"].get("config", {}).get("name", "float32")
+    cfg.setdefault("dtype", "float32")
+
+
+def _ref_list(value: Any, source: str, what: str) -> list[TensorRef]:
+    """``input_layers`` / ``output_layers``: one [name, node, index] or a list of them."""
+    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, list) and len(v) >= 3 for v in value):
+        raise FormatError(f"{source}: '{what}' must be [[layer, node, index], ...]; received {value!r}")
+    return [TensorRef(str(v[0]), int(v[1]), int(v[2])) for v in value]
+
+
+def _functional(config: dict, source: str) -> ModelSpec:
+    layers = []
+    for i, entry in enumerate(config["layers"]):
+        layer = _layer_base(entry, source, i)
+        if layer.class_name == "InputLayer":
+            _normalize_input(layer)
+        layer.nodes = [_parse_node(n, source, layer.name) for n in entry.get("inbound_nodes") or []]
+        layers.append(layer)
+    names = [l.name for l in layers]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise FormatError(f"{source}: duplicate layer names {dup}")
+    spec = ModelSpec(name=config.get("name", "model"), layers=layers,
+                     inputs=_ref_list(config.get("input_layers"), source, "input_layers"),
+                     outputs=_ref_list(config.get("output_layers"), source, "output_layers"), source=source)
+    _check_refs(spec, source)
+    return spec
+
+
+def _parse_node(node: Any, source: str, layer_name: str) -> Node:
+    if isinstance(node, dict):  # Keras 3
+        return Node(args=_k3_tensors(node.get("args", [])), kwargs=_k3_tensors(node.get("kwargs", {})))
+    if isinstance(node, list):  # Keras 2: [[name, node, index, kwargs], ...]
+        refs, kwargs = [], {}
+        for item in node:
+            if not isinstance(item, list) or len(item) < 3:
+                raise FormatError(f"{source}: layer '{layer_name}': bad inbound node entry {item!r}")
+            refs.append(TensorRef(str(item[0]), int(item[1]), int(item[2])))
+            if len(item) > 3 and isinstance(item[3], dict):
+                kwargs.update(_k2_kwargs(item[3]))
+        return Node(args=[refs[0] if len(refs) == 1 else refs], kwargs=kwargs)
+    raise FormatError(f"{source}: layer '{layer_name}': bad inbound node {node!r}")
+
+
+def _k2_kwargs(kwargs: dict) -> dict:
+    out = {}
+    for k, v in kwargs.items():
+        if isinstance(v, list) and len(v) == 3 and isinstance(v[0], str) and k != "name":
+            out[k] = TensorRef(v[0], int(v[1]), int(v[2]))
+        else:
+            out[k] = v
+    return out
+
+
+def _k3_tensors(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            hist = obj["config"]["keras_history"]
+            return TensorRef(str(hist[0]), int(hist[1]), int(hist[2]))
+        return {k: _k3_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_k3_tensors(v) for v in obj]
+    return obj
+
+
+def _check_refs(spec: ModelSpec, source: str) -> None:
+    counts = {l.name: max(len(l.nodes), 1) for l in spec.layers}
+    for layer in spec.layers:
+        for node in layer.nodes:
+            for ref in node.refs():
+                if ref.layer not in counts:
+                    raise FormatError(f"{source}: layer '{layer.name}' reads from unknown layer '{ref.layer}'")
+                if ref.node >= counts[ref.layer]:
+                    raise FormatError(f"{source}: layer '{layer.name}' reads node {ref.node} of '{ref.layer}', "
+                                      f"which has {counts[ref.layer]} node(s)")
+    for ref in spec.inputs + spec.outputs:
+        if ref.layer not in counts:
+            raise FormatError(f"{source}: model input/output names unknown layer '{ref.layer}'")
+
+
+# ---------------------------------------------------------------- writing (Keras 3 dialect)
+
+def _dtype_policy(cfg: dict) -> dict:
+    cfg = dict(cfg)
+    if isinstance(cfg.get("dtype"), str):
+        cfg["dtype"] = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": cfg["dtype"]},
+                        "registered_name": None}
+    return cfg
+
+
+def _tensor_json(ref: TensorRef, shapes: dict) -> dict:
+    shape = shapes.get(ref)
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": None if shape is None else list(shape), "dtype": "float32",
+                       "keras_history": [ref.layer, ref.node, ref.index]}}
+
+
+def layer_config_json(layer: LayerSpec) -> dict:
+    """A layer's config as Keras 3 writes it (dtype as a DTypePolicy)."""
+    cfg = copy.deepcopy(layer.config)
+    if layer.class_name == "InputLayer" or layer.is_op:
+        return cfg
+    cfg.pop("batch_input_shape", None)
+    return _dtype_policy(cfg)
+
+
+def config_from_spec(spec: ModelSpec, shapes: dict | None = None) -> dict:
+    """The Keras 3 model config for a spec. ``shapes`` maps TensorRef -> shape (for keras tensors)."""
+    shapes = shapes or {}
+    entries = []
+    for layer in spec.layers:
+        entry = {"module": layer.module or ("keras.layers" if not layer.is_op else None),
+                 "class_name": layer.class_name, "config": layer_config_json(layer),
+                 "registered_name": layer.class_name if layer.is_op else None}
+        if layer.class_name != "InputLayer" and not layer.is_op and layer.nodes:
+            first = layer.nodes[0].refs()
+            in_shapes = [shapes.get(r) for r in first]
+            if all(s is not None for s in in_shapes):
+                arg0 = layer.nodes[0].args[0] if layer.nodes[0].args else None
+                shp = [list(s) for s in in_shapes]
+                entry["build_config"] = {"input_shape": shp if isinstance(arg0, (list, tuple)) else shp[0]}
+        if not spec.sequential:
+            entry["name"] = layer.name
+            entry["inbound_nodes"] = [
+                {"args": map_refs(n.args, lambda r: _tensor_json(r, shapes)),
+                 "kwargs": map_refs(n.kwargs, lambda r: _tensor_json(r, shapes))} for n in layer.nodes]
+        entries.append(entry)
+    if spec.sequential:
+        return {"module": "keras", "class_name": "Sequential",
+                "config": {"name": spec.name, "trainable": True,
+                           "dtype": {"module": "keras", "class_name": "DTypePolicy",
+                                     "config": {"name": "float32"}, "registered_name": None},
+                           "layers": entries, "build_input_shape": spec.layers[0].config.get("batch_shape")},
+                "registered_name": None,
+                "build_config": {"input_shape": spec.layers[0].config.get("batch_shape")}}
+    refs = lambda rs: [[r.layer, r.node, r.index] for r in rs]  # noqa: E731
+    inputs = refs(spec.inputs)
+    return {"module": "keras.src.models.functional", "class_name": "Functional",
+            "config": {"name": spec.name, "trainable": True, "layers": entries,
+                       "input_layers": inputs[0] if len(inputs) == 1 else inputs,
+                       "output_layers": refs(spec.outputs)},
+            "registered_name": "Functional", "build_config": {"input_shape": None}}

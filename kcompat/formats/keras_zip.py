@@ -1,0 +1,67 @@
+"""Keras 3 ``.keras`` archives: config.json + metadata.json + model.weights.h5 in a zip.
+
+Weights are stored by position (keras/src/saving/saving_lib.py): the model's layers
+in order, each under ``layers/<snake_case class name>[_N]/vars/<i>``, trainable
+variables first. Nothing is extracted to disk: the weights h5 is opened from memory.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+from ..errors import FormatError
+from ..spec import ModelSpec
+from .keras_config import config_from_spec, parse_json_text, spec_from_config
+from .keras_weights import read_positional_weights, write_positional_weights
+
+MAX_MEMBER = 4 << 30  # refuse absurd members (zip bombs) before reading them
+
+
+def read_keras(path: str) -> ModelSpec:
+    """Read a Keras 3 ``.keras`` file (architecture and weights)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise FormatError(f"{path}: not a valid .keras file (not a zip archive, or truncated)") from None
+    with zf:
+        names = set(zf.namelist())
+        if "config.json" not in names:
+            raise FormatError(f"{path}: .keras archive has no config.json; received members {sorted(names)[:5]}")
+        config = parse_json_text(_member(zf, "config.json", path), f"{path}:config.json")
+        version = None
+        if "metadata.json" in names:
+            try:
+                version = json.loads(_member(zf, "metadata.json", path)).get("keras_version")
+            except (json.JSONDecodeError, AttributeError):
+                version = None
+        spec = spec_from_config(config, path, version)
+        if "model.weights.h5" in names:
+            read_positional_weights(io.BytesIO(_member(zf, "model.weights.h5", path)), spec, f"{path}:model.weights.h5")
+        else:
+            raise FormatError(f"{path}: .keras archive has no model.weights.h5")
+    return spec
+
+
+def _member(zf: zipfile.ZipFile, name: str, path: str) -> bytes:
+    info = zf.getinfo(name)
+    if info.file_size > MAX_MEMBER:
+        raise FormatError(f"{path}: member {name} claims {info.file_size} bytes; refusing to read it")
+    try:
+        return zf.read(name)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise FormatError(f"{path}: member {name} is corrupt: {e}") from None
+
+
+def write_keras(model, path: str) -> None:
+    """Write ``model`` as a Keras 3 ``.keras`` archive that ``keras.models.load_model`` opens."""
+    spec = model.spec
+    config = config_from_spec(spec, model.tensor_shapes())
+    weights = io.BytesIO()
+    write_positional_weights(model, weights)
+    metadata = {"keras_version": spec.keras_version if (spec.keras_version or "").startswith("3") else "3.15.1",
+                "date_saved": "kcompat"}
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", json.dumps(metadata))
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("model.weights.h5", weights.getvalue())

@@ -1,0 +1,156 @@
+"""Core layers: InputLayer, Dense, Flatten, Activation, Dropout.
+
+References: keras/src/layers/core/dense.py, keras/src/layers/reshaping/flatten.py,
+keras/src/layers/activations/activation.py.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .activations import activation_name, activation_shape, get_activation
+from .base import Layer, Weight, fmt_shape, register
+
+
+@register("InputLayer")
+class InputLayer(Layer):
+    """The model input: holds its batch shape; forward is identity."""
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        shape = config.get("batch_shape")
+        if not isinstance(shape, (list, tuple)) or not shape:
+            raise self.fail(f"needs a 'batch_shape' like [null, 3, 2]. Received: batch_shape={shape!r}")
+        for d in shape[1:]:
+            if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 0):
+                raise self.fail(f"dimensions must be non-negative integers or null. Received: batch_shape={shape!r}")
+        self.batch_shape = tuple(shape)
+
+    def output_shape(self, input_shape):
+        return self.batch_shape
+
+    def forward(self, x):
+        return x
+
+    def explain(self, input_shape, output_shape):
+        return f"model input, batch dimension None then {fmt_shape(self.batch_shape[1:])}; 0 params"
+
+
+class _WithActivation(Layer):
+    """A layer with an ``activation`` config key."""
+
+    def _init_activation(self):
+        self.activation_name = activation_name(self.config.get("activation"))
+        self.activation = get_activation(self.activation_name, f"layer '{self.name}' ({self.class_name})")
+
+    def activated_shape(self, shape):
+        return activation_shape(self.activation_name, shape)
+
+
+@register("Dense")
+class Dense(_WithActivation):
+    """y = activation(x @ kernel + bias), on the last axis of an input of any rank >= 2."""
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        self.units = self.positive_int("units")
+        self.use_bias = bool(self.get("use_bias", True))
+        if self.config.get("lora_rank"):
+            raise self.fail(f"LoRA-enabled Dense is not supported. Received: lora_rank={self.config['lora_rank']}")
+        if self.config.get("quantization_config"):
+            raise self.fail("quantized Dense is not supported")
+        self._init_activation()
+
+    def _in_units(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise self.fail(f"expected an input of rank >= 2 with a known last axis. Received: input_shape={fmt_shape(input_shape)}")
+        return input_shape[-1]
+
+    def weights(self, input_shape):
+        ws = [Weight("kernel", (self._in_units(input_shape), self.units))]
+        return ws + [Weight("bias", (self.units,))] if self.use_bias else ws
+
+    def output_shape(self, input_shape):
+        self._in_units(input_shape)
+        return self.activated_shape((*input_shape[:-1], self.units))
+
+    def forward(self, x, kernel, bias=None):
+        y = np.matmul(x, kernel)  # (..., in) @ (in, units) -> (..., units)
+        if bias is not None:
+            y = y + bias
+        return self.activation(y)
+
+    def explain(self, input_shape, output_shape):
+        n_in = self._in_units(input_shape)
+        where = "acts on the last axis" if len(input_shape) > 2 else "acts on the features"
+        keep = f" (other axes {fmt_shape(input_shape[1:-1])} kept)" if len(input_shape) > 2 else ""
+        total = n_in * self.units + (self.units if self.use_bias else 0)
+        bias = f" + bias {self.units}" if self.use_bias else " (no bias)"
+        act = f"; then {self.activation_name}" if self.activation_name != "linear" else ""
+        return f"{where}, {n_in} -> {self.units}{keep}; kernel {n_in}x{self.units}{bias} = {total} params{act}"
+
+
+@register("Flatten")
+class Flatten(Layer):
+    """Collapse every non-batch axis; channels_first moves channels last first (Keras order)."""
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        self.data_format = self.choice("data_format", ("channels_last", "channels_first"), "channels_last")
+
+    def output_shape(self, input_shape):
+        rest = input_shape[1:]
+        if not rest:
+            return (input_shape[0], 1)
+        size = None if any(d is None for d in rest) else math.prod(rest)
+        return (input_shape[0], size)
+
+    def forward(self, x):
+        if self.data_format == "channels_first" and x.ndim > 2:
+            x = np.moveaxis(x, 1, -1)  # (N, C, ...) -> (N, ..., C)
+        return x.reshape(x.shape[0], -1)  # (N, d1, d2, ...) -> (N, d1*d2*...)
+
+    def explain(self, input_shape, output_shape):
+        rest = input_shape[1:]
+        if not rest:
+            return "rank-1 input becomes (batch, 1); 0 params"
+        prod = " * ".join(str(d) for d in rest)
+        order = ("moves channels last, then " if self.data_format == "channels_first" and len(rest) > 1 else "")
+        return f"{order}keeps the batch axis and multiplies the rest: {prod} = {output_shape[1]}; 0 params"
+
+
+@register("Activation")
+class Activation(_WithActivation):
+    """Apply a named activation elementwise (glu halves the last axis)."""
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        self._init_activation()
+
+    def output_shape(self, input_shape):
+        return self.activated_shape(tuple(input_shape))
+
+    def forward(self, x):
+        return self.activation(x)
+
+    def explain(self, input_shape, output_shape):
+        return f"applies {self.activation_name} elementwise, shape unchanged; 0 params" if output_shape == tuple(input_shape) \
+            else f"applies {self.activation_name}: {fmt_shape(input_shape)} -> {fmt_shape(output_shape)}; 0 params"
+
+
+@register("Dropout")
+class Dropout(Layer):
+    """Identity at inference."""
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        rate = self.get("rate", 0.0)
+        if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise self.fail(f"'rate' must be a number in [0, 1]. Received: rate={rate!r}")
+
+    def forward(self, x):
+        return x
+
+    def explain(self, input_shape, output_shape):
+        return "identity at inference (drops units only in training); 0 params"
