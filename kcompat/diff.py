@@ -1,0 +1,124 @@
+"""Diff two models: structure and config, shapes, parameter counts, weights, outputs.
+
+Layers are matched by name. Config keys that do not change what a layer computes at
+inference (initializers, regularizers, constraints, trainable, dtype policy) are ignored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .layers.base import fmt_shape
+from .model import Model
+
+IGNORED_KEYS = {"name", "trainable", "dtype", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint",
+                "batch_input_shape", "quantization_config", "seed", "sparse", "ragged", "optional"}
+
+
+@dataclass
+class DiffResult:
+    """Differences found, one line each, grouped by kind."""
+
+    differences: list[tuple[str, str]] = field(default_factory=list)  # (kind, message)
+    max_output_abs: float | None = None
+
+    @property
+    def same(self) -> bool:
+        return not self.differences
+
+    def add(self, kind: str, message: str) -> None:
+        self.differences.append((kind, message))
+
+    def to_json(self) -> dict:
+        return {"same": self.same, "max_output_abs_err": self.max_output_abs,
+                "differences": [{"kind": k, "message": m} for k, m in self.differences]}
+
+    def render(self) -> str:
+        if self.same:
+            extra = f" (outputs agree, max abs diff {self.max_output_abs:.3g})" if self.max_output_abs is not None else ""
+            return f"models are the same: config, shapes, params, weights and outputs{extra}"
+        return "\n".join(f"{kind:8s} {msg}" for kind, msg in self.differences)
+
+
+def _semantic(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in IGNORED_KEYS}
+
+
+def diff_models(a: Model, b: Model, atol: float = 0.0, seed: int = 0, batch: int = 2) -> DiffResult:
+    """Compare two models; ``atol`` is the weight/output difference still counted as the same."""
+    result = DiffResult()
+    names_a = [l.name for l in a.spec.layers]
+    names_b = [l.name for l in b.spec.layers]
+    for n in names_a:
+        if n not in names_b:
+            result.add("layers", f"'{n}' only in A ({a.spec.layers[names_a.index(n)].class_name})")
+    for n in names_b:
+        if n not in names_a:
+            result.add("layers", f"'{n}' only in B ({b.spec.layers[names_b.index(n)].class_name})")
+    for la in a.spec.layers:
+        if la.name not in names_b:
+            continue
+        lb = b.spec.layer(la.name)
+        if la.class_name != lb.class_name:
+            result.add("config", f"'{la.name}': class {la.class_name} vs {lb.class_name}")
+            continue
+        ca, cb = _semantic(la.config), _semantic(lb.config)
+        for key in sorted(set(ca) | set(cb)):
+            if ca.get(key) != cb.get(key):
+                result.add("config", f"'{la.name}': {key} = {ca.get(key)!r} vs {cb.get(key)!r}")
+        ia, ib = a.info[la.name], b.info[la.name]
+        if ia.output_shape != ib.output_shape:
+            result.add("shape", f"'{la.name}': {fmt_shape(ia.output_shape)} vs {fmt_shape(ib.output_shape)}")
+        if ia.params != ib.params:
+            result.add("params", f"'{la.name}': {ia.params} vs {ib.params}")
+        _diff_weights(la, lb, ia, atol, result)
+    _diff_outputs(a, b, atol, seed, batch, result)
+    return result
+
+
+def _diff_weights(la, lb, info, atol: float, result: DiffResult) -> None:
+    wa, wb = la.weights, lb.weights
+    if wa is None or wb is None:
+        if (wa is None) != (wb is None):
+            result.add("weights", f"'{la.name}': weights present in only one model")
+        return
+    names = [w.name for w in info.weights] or [str(i) for i in range(len(wa))]
+    for i, (x, y) in enumerate(zip(wa, wb)):
+        name = names[i] if i < len(names) else str(i)
+        if x.shape != y.shape:
+            result.add("weights", f"'{la.name}'/{name}: shape {fmt_shape(x.shape)} vs {fmt_shape(y.shape)}")
+            continue
+        d = float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))) if x.size else 0.0
+        if d > atol:
+            result.add("weights", f"'{la.name}'/{name}: max abs diff {d:.6g}")
+    if len(wa) != len(wb):
+        result.add("weights", f"'{la.name}': {len(wa)} vs {len(wb)} weights")
+
+
+def _diff_outputs(a: Model, b: Model, atol: float, seed: int, batch: int, result: DiffResult) -> None:
+    if not (a.spec.has_weights and b.spec.has_weights):
+        return
+    shapes_a, shapes_b = a.input_shapes(), b.input_shapes()
+    if shapes_a != shapes_b:
+        result.add("inputs", f"input shapes {[fmt_shape(s) for s in shapes_a]} vs {[fmt_shape(s) for s in shapes_b]}")
+        return
+    if any(d is None for s in shapes_a for d in s[1:]):
+        return
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal((batch, *s[1:])).astype(np.float32) for s in shapes_a]
+    ya, yb = a.predict(xs), b.predict(xs)
+    if len(ya) != len(yb):
+        result.add("outputs", f"{len(ya)} vs {len(yb)} outputs")
+        return
+    worst = 0.0
+    for i, (p, q) in enumerate(zip(ya, yb)):
+        if p.shape != q.shape:
+            result.add("outputs", f"output {i}: shape {fmt_shape(p.shape)} vs {fmt_shape(q.shape)}")
+            continue
+        d = float(np.max(np.abs(p.astype(np.float64) - q.astype(np.float64)))) if p.size else 0.0
+        worst = max(worst, d)
+        if not d <= atol:
+            result.add("outputs", f"output {i} ('{a.output_names[i]}'): max abs diff {d:.6g} on seeded inputs")
+    result.max_output_abs = worst
