@@ -26,8 +26,8 @@ def _load_model(path: str, weights: str | None, random_weights: int | None = Non
 
 
 def cmd_summary(args) -> int:
-    from . import summary
     model = _load_model(args.model, args.weights)
+    from . import summary
     if args.json:
         print(json.dumps(summary.summary_json(model), indent=2))
     elif args.explain:
