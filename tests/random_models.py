@@ -1,0 +1,105 @@
+"""A seeded generator of valid random Keras models, for conformance against kcompat.
+
+``build(keras, seed)`` returns a real Keras model (Sequential or Functional) made from a
+random walk over layer makers that fit the current tensor's rank. Used by
+tests/test_random_models.py; a longer run is ``KCOMPAT_RANDOM_MODELS=300 pytest tests/test_random_models.py``.
+"""
+from __future__ import annotations
+
+import random
+
+ACTS = ["relu", "tanh", "sigmoid", "gelu", "elu", "selu", "softplus", "swish", "linear", "leaky_relu",
+        "hard_sigmoid", "mish", "softsign", "relu6", "silu", "celu", "log_sigmoid", "squareplus"]
+
+
+def _pad(r, n):
+    return tuple(r.randint(0, 2) for _ in range(n))
+
+
+def _makers(L):
+    """(class name, ranks it accepts (incl. batch), factory(r, shape) -> layer). ``L`` is keras.layers."""
+    def spatial(shape):
+        return shape[1:-1]
+
+    def small_kernel(r, shape, n):
+        return tuple(r.choice([1, 2, 3]) if d >= 3 else 1 for d in spatial(shape)[:n])
+
+    return [
+        ("Dense", (2, 3, 4, 5), lambda r, s: L.Dense(r.randint(1, 8), activation=r.choice(ACTS), use_bias=r.random() < .8)),
+        ("Activation", (2, 3, 4, 5), lambda r, s: L.Activation(r.choice(ACTS))),
+        ("Dropout", (2, 3, 4, 5), lambda r, s: L.Dropout(0.3)),
+        ("Flatten", (3, 4, 5), lambda r, s: L.Flatten()),
+        ("BatchNormalization", (2, 3, 4), lambda r, s: L.BatchNormalization(center=r.random() < .8, scale=r.random() < .8)),
+        ("LayerNormalization", (2, 3, 4), lambda r, s: L.LayerNormalization()),
+        ("UnitNormalization", (2, 3), lambda r, s: L.UnitNormalization()),
+        ("ReLU", (2, 3, 4), lambda r, s: L.ReLU(max_value=r.choice([None, 6.0]), negative_slope=r.choice([0.0, 0.1]))),
+        ("LeakyReLU", (2, 3, 4), lambda r, s: L.LeakyReLU(negative_slope=0.1)),
+        ("PReLU", (2, 3, 4), lambda r, s: L.PReLU()),
+        ("ELU", (2, 3, 4), lambda r, s: L.ELU()),
+        ("Softmax", (2, 3, 4), lambda r, s: L.Softmax()),
+        ("RepeatVector", (2,), lambda r, s: L.RepeatVector(r.randint(1, 4))),
+        ("Reshape", (2,), lambda r, s: L.Reshape((s[1], 1))),
+        ("Permute", (3,), lambda r, s: L.Permute((2, 1))),
+        ("Rescaling", (2, 3, 4), lambda r, s: L.Rescaling(0.5, offset=0.1)),
+        ("Conv1D", (3,), lambda r, s: L.Conv1D(r.randint(1, 6), small_kernel(r, s, 1), padding=r.choice(["valid", "same", "causal"]),
+                                               activation=r.choice(ACTS))),
+        ("Conv2D", (4,), lambda r, s: L.Conv2D(r.randint(1, 6), small_kernel(r, s, 2), padding=r.choice(["valid", "same"]),
+                                               strides=r.choice([1, 1, 2]) if min(spatial(s)) >= 4 else 1)),
+        ("DepthwiseConv2D", (4,), lambda r, s: L.DepthwiseConv2D(small_kernel(r, s, 2), padding="same")),
+        ("SeparableConv2D", (4,), lambda r, s: L.SeparableConv2D(r.randint(1, 5), small_kernel(r, s, 2), padding="same")),
+        ("Conv2DTranspose", (4,), lambda r, s: L.Conv2DTranspose(r.randint(1, 4), 2, strides=r.choice([1, 2]), padding=r.choice(["valid", "same"]))),
+        ("MaxPooling1D", (3,), lambda r, s: L.MaxPooling1D(2, padding="same")),
+        ("AveragePooling1D", (3,), lambda r, s: L.AveragePooling1D(2, padding="same")),
+        ("MaxPooling2D", (4,), lambda r, s: L.MaxPooling2D(2, padding=r.choice(["valid", "same"]) if min(spatial(s)) >= 2 else "same")),
+        ("AveragePooling2D", (4,), lambda r, s: L.AveragePooling2D(2, padding="same")),
+        ("GlobalAveragePooling1D", (3,), lambda r, s: L.GlobalAveragePooling1D()),
+        ("GlobalMaxPooling2D", (4,), lambda r, s: L.GlobalMaxPooling2D()),
+        ("GlobalAveragePooling2D", (4,), lambda r, s: L.GlobalAveragePooling2D(keepdims=r.random() < .3)),
+        ("ZeroPadding1D", (3,), lambda r, s: L.ZeroPadding1D(_pad(r, 2))),
+        ("ZeroPadding2D", (4,), lambda r, s: L.ZeroPadding2D(1)),
+        ("Cropping1D", (3,), lambda r, s: L.Cropping1D((1, 0)) if s[1] >= 3 else L.Identity()),
+        ("UpSampling1D", (3,), lambda r, s: L.UpSampling1D(2) if s[1] <= 8 else L.Identity()),
+        ("UpSampling2D", (4,), lambda r, s: L.UpSampling2D(2, interpolation=r.choice(["nearest", "bilinear"])) if max(spatial(s)) <= 8 else L.Identity()),
+        ("GaussianNoise", (2, 3, 4), lambda r, s: L.GaussianNoise(0.1)),
+        ("Identity", (2, 3, 4, 5), lambda r, s: L.Identity()),
+    ]
+
+
+MERGES = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"]
+
+
+def build(keras, seed: int, registered: set[str], max_layers: int = 6):
+    """A random valid model using only layer classes in ``registered``; returns (model, classes used)."""
+    r = random.Random(seed)
+    L = keras.layers
+    makers = [m for m in _makers(L) if m[0] in registered and (m[0] != "Identity" or "Identity" in registered)]
+    rank = r.choice([2, 3, 4])
+    shape = {2: (r.randint(2, 8),), 3: (r.randint(3, 8), r.randint(1, 4)), 4: (r.randint(4, 8), r.randint(4, 8), r.randint(1, 3))}[rank]
+    inp = keras.Input(shape)
+    x = inp
+    used, chain = [], []
+    functional = r.random() < 0.5
+    for _ in range(r.randint(1, max_layers)):
+        fits = [m for m in makers if len(x.shape) in m[1]]
+        if not fits:
+            break
+        name, _, make = r.choice(fits)
+        try:
+            layer = make(r, tuple(x.shape))
+            y = layer(x)
+        except Exception:  # a random config that Keras itself rejects for this shape: try another layer
+            continue
+        if any(d == 0 for d in y.shape[1:]):
+            continue
+        used.append(name)
+        chain.append(layer)
+        merges = [m for m in MERGES if m in registered]
+        if functional and merges and r.random() < 0.4 and tuple(y.shape) == tuple(x.shape):
+            merge = r.choice(merges)
+            y = getattr(L, merge)()([x, y])
+            used.append(merge)
+        x = y
+    if functional or not chain:
+        return keras.Model(inp, x, name=f"random_{seed}"), used
+    fresh = [l.__class__.from_config(l.get_config()) for l in chain]  # unbuilt copies, called once by Sequential
+    return keras.Sequential([keras.Input(shape)] + fresh, name=f"random_{seed}"), used

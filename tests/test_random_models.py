@@ -1,0 +1,38 @@
+"""Random-model conformance: seeded valid Keras models, run in real Keras and in kcompat, every layer compared.
+
+Budget: KCOMPAT_RANDOM_MODELS models (default 12 in CI). A longer run is one command:
+    KCOMPAT_RANDOM_MODELS=300 python -m pytest tests/test_random_models.py -q
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from kcompat.layers import REGISTRY
+from random_models import build
+
+from conftest import rand, to_kcompat
+
+N = int(os.environ.get("KCOMPAT_RANDOM_MODELS", "12"))
+SEED0 = int(os.environ.get("KCOMPAT_RANDOM_SEED", "1000"))
+
+
+@pytest.mark.parametrize("seed", range(SEED0, SEED0 + N))
+def test_random_model_matches_keras(keras, tmp_path, seed):
+    model, used = build(keras, seed, set(REGISTRY))
+    km = to_kcompat(model, tmp_path)
+    x = rand((3, *model.inputs[0].shape[1:]), seed=seed)
+    layers = [l for l in model.layers if l.__class__.__name__ != "InputLayer"]
+    probe = keras.Model(model.inputs, [l.output for l in layers])
+    expected = probe([x], training=False)
+    expected = expected if isinstance(expected, (list, tuple)) else [expected]
+    got = km.layer_outputs(x)
+    for layer, ref in zip(layers, expected):
+        ref = np.asarray(ref)
+        out = got[layer.name]
+        where = f"seed {seed}, layer {layer.name} ({layer.__class__.__name__}); layers used {used}"
+        assert out.shape == ref.shape, where
+        assert km.info[layer.name].params == layer.count_params(), where
+        np.testing.assert_allclose(out, ref, atol=2e-4, rtol=2e-3, err_msg=where)
