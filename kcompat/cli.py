@@ -31,9 +31,9 @@ def cmd_summary(args) -> int:
     if args.json:
         print(json.dumps(summary.summary_json(model), indent=2))
     elif args.explain:
-        print(summary.explain_text(model, width=args.width))
+        print(summary.explain_text(model, line_length=args.line_length, width=args.width), end="")
     else:
-        print(summary.summary_text(model, line_length=args.line_length, width=args.width))
+        print(summary.summary_text(model, line_length=args.line_length, width=args.width), end="")
     return EXIT_OK
 
 

@@ -48,6 +48,8 @@ class Model:
                 self.layers[ls.name] = make_layer(ls.class_name, ls.config, ls.name, ls.is_op)
             except UnsupportedError as e:
                 problems.append(str(e))
+            except KcompatError as e:
+                raise type(e)(f"{spec.source}: {e}") from None
         if problems:
             raise UnsupportedError(f"{spec.source}: " + "; ".join(problems) if len(problems) > 1
                                    else f"{spec.source}: {problems[0]}")
@@ -134,6 +136,8 @@ class Model:
                 raise type(e)(f"{self.spec.source}: {e}") from None
             t = sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws if w.trainable)
             n = sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws if not w.trainable)
+            if ls.config.get("trainable") is False:  # a frozen layer: every weight non-trainable, as in Keras
+                t, n = 0, t + n
             info[ls.name] = LayerInfo(ls.name, ls.class_name, self.shapes[(ls.name, 0)], in_shape, t, n, ws)
         return info
 

@@ -1,0 +1,223 @@
+"""Model summaries: the text Keras 3's ``model.summary()`` prints, a JSON form, and an explained form.
+
+Reference: keras/src/utils/summary_utils.py (``print_summary``). The table is built with the
+same rich markup, column widths and console settings, so at the same width the characters
+are the same. Shapes are kcompat's own: for ``Activation("glu")`` Keras 3's summary shows the
+unhalved input shape, kcompat the real (halved) one.
+"""
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import numpy as np
+
+from .errors import KcompatError
+from .layers.base import fmt_shape
+from .model import Model
+from .spec import LayerSpec, Node, TensorRef
+
+
+# ------------------------------------------------------------------ Keras's rich markup helpers
+def _number(x: Any) -> str:
+    return f"[color(45)]{x}[/]" if x is None else f"[color(34)]{x}[/]"
+
+
+def _bold(x: str) -> str:
+    return f"[bold]{x}[/]"
+
+
+def _shape_markup(shape: Any) -> str:
+    """Keras's format_layer_shape: "(None, 3)" (rank 1 is "(None)"); several outputs as a list."""
+    if isinstance(shape, list):
+        if len(shape) == 1:
+            return _shape_markup(shape[0])
+        return "[" + ", ".join(_shape_markup(s) for s in shape) + "]"
+    return "(" + ", ".join(_number(d) for d in shape) + ")"
+
+
+def readable_size(size: float) -> str:
+    """Keras's readable_memory_size: 976.00 B, 1.50 KB, ..."""
+    for unit in ["B", "KB", "MB", "GB", "TB", "PB"]:
+        if size / 1024 < 1:
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} PB"
+
+
+# ------------------------------------------------------------------ what the table shows
+def _table_layers(model: Model) -> list[LayerSpec]:
+    """Keras's rows: a Sequential's ``layers`` (no InputLayer), a Functional's every operation."""
+    layers = model.spec.layers
+    if model.spec.sequential and layers and layers[0].class_name == "InputLayer":
+        return layers[1:]
+    return layers
+
+
+def _flat_refs(node: Node) -> list[TensorRef]:
+    """A node's input tensors in Keras's order (tree.flatten sorts dict keys)."""
+    out: list[TensorRef] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, TensorRef):
+            out.append(obj)
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                walk(item)
+        elif isinstance(obj, dict):
+            for key in sorted(obj):
+                walk(obj[key])
+    walk([node.args, node.kwargs])
+    return out
+
+
+def _sequential_like(model: Model) -> bool:
+    """Keras's test: one node per depth, each reading at most one tensor, no layer called twice."""
+    spec = model.spec
+    if spec.sequential:
+        return True
+    if any(len(ls.nodes) > 1 for ls in spec.layers):
+        return False
+    if any(len(_flat_refs(n)) > 1 for ls in spec.layers for n in ls.nodes):
+        return False
+    # depth = longest path from a node to the outputs (keras/src/ops/function.py map_graph)
+    nodes = {ls.name: ls.nodes for ls in spec.layers}
+    depth: dict[str, int] = {}
+    for name, _ in reversed(model.order):
+        depth.setdefault(name, 0)
+        for node in nodes[name]:
+            for ref in _flat_refs(node):
+                depth[ref.layer] = max(depth.get(ref.layer, 0), depth[name] + 1)
+    return len(set(depth.values())) == len(depth)
+
+
+def _connections(ls: LayerSpec) -> str:
+    # Keras does not escape the inbound layer names here; neither do we.
+    parts = [f"{r.layer}[{_number(r.node)}][{_number(r.index)}]" for n in ls.nodes for r in _flat_refs(n)]
+    return ", ".join(parts) or "-"
+
+
+def _bytes_per_weight(config: dict) -> int:
+    """Bytes per weight: the dtype policy's variable dtype (mixed_* policies keep float32 variables)."""
+    dtype = config.get("dtype")
+    if isinstance(dtype, dict):
+        dtype = (dtype.get("config") or {}).get("name")
+    if not isinstance(dtype, str) or dtype.startswith("mixed_"):
+        return 4
+    if dtype == "bfloat16":
+        return 2
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        return 4
+
+
+def _totals(model: Model) -> dict[str, tuple[int, float]]:
+    """(count, bytes) of trainable and non-trainable weights; each layer counted once."""
+    t = n = 0
+    tb = nb = 0.0
+    for ls in model.spec.layers:
+        info = model.info[ls.name]
+        size = _bytes_per_weight(ls.config)
+        t += info.trainable_params
+        n += info.non_trainable_params
+        tb += info.trainable_params * size
+        nb += info.non_trainable_params * size
+    return {"Total": (t + n, tb + nb), "Trainable": (t, tb), "Non-trainable": (n, nb)}
+
+
+def summary_text(model: Model, line_length: int | None = None, width: int | None = None) -> str:
+    """Exactly what Keras 3's ``model.summary()`` prints for this model (ending in a newline).
+
+    ``width`` is the terminal width to render for (None: what rich and shutil find, as in
+    Keras, e.g. from COLUMNS). No "Optimizer params" line: a file's model is not compiled here.
+    """
+    import rich.console
+    import rich.markup
+    import rich.table
+
+    sequential_like = _sequential_like(model)
+    if sequential_like:
+        default_length, positions = 88, [0.45, 0.80, 1.0]
+        header, justify = ["Layer (type)", "Output Shape", "Param #"], ["left", "left", "right"]
+    else:
+        default_length, positions = 108, [0.3, 0.56, 0.74, 1.0]
+        header = ["Layer (type)", "Output Shape", "Param #", "Connected to"]
+        justify = ["left", "left", "right", "left"]
+    columns_available = width if width is not None else shutil.get_terminal_size().columns
+    line_length = line_length or min(default_length, columns_available - 4)
+    widths, current = [], 0
+    for pos in positions:
+        w = int(pos * line_length) - current
+        if w < 4:
+            raise KcompatError(f"line length too small for the summary table (a column would be {w} "
+                               f"characters wide). Received: line_length={line_length}")
+        widths.append(w)
+        current += w
+    table = rich.table.Table(*[rich.table.Column(h, justify=j, width=w) for h, j, w in zip(header, justify, widths)],
+                             width=line_length, show_lines=True)
+    for ls in _table_layers(model):
+        name = rich.markup.escape(ls.name) + f" ([color(33)]{rich.markup.escape(ls.class_name)}[/])"
+        shape = _shape_markup(model.shapes[(ls.name, max(len(ls.nodes), 1) - 1)])  # Keras shows the last call
+        row = [name, shape, _number(f"{model.info[ls.name].params:,}")]
+        if not sequential_like:
+            row.append(_connections(ls))
+        table.add_row(*row)
+
+    console = rich.console.Console(highlight=False, force_terminal=False, color_system=None, width=width)
+    console.begin_capture()
+    console.print(_bold(f'Model: "{rich.markup.escape(model.spec.name)}"'))
+    console.print(table)
+    for label, (count, size) in _totals(model).items():
+        console.print(_bold(f" {label} params: ") + _number(f"{count:,}") + f" ({readable_size(size)})")
+    return console.end_capture()
+
+
+# ------------------------------------------------------------------ JSON
+def _json_shape(shape: Any) -> Any:
+    if isinstance(shape, list):
+        return [_json_shape(s) for s in shape]
+    return [None if d is None else int(d) for d in shape]
+
+
+def summary_json(model: Model) -> dict:
+    """The summary as data: every layer (InputLayer included), output shape of its first call, params."""
+    totals = _totals(model)
+    return {
+        "name": model.spec.name,
+        "layers": [{"name": ls.name, "class_name": ls.class_name,
+                    "output_shape": _json_shape(model.info[ls.name].output_shape),
+                    "params": model.info[ls.name].params} for ls in model.spec.layers],
+        "total_params": totals["Total"][0],
+        "trainable_params": totals["Trainable"][0],
+        "non_trainable_params": totals["Non-trainable"][0],
+    }
+
+
+# ------------------------------------------------------------------ explained
+def _words_shape(shape: Any) -> str:
+    try:
+        return fmt_shape(shape)
+    except TypeError:
+        return repr(shape)
+
+
+def explain_text(model: Model, line_length: int | None = None, width: int | None = None) -> str:
+    """The Keras summary table, then one line per layer saying why its shape and parameter count are what they are."""
+    lines = [summary_text(model, line_length, width), "Why these shapes and counts:"]
+    for ls in model.spec.layers:
+        layer, info = model.layers[ls.name], model.info[ls.name]
+        shapes = _words_shape(info.output_shape)
+        if info.input_shape is not None:
+            shapes = f"{_words_shape(info.input_shape)} -> {shapes}"
+        why = layer.explain(info.input_shape, info.output_shape)
+        why = why.removeprefix(f"{shapes}; ")  # the default explain starts with the shapes already shown
+        calls = f"; called {len(ls.nodes)} times, weights shared" if len(ls.nodes) > 1 else ""
+        lines.append(f" {ls.name} ({ls.class_name}): {shapes}; {why}{calls}")
+    totals = _totals(model)
+    weighted = [(ls.name, model.info[ls.name].params) for ls in model.spec.layers if model.info[ls.name].params]
+    count, size = totals["Total"]
+    sum_words = " + ".join(f"{p:,} ({name})" for name, p in weighted) + " = " if 1 < len(weighted) <= 10 else ""
+    lines.append(f" Total: {sum_words}{count:,} params, {readable_size(size)} of weights "
+                 f"({totals['Trainable'][0]:,} trainable, {totals['Non-trainable'][0]:,} non-trainable)")
+    return "\n".join(lines)
