@@ -150,6 +150,8 @@ def _normalize_input(layer: LayerSpec) -> None:
 
 def _ref_list(value: Any, source: str, what: str) -> list[TensorRef]:
     """``input_layers`` / ``output_layers``: one [name, node, index] or a list of them."""
+    if isinstance(value, dict):  # Keras 3 dict outputs: {"name": [layer, node, index]}, in insertion order
+        value = list(value.values())
     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, list) and len(v) >= 3 for v in value):

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from ..errors import ShapeError
 from .activations import activation_name, activation_shape, get_activation
 from .base import Layer, Weight, fmt_shape, register
 
@@ -34,18 +35,26 @@ class InputLayer(Layer):
         return x
 
     def explain(self, input_shape, output_shape):
-        return f"model input, batch dimension None then {fmt_shape(self.batch_shape[1:])}; 0 params"
+        batch = "None (any size)" if self.batch_shape[0] is None else self.batch_shape[0]
+        return f"the model input: batch axis {batch}, then {fmt_shape(self.batch_shape[1:])} per sample; 0 params"
 
 
 class _WithActivation(Layer):
     """A layer with an ``activation`` config key."""
 
     def _init_activation(self):
-        self.activation_name = activation_name(self.config.get("activation"))
-        self.activation = get_activation(self.activation_name, f"layer '{self.name}' ({self.class_name})")
+        self.activation_name = activation_name(self.config.get("activation"), self.where)
+        self.activation = get_activation(self.activation_name, self.where)
+
+    @property
+    def where(self) -> str:
+        return f"layer '{self.name}' ({self.class_name})"
 
     def activated_shape(self, shape):
-        return activation_shape(self.activation_name, shape)
+        try:
+            return activation_shape(self.activation_name, shape)
+        except ShapeError as e:
+            raise ShapeError(f"{self.where}: {e}") from None
 
 
 @register("Dense")
@@ -64,7 +73,8 @@ class Dense(_WithActivation):
 
     def _in_units(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
-            raise self.fail(f"expected an input of rank >= 2 with a known last axis. Received: input_shape={fmt_shape(input_shape)}")
+            raise ShapeError(f"{self.where}: expected an input of rank >= 2 with a known last axis. "
+                             f"Received: input_shape={fmt_shape(input_shape)}")
         return input_shape[-1]
 
     def weights(self, input_shape):
@@ -84,7 +94,8 @@ class Dense(_WithActivation):
     def explain(self, input_shape, output_shape):
         n_in = self._in_units(input_shape)
         where = "acts on the last axis" if len(input_shape) > 2 else "acts on the features"
-        keep = f" (other axes {fmt_shape(input_shape[1:-1])} kept)" if len(input_shape) > 2 else ""
+        keep = (f"; the other axes {fmt_shape(input_shape[1:-1])} are kept and share the kernel"
+                if len(input_shape) > 2 else "")
         total = n_in * self.units + (self.units if self.use_bias else 0)
         bias = f" + bias {self.units}" if self.use_bias else " (no bias)"
         act = f"; then {self.activation_name}" if self.activation_name != "linear" else ""
@@ -135,8 +146,9 @@ class Activation(_WithActivation):
         return self.activation(x)
 
     def explain(self, input_shape, output_shape):
-        return f"applies {self.activation_name} elementwise, shape unchanged; 0 params" if output_shape == tuple(input_shape) \
-            else f"applies {self.activation_name}: {fmt_shape(input_shape)} -> {fmt_shape(output_shape)}; 0 params"
+        if output_shape == tuple(input_shape):
+            return f"applies {self.activation_name} elementwise, shape unchanged; 0 params"
+        return f"applies {self.activation_name}: {fmt_shape(input_shape)} -> {fmt_shape(output_shape)}; 0 params"
 
 
 @register("Dropout")
