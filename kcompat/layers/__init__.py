@@ -1,3 +1,4 @@
 """NumPy layers, registered by Keras class name. Importing this package registers them all."""
-from . import activations, core  # noqa: F401
+from . import (activation_layers, activations, conv, core, embedding, merging, normalization, ops, pooling,  # noqa: F401
+               preprocessing, regularization, reshaping)
 from .base import OP_REGISTRY, REGISTRY, Layer, Weight, make_layer, register  # noqa: F401

@@ -267,7 +267,7 @@ def activation_name(value: Any, where: str = "") -> str:
 def get_activation(value: Any, where: str = "") -> Callable[[np.ndarray], np.ndarray]:
     """Look up an activation by Keras name; unknown names are refused with the list of known ones."""
     name = activation_name(value, where)
-    fn = ACTIVATIONS.get(name.lower())
+    fn = ACTIVATIONS.get(name)  # case-sensitive, as Keras: "ReLU" is refused there too
     if fn is None:
         prefix = f"{where}: " if where else ""
         raise UnsupportedError(f"{prefix}unknown activation; expected one of {sorted(ACTIVATIONS)}. "
@@ -277,7 +277,7 @@ def get_activation(value: Any, where: str = "") -> Callable[[np.ndarray], np.nda
 
 def activation_shape(name: str, shape: tuple) -> tuple:
     """Output shape of an activation: glu halves the last axis (Keras 3 reports it unhalved)."""
-    if name.lower() == "glu" and shape and shape[-1] is not None:
+    if name == "glu" and shape and shape[-1] is not None:
         if shape[-1] % 2:
             raise ShapeError(f"glu needs an even last axis. Received: input_shape={shape}")
         return (*shape[:-1], shape[-1] // 2)
