@@ -1,0 +1,267 @@
+"""Conformance of the conv and pooling layers against real Keras: values, shapes, param counts.
+
+Each row is one layer on its own input. Rows of one family are branches of ONE functional
+Keras model (random weights, biases included), saved as .keras, loaded by kcompat and run
+once on both sides, so ~90 rows cost five model saves.
+
+Tolerance: 1e-4 absolute and relative. A float32 convolution output is a sum of up to
+k*k*C products; TF (oneDNN) and NumPy (BLAS) add them in different orders, so each output
+may differ by a few float32 ulps times sqrt(terms) (~1e-6 here). 1e-4 leaves headroom
+for that and still catches any real error (a wrong pad, tap or channel is O(0.1)).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import rand, to_kcompat
+
+ATOL = RTOL = 1e-4
+
+# (id, Keras layer class name, kwargs, input shape without batch)
+CONV = [
+    ("conv1d_valid", "Conv1D", dict(filters=4, kernel_size=3), (10, 3)),
+    ("conv1d_same_stride2", "Conv1D", dict(filters=4, kernel_size=3, strides=2, padding="same"), (11, 3)),
+    ("conv1d_causal_dilation2_relu", "Conv1D",
+     dict(filters=4, kernel_size=3, padding="causal", dilation_rate=2, activation="relu"), (12, 2)),
+    ("conv1d_causal_channels_first", "Conv1D",
+     dict(filters=4, kernel_size=2, padding="causal", data_format="channels_first"), (3, 9)),
+    ("conv1d_groups3_nobias", "Conv1D", dict(filters=6, kernel_size=3, groups=3, use_bias=False), (8, 6)),
+    ("conv2d_valid", "Conv2D", dict(filters=5, kernel_size=3), (9, 9, 3)),
+    ("conv2d_same_strides23_odd", "Conv2D",
+     dict(filters=4, kernel_size=(3, 2), strides=(2, 3), padding="same"), (10, 11, 2)),
+    ("conv2d_same_even_kernel", "Conv2D", dict(filters=3, kernel_size=4, padding="same"), (7, 7, 2)),
+    ("conv2d_dilation21_tanh", "Conv2D",
+     dict(filters=4, kernel_size=3, dilation_rate=(2, 1), padding="same", activation="tanh"), (9, 9, 3)),
+    ("conv2d_groups2_channels_first", "Conv2D",
+     dict(filters=4, kernel_size=3, groups=2, data_format="channels_first"), (4, 8, 8)),
+    ("conv2d_same_stride2_channels_first", "Conv2D",
+     dict(filters=4, kernel_size=3, strides=2, padding="same", data_format="channels_first"), (3, 9, 9)),
+    ("conv2d_groups_equal_channels", "Conv2D", dict(filters=6, kernel_size=3, groups=3, padding="same"), (6, 6, 3)),
+    ("conv2d_1x1_nobias_sigmoid", "Conv2D",
+     dict(filters=2, kernel_size=1, use_bias=False, activation="sigmoid"), (5, 5, 4)),
+    ("conv3d_valid", "Conv3D", dict(filters=3, kernel_size=2), (5, 5, 5, 2)),
+    ("conv3d_same_strides122", "Conv3D", dict(filters=2, kernel_size=3, strides=(1, 2, 2), padding="same"),
+     (5, 6, 7, 2)),
+    ("conv3d_dilation2_channels_first", "Conv3D",
+     dict(filters=2, kernel_size=2, dilation_rate=2, data_format="channels_first"), (2, 6, 6, 6)),
+    ("conv3d_groups2", "Conv3D", dict(filters=4, kernel_size=2, groups=2), (4, 4, 4, 4)),
+]
+
+DEPTHWISE_SEPARABLE = [
+    ("dw1d_valid", "DepthwiseConv1D", dict(kernel_size=3), (10, 3)),
+    ("dw1d_same_stride2_mult2", "DepthwiseConv1D",
+     dict(kernel_size=3, strides=2, padding="same", depth_multiplier=2), (11, 3)),
+    ("dw1d_dilation2_channels_first", "DepthwiseConv1D",
+     dict(kernel_size=3, dilation_rate=2, data_format="channels_first"), (3, 12)),
+    ("dw2d_valid", "DepthwiseConv2D", dict(kernel_size=3), (8, 8, 3)),
+    ("dw2d_same_mult3_relu", "DepthwiseConv2D",
+     dict(kernel_size=3, padding="same", depth_multiplier=3, activation="relu"), (7, 7, 2)),
+    ("dw2d_stride2_and_dilation2", "DepthwiseConv2D",
+     dict(kernel_size=3, strides=2, dilation_rate=2, padding="same"), (11, 11, 2)),
+    ("dw2d_channels_first_nobias", "DepthwiseConv2D",
+     dict(kernel_size=(2, 3), strides=(2, 1), data_format="channels_first", use_bias=False), (3, 8, 9)),
+    ("sep1d_valid", "SeparableConv1D", dict(filters=4, kernel_size=3), (10, 3)),
+    ("sep1d_same_stride2_mult2", "SeparableConv1D",
+     dict(filters=5, kernel_size=3, strides=2, padding="same", depth_multiplier=2), (11, 3)),
+    ("sep1d_dilation2_channels_first", "SeparableConv1D",
+     dict(filters=3, kernel_size=3, dilation_rate=2, data_format="channels_first"), (2, 12)),
+    ("sep2d_valid", "SeparableConv2D", dict(filters=4, kernel_size=3), (8, 8, 3)),
+    ("sep2d_same_stride2_mult2_relu", "SeparableConv2D",
+     dict(filters=6, kernel_size=3, strides=2, padding="same", depth_multiplier=2, activation="relu"), (9, 9, 3)),
+    ("sep2d_dilation2_channels_first_nobias", "SeparableConv2D",
+     dict(filters=4, kernel_size=3, dilation_rate=2, data_format="channels_first", use_bias=False), (3, 10, 10)),
+]
+
+TRANSPOSE = [
+    ("conv1dT_valid", "Conv1DTranspose", dict(filters=4, kernel_size=3), (6, 3)),
+    ("conv1dT_same_stride2", "Conv1DTranspose", dict(filters=4, kernel_size=3, strides=2, padding="same"), (6, 3)),
+    ("conv1dT_valid_stride3_outpad2", "Conv1DTranspose",
+     dict(filters=3, kernel_size=3, strides=3, output_padding=2), (5, 2)),
+    ("conv1dT_kernel_smaller_than_stride", "Conv1DTranspose", dict(filters=3, kernel_size=2, strides=3), (5, 2)),
+    ("conv1dT_same_dilation2_channels_first", "Conv1DTranspose",
+     dict(filters=2, kernel_size=3, dilation_rate=2, padding="same", data_format="channels_first"), (3, 7)),
+    ("conv2dT_valid_stride2", "Conv2DTranspose", dict(filters=4, kernel_size=3, strides=2), (5, 5, 3)),
+    ("conv2dT_same_stride2_outpad1", "Conv2DTranspose",
+     dict(filters=3, kernel_size=3, strides=2, padding="same", output_padding=1), (5, 4, 2)),
+    ("conv2dT_same_even_kernel_stride2", "Conv2DTranspose",
+     dict(filters=3, kernel_size=4, strides=2, padding="same"), (5, 5, 2)),
+    ("conv2dT_same_strides23_outpad12", "Conv2DTranspose",
+     dict(filters=3, kernel_size=(3, 2), strides=(2, 3), padding="same", output_padding=(1, 2)), (4, 5, 2)),
+    ("conv2dT_valid_dilation2", "Conv2DTranspose", dict(filters=2, kernel_size=3, dilation_rate=2), (5, 5, 3)),
+    ("conv2dT_same_strides12_channels_first_relu", "Conv2DTranspose",
+     dict(filters=4, kernel_size=3, strides=(1, 2), padding="same", data_format="channels_first",
+          activation="relu"), (3, 5, 6)),
+    ("conv2dT_stride2_nobias", "Conv2DTranspose", dict(filters=2, kernel_size=2, strides=2, use_bias=False),
+     (4, 4, 3)),
+    ("conv3dT_valid_stride2", "Conv3DTranspose", dict(filters=2, kernel_size=2, strides=2), (3, 3, 3, 2)),
+    ("conv3dT_same_stride2_outpad1", "Conv3DTranspose",
+     dict(filters=2, kernel_size=3, strides=2, padding="same", output_padding=1), (3, 3, 3, 2)),
+    ("conv3dT_channels_first", "Conv3DTranspose", dict(filters=2, kernel_size=3, data_format="channels_first"),
+     (2, 3, 4, 3)),
+]
+
+POOLING = [
+    ("maxpool1d_default_drops_tail", "MaxPooling1D", dict(), (9, 3)),
+    ("maxpool1d_same_stride1", "MaxPooling1D", dict(pool_size=3, strides=1, padding="same"), (7, 2)),
+    ("avgpool1d_same_stride2", "AveragePooling1D", dict(pool_size=3, strides=2, padding="same"), (8, 2)),
+    ("avgpool1d_channels_first", "AveragePooling1D", dict(pool_size=2, data_format="channels_first"), (3, 8)),
+    ("maxpool2d_valid", "MaxPooling2D", dict(pool_size=(2, 2)), (7, 7, 3)),
+    ("maxpool2d_same_stride2_odd", "MaxPooling2D", dict(pool_size=3, strides=2, padding="same"), (8, 9, 2)),
+    ("maxpool2d_same_channels_first", "MaxPooling2D",
+     dict(pool_size=2, padding="same", data_format="channels_first"), (3, 5, 5)),
+    ("avgpool2d_valid_strides12", "AveragePooling2D", dict(pool_size=3, strides=(1, 2)), (7, 8, 2)),
+    ("avgpool2d_same_excludes_padding", "AveragePooling2D", dict(pool_size=3, strides=2, padding="same"),
+     (8, 9, 2)),
+    ("avgpool2d_same_stride1_channels_first", "AveragePooling2D",
+     dict(pool_size=2, strides=1, padding="same", data_format="channels_first"), (2, 5, 5)),
+    ("maxpool3d_valid", "MaxPooling3D", dict(pool_size=2), (5, 5, 5, 2)),
+    ("maxpool3d_same_stride1_channels_first", "MaxPooling3D",
+     dict(pool_size=2, strides=1, padding="same", data_format="channels_first"), (2, 3, 4, 5)),
+    ("avgpool3d_same_stride2", "AveragePooling3D", dict(pool_size=3, strides=2, padding="same"), (5, 6, 4, 2)),
+    ("avgpool3d_valid_channels_first", "AveragePooling3D",
+     dict(pool_size=(2, 1, 2), data_format="channels_first"), (2, 4, 4, 4)),
+]
+
+GLOBAL = [
+    ("gmax1d", "GlobalMaxPooling1D", dict(), (7, 3)),
+    ("gmax1d_keepdims_channels_first", "GlobalMaxPooling1D", dict(keepdims=True, data_format="channels_first"),
+     (3, 7)),
+    ("gavg1d", "GlobalAveragePooling1D", dict(), (7, 3)),
+    ("gavg1d_keepdims", "GlobalAveragePooling1D", dict(keepdims=True), (7, 3)),
+    ("gmax2d", "GlobalMaxPooling2D", dict(), (5, 6, 3)),
+    ("gmax2d_keepdims_channels_first", "GlobalMaxPooling2D", dict(keepdims=True, data_format="channels_first"),
+     (3, 5, 6)),
+    ("gavg2d", "GlobalAveragePooling2D", dict(), (5, 6, 3)),
+    ("gavg2d_channels_first", "GlobalAveragePooling2D", dict(data_format="channels_first"), (3, 5, 6)),
+    ("gmax3d", "GlobalMaxPooling3D", dict(), (3, 4, 5, 2)),
+    ("gmax3d_channels_first", "GlobalMaxPooling3D", dict(data_format="channels_first"), (2, 3, 4, 5)),
+    ("gavg3d_keepdims", "GlobalAveragePooling3D", dict(keepdims=True), (3, 4, 5, 2)),
+    ("gavg3d_keepdims_channels_first", "GlobalAveragePooling3D", dict(keepdims=True, data_format="channels_first"),
+     (2, 3, 4, 5)),
+]
+
+GROUPS = {"conv": CONV, "depthwise_separable": DEPTHWISE_SEPARABLE, "transpose": TRANSPOSE,
+          "pooling": POOLING, "global": GLOBAL}
+ROWS = [pytest.param(group, row[0], id=row[0]) for group, rows in GROUPS.items() for row in rows]
+BATCH = 2
+
+
+def _build_group(keras, rows, tmp_path, group):
+    """One functional model, one branch per row; random weights; saved, loaded by kcompat, run on both sides."""
+    inputs, outputs = [], []
+    for i, (rid, cls, kwargs, shape) in enumerate(rows):
+        x = keras.Input(shape, batch_size=None, name=f"in_{rid}")
+        inputs.append(x)
+        outputs.append(getattr(keras.layers, cls)(name=rid, **kwargs)(x))
+    kmodel = keras.Model(inputs, outputs, name=group)
+    rng = np.random.default_rng(1)
+    for layer in kmodel.layers:
+        layer.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    data = {f"in_{rid}": rand((BATCH, *shape), seed=i) for i, (rid, _, _, shape) in enumerate(rows)}
+    k_out = kmodel([data[t.name] for t in kmodel.inputs], training=False)
+    kc = to_kcompat(kmodel, tmp_path, group)
+    kc_out = kc.layer_outputs(data)
+    result = {}
+    for (rid, *_), k in zip(rows, k_out):
+        layer = kmodel.get_layer(rid)
+        result[rid] = dict(keras=keras.ops.convert_to_numpy(k), kcompat=kc_out[rid], keras_shape=tuple(layer.output.shape),
+                           keras_params=layer.count_params(), info=kc.info[rid], layer=kc.layers[rid])
+    return result
+
+
+@pytest.fixture(scope="module")
+def built(keras, tmp_path_factory):
+    cache = {}
+
+    def get(group):
+        if group not in cache:
+            cache[group] = _build_group(keras, GROUPS[group], tmp_path_factory.mktemp(group), group)
+        return cache[group]
+    return get
+
+
+@pytest.mark.parametrize("group,rid", ROWS)
+def test_values_match_keras(built, group, rid):
+    r = built(group)[rid]
+    got, want = r["kcompat"], r["keras"]
+    assert got.dtype == np.float32
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("group,rid", ROWS)
+def test_shape_and_params_match_keras(built, group, rid):
+    r = built(group)[rid]
+    info = r["info"]
+    assert info.output_shape == r["keras_shape"]
+    assert info.params == r["keras_params"]
+    text = r["layer"].explain(info.input_shape, info.output_shape)
+    assert f"{info.params} params" in text or "0 params" in text
+
+
+def test_explain_conv2d_wording(keras, tmp_path):
+    m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 3, name="c")])
+    kc = to_kcompat(m, tmp_path)
+    info = kc.info["c"]
+    assert kc.layers["c"].explain(info.input_shape, info.output_shape) == \
+        "kernel 3x3x1x32 + bias 32 = 320 params; (28, 28) -> (26, 26) with valid padding, stride 1"
+
+
+def test_mnist_cnn_end_to_end(keras, tmp_path):
+    L = keras.layers
+    m = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(),
+        L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(),
+        L.Flatten(), L.Dense(10, activation="softmax"),
+    ])
+    rng = np.random.default_rng(3)
+    for layer in m.layers:
+        layer.set_weights([rng.normal(0, 0.2, w.shape).astype(np.float32) for w in layer.get_weights()])
+    x = np.random.default_rng(4).random((16, 28, 28, 1), dtype=np.float32)
+    want = m(x, training=False).numpy()
+    kc = to_kcompat(m, tmp_path)
+    got = kc.predict(x)[0]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)
+    assert kc.total_params == m.count_params() == 34826
+    assert [kc.info[layer.name].output_shape for layer in m.layers] == [tuple(layer.output.shape) for layer in m.layers]
+
+
+def test_batch_slices_match_one_matmul(monkeypatch):
+    """A batch cut into slices to bound im2col memory gives the same result as one big matmul."""
+    from kcompat.layers import conv
+    x, k = rand((5, 9, 9, 4), seed=1), rand((3, 3, 2, 6), seed=2)
+    whole = conv.convolve(x, k, (2, 1), (1, 1), groups=2)
+    monkeypatch.setattr(conv, "IM2COL_BYTES", 1)
+    np.testing.assert_allclose(conv.convolve(x, k, (2, 1), (1, 1), groups=2), whole, rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------- bad configs
+def _layer(class_name, **config):
+    from kcompat.layers import make_layer
+    return make_layer(class_name, config, "bad")
+
+
+@pytest.mark.parametrize("class_name,config,error,words", [
+    ("Conv2D", dict(filters=4, kernel_size=3, padding="causal"), "UnsupportedError", "padding"),
+    ("Conv2D", dict(filters=4, kernel_size=(3, 0)), "ConfigError", "kernel_size"),
+    ("Conv2D", dict(filters=3, kernel_size=3, groups=2), "ConfigError", "groups"),
+    ("Conv1D", dict(filters=0, kernel_size=3), "ConfigError", "filters"),
+    ("Conv2DTranspose", dict(filters=2, kernel_size=3, strides=2, output_padding=2), "ConfigError", "output_padding"),
+    ("MaxPooling2D", dict(pool_size=2, data_format="NHWC"), "UnsupportedError", "data_format"),
+])
+def test_bad_config_refused_by_name(class_name, config, error, words):
+    import kcompat
+    with pytest.raises(getattr(kcompat, error), match=words):
+        _layer(class_name, **config)
+
+
+def test_too_small_input_is_a_shape_error():
+    import kcompat
+    layer = _layer("Conv2D", filters=2, kernel_size=5)
+    with pytest.raises(kcompat.ShapeError, match="zero or negative"):
+        layer.output_shape((None, 3, 3, 1))
+    with pytest.raises(kcompat.ShapeError, match="rank 4"):
+        _layer("MaxPooling2D").output_shape((None, 8, 1))
