@@ -1,0 +1,169 @@
+"""verify_file: load a model with kcompat, run it and a reference on the same inputs, diff per layer."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from ..errors import KcompatError, ShapeError, UnsupportedError
+from ..layers.base import fmt_shape
+from .diff import ATOL, RTOL, diff_model, first_mismatch, shape_matches
+from .reference import Reference, ReferenceResult
+from .report import Report
+
+
+def verify_file(path: str, weights: str | None = None, reference: str | Reference = "keras",
+                inputs: Any = None, batch: int = 4, seed: int = 0,
+                atol: float | None = None, rtol: float | None = None) -> Report:
+    """Verify the model in ``path`` layer by layer against ``reference`` ("keras", "onnxruntime" or a Reference).
+
+    ``inputs``: a list of arrays or a dict by input name; default seeded standard normal
+    float32 with batch ``batch``. A model without weights gets seeded random weights
+    (``seed``), and the reference is given the same ones. ``atol`` / ``rtol`` None mean the
+    float32 defaults of diff.py (ATOL = 1e-5, RTOL = 1e-4).
+    """
+    from ..io import load_spec
+    from ..model import Model
+
+    model = Model(load_spec(path, weights))
+    notes = []
+    random_weights = not model.spec.has_weights
+    if random_weights:
+        model.init_weights(seed)
+        notes.append(f"{path} has no weights: kcompat used seeded random weights (seed={seed})")
+    ref = make_reference(reference, path, weights, random_weights)
+    report = verify_model(model, ref, inputs, batch, seed, atol, rtol)
+    report.notes[:0] = notes
+    return report
+
+
+def verify_model(model, reference: Reference, inputs: Any = None, batch: int = 4, seed: int = 0,
+                 atol: float | None = None, rtol: float | None = None) -> Report:
+    """Verify an in-memory kcompat Model against a Reference instance."""
+    atol, rtol = _tolerance("atol", atol, ATOL), _tolerance("rtol", rtol, RTOL)
+    arrays, notes = (make_inputs(model, batch, seed) if inputs is None else (as_input_list(model, inputs), []))
+    ours = model.layer_outputs(arrays)
+    result = reference.run(model, arrays)
+    diffs = diff_model(model, ours, result, atol, rtol)
+    notes += result.notes + _declared_shape_notes(model, result)
+    _check_own_shapes(model, diffs, notes)
+    first = first_mismatch(diffs)
+    return Report(first is None, result.name, atol, rtol, first, diffs, notes)
+
+
+def make_reference(reference: str | Reference, path: str, weights: str | None = None,
+                   random_weights: bool = False) -> Reference:
+    """A Reference from a name ("keras", "onnxruntime"), or the instance given.
+
+    ``random_weights``: kcompat made up the weights, so Keras must be given the same ones.
+    """
+    if isinstance(reference, Reference):
+        return reference
+    if reference == "keras":
+        from .keras import KerasReference
+        return KerasReference(path, weights, use_model_weights=True if random_weights else None)
+    if reference == "onnxruntime":
+        try:
+            module = importlib.import_module("kcompat.verify.onnxruntime")
+        except ModuleNotFoundError as e:
+            if e.name != "kcompat.verify.onnxruntime":
+                raise
+            raise UnsupportedError("the onnxruntime reference is not available in this kcompat") from None
+        return module.OnnxRuntimeReference(path, weights)
+    raise UnsupportedError(f"unknown reference; expected 'keras', 'onnxruntime' or a Reference instance. "
+                           f"Received: reference={reference!r}")
+
+
+def make_inputs(model, batch: int = 4, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
+    """Seeded inputs, one per model input: standard normal float32 (integers 0/1 for integer inputs)."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise KcompatError(f"batch must be a positive integer. Received: batch={batch!r}")
+    rng = np.random.default_rng(seed)
+    arrays, notes = [], []
+    for name, shape in zip(model.input_names, model.input_shapes()):
+        if any(d is None for d in shape[1:]):
+            raise ShapeError(f"input '{name}' has shape {fmt_shape(shape)} with an unknown dimension besides the "
+                             f"batch; give the inputs explicitly (--input)")
+        full = (batch if shape[0] is None else shape[0], *shape[1:])
+        dtype = _input_dtype(model, name)
+        if dtype.kind in "iu":
+            arrays.append(rng.integers(0, 2, size=full).astype(dtype))
+            notes.append(f"input '{name}' is {dtype}: random integers 0 and 1 were used; give real inputs (--input)")
+        else:
+            arrays.append(rng.standard_normal(full).astype(np.float32))
+    return arrays, notes
+
+
+def as_input_list(model, inputs: Any) -> list[np.ndarray]:
+    """User inputs (one array, a list, or a dict by input name) as a list in the model's input order."""
+    names = model.input_names
+    if isinstance(inputs, dict):
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise ShapeError(f"missing input(s) {missing}; the model's inputs are {names}, received {sorted(inputs)}")
+        inputs = [inputs[n] for n in names]
+    elif not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    if len(inputs) != len(names):
+        raise ShapeError(f"the model has {len(names)} input(s) {names}; received {len(inputs)}")
+    arrays = [np.asarray(a) for a in inputs]
+    return [a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays]
+
+
+def _tolerance(name: str, value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise KcompatError(f"{name} must be a finite number >= 0. Received: {name}={value!r}")
+    return float(value)
+
+
+def _input_dtype(model, name: str) -> np.dtype:
+    try:
+        return np.dtype(model.spec.layer(name).config.get("dtype") or "float32")
+    except TypeError:
+        return np.dtype(np.float32)
+
+
+def _declared_shape_notes(model, result: ReferenceResult) -> list[str]:
+    """Notes for layers whose reference-declared shape is not the shape the reference computed."""
+    notes, upstream = [], False
+    for ls in model.spec.layers:  # topological order
+        declared, actual = result.declared_shapes.get(ls.name), result.outputs.get(ls.name)
+        if declared is None or actual is None:
+            continue
+        actual_shape = [list(np.shape(a)) for a in actual] if isinstance(actual, (list, tuple)) else list(np.shape(actual))
+        if shape_matches(_as_list(declared), actual_shape):
+            continue
+        if "glu" in str(ls.config.get("activation", "")).lower():
+            why = " (Keras 3 does not halve the last axis for glu in compute_output_shape; the real output is halved)"
+        else:
+            why = " (carried over from an upstream layer's wrong declared shape)" if upstream else ""
+        upstream = True
+        notes.append(f"{result.name} declares output shape {_fmt(declared)} for layer '{ls.name}' ({ls.class_name}) "
+                     f"but computes {_fmt(actual_shape)}{why}; kcompat reports the real shape")
+    return notes
+
+
+def _check_own_shapes(model, diffs, notes: list[str]) -> None:
+    """kcompat's declared shape (what summary prints) must fit what kcompat computes."""
+    for d in diffs:
+        declared = model.info[d.name].output_shape
+        if not shape_matches(_as_list(declared), d.output_shape):
+            d.ok = False
+            d.problem = f"kcompat declares {_fmt(declared)} but computes {_fmt(d.output_shape)}"
+            notes.append(f"layer '{d.name}': {d.problem} (a kcompat output_shape bug)")
+
+
+def _as_list(shape: Any) -> Any:
+    """A declared shape as a list, usable with shape_matches."""
+    if isinstance(shape, list) and shape and isinstance(shape[0], (list, tuple)):
+        return [list(s) for s in shape]
+    return None if shape is None else list(shape)
+
+
+def _fmt(shape: Any) -> str:
+    if isinstance(shape, list) and shape and isinstance(shape[0], (list, tuple)):
+        return "[" + ", ".join(_fmt(s) for s in shape) + "]"
+    return fmt_shape(tuple(shape))
