@@ -222,7 +222,8 @@ class Model:
             try:
                 values[key] = layer.call_node(args, kwargs, self._specs[key[0]].weights or [])
             except KcompatError as e:
-                raise type(e)(f"layer '{key[0]}' ({layer.class_name}): {e}") from None
+                named = f"layer '{key[0]}'" in str(e)
+                raise type(e)(str(e) if named else f"layer '{key[0]}' ({layer.class_name}): {e}") from None
         return values
 
     def predict(self, inputs: Any) -> list[np.ndarray]:
