@@ -1,0 +1,248 @@
+"""Predict latency, side by side: kcompat (NumPy) vs Keras/TF vs ONNX Runtime, in one run.
+
+Two models are built with real Keras 3 (seeded), saved as .keras and loaded with kcompat:
+an MNIST-style CNN and a small ResNet-style Functional model (BatchNormalization, Add,
+a strided 1x1 projection shortcut). Each runtime is timed at batch 1 and batch 256: a
+warm-up, then N repeats (N chosen so each cell takes about --budget seconds); the table
+gives the median and the best. kcompat's outputs are checked against Keras and its peak
+memory (tracemalloc) is reported. Not a test: run ``python benchmarks/predict_speed.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--threads", type=int, default=None,
+                    help="threads for every runtime (BLAS/OpenMP, TF intra-op, ORT intra-op); default: each its own")
+parser.add_argument("--budget", type=float, default=2.0, help="seconds of timed repeats per cell (default 2.0)")
+parser.add_argument("--models", default="cnn,resnet", help="comma-separated subset of: cnn,resnet")
+ARGS = parser.parse_args()
+if not set(ARGS.models.split(",")) <= {"cnn", "resnet"}:
+    parser.error(f"--models takes a comma-separated subset of cnn,resnet. Received: {ARGS.models}")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if ARGS.threads is not None:  # before numpy / TF / ORT are imported, so every BLAS pool sees it
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import tracemalloc  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import kcompat  # noqa: E402
+from kcompat.layers import REGISTRY  # noqa: E402
+
+BATCHES = (1, 256)
+
+
+def build_cnn(keras):
+    """Input(28,28,1) -> Conv32 -> Pool -> Conv64 -> Pool -> Flatten -> Dropout -> Dense(10, softmax)."""
+    L = keras.layers
+    return keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(),
+                             L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(), L.Flatten(), L.Dropout(0.5),
+                             L.Dense(10, activation="softmax")], name="mnist_cnn")
+
+
+def build_resnet(keras):
+    """Conv16-BN-ReLU, a residual block (identity), a residual block (stride 2, 1x1 projection), GAP, Dense(10)."""
+    L = keras.layers
+
+    def block(x, filters, stride):
+        y = L.Conv2D(filters, 3, strides=stride, padding="same")(x)
+        y = L.ReLU()(L.BatchNormalization()(y))
+        y = L.BatchNormalization()(L.Conv2D(filters, 3, padding="same")(y))
+        if stride != 1 or x.shape[-1] != filters:
+            x = L.BatchNormalization()(L.Conv2D(filters, 1, strides=stride)(x))  # projection shortcut
+        return L.ReLU()(L.Add()([x, y]))
+
+    inp = keras.Input((32, 32, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 3, padding="same")(inp)))
+    x = block(block(x, 16, 1), 32, 2)
+    out = L.Dense(10)(L.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out, name="small_resnet")
+    rng = np.random.default_rng(1)  # fresh BN statistics are 0/1; give them values so the check means something
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    return model
+
+
+def time_fn(fn, budget: float) -> tuple[float, float, int]:
+    """Warm up, then repeat ``fn`` about ``budget`` seconds; returns (median s, best s, repeats)."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    if first < budget / 4:
+        fn()  # second warm-up: caches, lazy graph optimizations
+    t0 = time.perf_counter()
+    fn()
+    estimate = time.perf_counter() - t0
+    n = int(min(max(budget / max(estimate, 1e-6), 3), 500))
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times), n
+
+
+def ort_session(path: str):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if ARGS.threads is not None:
+        opts.intra_op_num_threads, opts.inter_op_num_threads = ARGS.threads, 1
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})[0]
+
+
+def one_line(e: BaseException, tmp: str = "") -> str:
+    """The first line of an error, without the temporary folder, at most 150 characters."""
+    text = f"{type(e).__name__}: {e}".replace(f"{tmp}/", "").strip().splitlines()[0]
+    return text if len(text) <= 150 else text[:147] + "..."
+
+
+def bench_model(name, model, tf, tmp) -> list[dict]:
+    """Every runtime on one model, in table order; a row per runtime (or an 'n/a' row with the reason)."""
+    shape = model.input_shape[1:]
+    x = np.random.default_rng(0).uniform(0, 1, (max(BATCHES), *shape)).astype(np.float32)
+    reference = model(x, training=False).numpy()
+    runners: dict = {}  # runtime -> callable, or the one-line reason it is n/a
+
+    keras_path = f"{tmp}/{name}.keras"
+    model.save(keras_path)
+    missing = sorted({type(l).__name__ for l in model.layers} - set(REGISTRY) - {"InputLayer"})
+    km = None
+    try:
+        if missing:
+            raise RuntimeError(f"layer {', '.join(missing)} not yet supported")
+        km = kcompat.load(keras_path)
+        runners["kcompat NumPy"] = lambda b: km.predict(b)[0]
+    except Exception as e:  # noqa: BLE001 - a benchmark reports, it does not stop
+        runners["kcompat NumPy"] = str(e) if missing else one_line(e, tmp)
+    runners["Keras model(x)"] = lambda b: model(b, training=False).numpy()
+    runners["Keras predict"] = lambda b: model.predict(b, batch_size=len(b), verbose=0)
+    try:
+        import tf2onnx
+        spec = (tf.TensorSpec((None, *shape), tf.float32, name="input"),)
+        fn = tf.function(lambda t: model(t, training=False), input_signature=spec)
+        tf2onnx.convert.from_function(fn, input_signature=spec, output_path=f"{tmp}/{name}_tf2onnx.onnx")
+        runners["ORT tf2onnx"] = ort_session(f"{tmp}/{name}_tf2onnx.onnx")
+    except Exception as e:  # noqa: BLE001
+        runners["ORT tf2onnx"] = one_line(e, tmp)
+    try:
+        kcompat.save(km, f"{tmp}/{name}_kcompat.onnx")
+        runners["ORT kcompat"] = ort_session(f"{tmp}/{name}_kcompat.onnx")
+    except Exception as e:  # noqa: BLE001
+        runners["ORT kcompat"] = "kcompat could not load the model" if km is None else one_line(e, tmp)
+
+    rows = []
+    for runtime, run in runners.items():
+        row = {"runtime": runtime}
+        try:
+            if isinstance(run, str):
+                raise RuntimeError(run)
+            out = np.asarray(run(x))
+            row["diff"] = float(np.max(np.abs(out - reference)))
+            for b in BATCHES:
+                xb = np.ascontiguousarray(x[:b])
+                row[b] = time_fn(lambda: run(xb), ARGS.budget)
+            if runtime.startswith("kcompat"):
+                tracemalloc.start()
+                run(x)
+                row["peak"] = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
+        except Exception as e:  # noqa: BLE001
+            row = {"runtime": runtime, "na": str(e) if isinstance(run, str) else one_line(e, tmp)}
+        rows.append(row)
+        print(f"  {name}: {runtime} {'n/a' if 'na' in row else 'timed'}", file=sys.stderr, flush=True)
+    return rows
+
+
+def blas_summary() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+        pools = threadpool_info()
+        return "; ".join(f"{p['internal_api']} {p.get('version')} ({p['num_threads']} threads)" for p in pools)
+    except ImportError:
+        pass
+    try:
+        deps = np.show_config(mode="dicts")["Build Dependencies"]
+        blas = deps.get("blas", {})
+        return f"{blas.get('name')} {blas.get('version')} (threadpoolctl not installed: thread count not shown)"
+    except Exception:  # noqa: BLE001 - older numpy: no mode="dicts"
+        return "unknown (np.show_config() prints the full build)"
+
+
+def print_table(results: dict, env: list[str]) -> None:
+    ms = lambda t: f"{t * 1e3:.2f}" if t * 1e3 < 100 else f"{t * 1e3:.0f}"  # noqa: E731
+    head = ["model", "runtime", "b1 median", "b1 best", "b256 median", "b256 best", "b256 /s",
+            "max|diff|", "peak MB", "repeats"]
+    body, notes = [], []
+    for model, rows in results.items():
+        for r in rows:
+            if "na" in r:
+                notes.append(f"[{len(notes) + 1}] {model} / {r['runtime']}: n/a ({r['na']})")
+                body.append([model, r["runtime"], f"n/a [{len(notes)}]"] + [""] * (len(head) - 3))
+                continue
+            (m1, b1, n1), (m256, b256, n256) = r[1], r[256]
+            body.append([model, r["runtime"], ms(m1), ms(b1), ms(m256), ms(b256), f"{256 / m256:,.0f}",
+                         f"{r['diff']:.1e}", f"{r['peak']:.1f}" if "peak" in r else "-", f"{n1}/{n256}"])
+    legend = ("times in ms (median and best of N repeats after warm-up); b256 /s = samples per second at the "
+              "b256 median; max|diff| = max abs difference from Keras model(x) at batch 256; "
+              "peak MB = tracemalloc peak of one kcompat predict at batch 256; repeats = N at b1/b256")
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(head)]
+        for r in [head] + body:
+            print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        print("\n".join(notes + [legend] + env))
+        return
+    table = Table(title="kcompat predict latency, side by side (lower is better)")
+    for i, h in enumerate(head):
+        table.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
+    for i, row in enumerate(body):
+        table.add_row(*row, end_section=i + 1 < len(body) and body[i + 1][0] != row[0])
+    console = Console(width=max(140, Console().width), highlight=False)
+    console.print(table)
+    for line in notes + [legend] + env:
+        console.print(line, soft_wrap=True)
+
+
+def main() -> None:
+    start = time.perf_counter()
+    import keras
+    import onnxruntime
+    import tensorflow as tf
+    if ARGS.threads is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(ARGS.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    builders = {"cnn": build_cnn, "resnet": build_resnet}
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="kcompat_bench_") as tmp:
+        for key in ARGS.models.split(","):
+            keras.utils.set_random_seed(0)
+            model = builders[key](keras)
+            results[model.name] = bench_model(model.name, model, tf, tmp)
+    blas_env = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
+    threads = (f"library defaults ({blas_env}; pass --threads N to pin)" if ARGS.threads is None
+               else f"{ARGS.threads} for BLAS/OpenMP, TF intra-op and ORT intra-op; inter-op 1")
+    env = [f"CPUs: {os.cpu_count()} (usable {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'})",
+           f"threads: {threads}", f"numpy {np.__version__}, BLAS: {blas_summary()}",
+           f"tensorflow {tf.__version__}, keras {keras.__version__}, onnxruntime {onnxruntime.__version__}",
+           f"budget {ARGS.budget}s per cell, total {time.perf_counter() - start:.0f}s"]
+    print_table(results, env)
+
+
+if __name__ == "__main__":
+    main()
