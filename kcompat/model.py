@@ -209,12 +209,17 @@ class Model:
             feed[(ref.layer, ref.node)] = arr
         return feed
 
-    def run_all(self, inputs: Any) -> dict[NodeKey, Any]:
-        """Every call node's output, keyed by (layer name, node index)."""
+    def run_all(self, inputs: Any, keep: set | None = None) -> dict[NodeKey, Any]:
+        """Every call node's output, keyed by (layer name, node index).
+
+        With ``keep`` (a set of node keys), outputs are dropped as soon as no later node
+        reads them, except those in ``keep``: predict's memory is then the live tensors only.
+        """
         if not self.spec.has_weights:
             raise KcompatError(f"{self.spec.source}: the model has no weights; give --weights or init_weights(seed)")
         values: dict[NodeKey, Any] = self._feed(inputs)
-        for key in self.order:
+        last_use = self._last_use() if keep is not None else {}
+        for step, key in enumerate(self.order):
             if key in values:
                 continue
             layer = self.layers[key[0]]
@@ -224,11 +229,23 @@ class Model:
             except KcompatError as e:
                 named = f"layer '{key[0]}'" in str(e)
                 raise type(e)(str(e) if named else f"layer '{key[0]}' ({layer.class_name}): {e}") from None
+            if keep is not None:
+                for dep in set(self._node_deps(key)):
+                    if last_use.get(dep) == step and dep not in keep:
+                        values.pop(dep, None)
         return values
+
+    def _last_use(self) -> dict[NodeKey, int]:
+        """For each node, the step (index in ``order``) of the last node that reads it."""
+        last: dict[NodeKey, int] = {}
+        for step, key in enumerate(self.order):
+            for dep in self._node_deps(key):
+                last[dep] = step
+        return last
 
     def predict(self, inputs: Any) -> list[np.ndarray]:
         """The model's outputs, in order, as a list (one entry per output)."""
-        values = self.run_all(inputs)
+        values = self.run_all(inputs, keep={(r.layer, r.node) for r in self.spec.outputs})
         out = []
         for r in self.spec.outputs:
             v = values[(r.layer, r.node)]

@@ -90,6 +90,7 @@ class ModelSpec:
     sequential: bool = False
     source: str = "<memory>"
     keras_version: str | None = None
+    onnx_names: dict[str, str] | None = None  # layer name -> ONNX tensor it computes (set by the ONNX reader)
 
     def layer(self, name: str) -> LayerSpec:
         """The layer called ``name`` (KeyError if absent)."""

@@ -91,7 +91,7 @@ def windows(x: np.ndarray, kernel_size, strides, dilation) -> np.ndarray:
     return v[pick]
 
 
-IM2COL_BYTES = 256 * 2**20  # the batch is split so one im2col matrix stays under this
+IM2COL_BYTES = 8 * 2**20  # the batch is split so one im2col matrix stays under this
 
 
 def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, groups: int = 1) -> np.ndarray:
