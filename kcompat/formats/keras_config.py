@@ -63,8 +63,12 @@ def _layer_base(entry: Any, source: str, index: int) -> LayerSpec:
     cfg = copy.deepcopy(entry["config"])
     name = entry.get("name") or cfg.get("name") or f"{entry['class_name'].lower()}_{index}"
     cfg.setdefault("name", name)
-    return LayerSpec(name=name, class_name=entry["class_name"], config=cfg, module=entry.get("module"),
-                     build_config=entry.get("build_config"))
+    layer = LayerSpec(name=name, class_name=entry["class_name"], config=cfg, module=entry.get("module"),
+                      build_config=entry.get("build_config"))
+    if not layer.is_op and isinstance(cfg.get("axis"), list) and len(cfg["axis"]) == 1:
+        cfg["axis"] = int(cfg["axis"][0])  # Keras 2 wrote axis=[3]; Keras 3 from_config wants 3 (its legacy
+        # loader converts the same way: keras/src/legacy/saving/saving_utils.py model_from_config)
+    return layer
 
 
 def _refuse_code(spec: ModelSpec, source: str) -> None:

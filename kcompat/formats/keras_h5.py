@@ -1,0 +1,154 @@
+"""Legacy HDF5 model files (``model.save('x.h5')``) and weights files (``save_weights``).
+
+Full model (keras/src/legacy/saving/legacy_h5_format.py, same layout in tf_keras):
+root attrs ``model_config`` (JSON), ``keras_version``, ``backend``; group ``model_weights``
+with attr ``layer_names`` (the model's ``layers``, in order) and one group per layer whose
+attr ``weight_names`` lists dataset paths inside it, trainable weights first. Keras 3 names
+are variable paths (``sequential/dense/kernel``), Keras 2 names end in ``:0``
+(``dense/kernel:0``): they are followed, never guessed. A Keras 2 weights file is the
+``model_weights`` group at the root; a Keras 3 ``.weights.h5`` is positional (keras_weights.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..errors import FormatError, UnsupportedError
+from ..spec import ModelSpec
+from .keras_config import config_from_spec, parse_json_text, spec_from_config
+from .keras_weights import open_h5, read_positional_weights, saved_layers
+
+KERAS_VERSION = "3.15.1"  # what kcompat's writers claim to be (the format they follow)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def read_attr_list(group: h5py.Group, name: str) -> list[str]:
+    """A string-list attribute, joined from ``name0``, ``name1``... chunks when Keras split it."""
+    if name in group.attrs:
+        return [_text(v) for v in np.atleast_1d(group.attrs[name])]
+    out, i = [], 0
+    while f"{name}{i}" in group.attrs:
+        out += [_text(v) for v in np.atleast_1d(group.attrs[f"{name}{i}"])]
+        i += 1
+    return out
+
+
+def _legacy_group(f: h5py.File) -> h5py.Group | None:
+    """The group holding legacy per-layer weights: the root of a weights file, or ``model_weights``."""
+    if "layer_names" in f.attrs or "layer_names0" in f.attrs:
+        return f
+    if isinstance(f.get("model_weights"), h5py.Group):  # a full model file used as weights, as Keras allows
+        return f["model_weights"]
+    return None
+
+
+def read_h5(path: str) -> ModelSpec:
+    """Read a legacy full-model ``.h5`` written by Keras 3, Keras 2 or tf.keras."""
+    with open_h5(path, path) as f:
+        if "model_config" not in f.attrs:
+            raise _no_architecture(f, path)
+        config = parse_json_text(f.attrs["model_config"], f"{path}:model_config")
+        version = _text(f.attrs["keras_version"]) if "keras_version" in f.attrs else None
+        spec = spec_from_config(config, path, version)
+        if "model_weights" not in f:
+            raise FormatError(f"{path}: model file has no 'model_weights' group")
+        read_legacy_weights(f["model_weights"], spec, path)
+    return spec
+
+
+def _no_architecture(f: h5py.File, path: str) -> FormatError:
+    """The error for an .h5 without ``model_config``: say so plainly when it is a weights file."""
+    if _legacy_group(f) is not None:
+        kind = "a Keras 2 / legacy weights file (save_weights to .h5)"
+    elif "layers" in f:
+        kind = "a Keras 3 weights file (.weights.h5)"
+    else:
+        return FormatError(f"{path}: HDF5 file has no 'model_config' attribute; not a Keras model file")
+    return FormatError(f"{path}: {kind}: it holds weights only, no model architecture. Load the architecture "
+                       f"from a .json file and give this file as its weights (--weights {path}, or "
+                       f"kcompat.load('model.json', weights=...))")
+
+
+def read_legacy_weights(group: h5py.Group, spec: ModelSpec, label: str) -> None:
+    """Fill ``spec`` weights from a legacy group: ``layer_names``, then each layer's ``weight_names``."""
+    names = set(read_attr_list(group, "layer_names"))
+    for layer in spec.layers:
+        if layer.is_op or (layer.class_name == "InputLayer" and layer.name not in names):
+            layer.weights = []
+            continue
+        if layer.name not in names or layer.name not in group:
+            listed = sorted(names)[:10]
+            raise FormatError(f"{label}: no weights for layer '{layer.name}' ({layer.class_name}); "
+                              f"the file holds layers {listed}")
+        layer_group = group[layer.name]
+        weights = []
+        for wname in read_attr_list(layer_group, "weight_names"):
+            item = layer_group.get(wname)
+            if not isinstance(item, h5py.Dataset):
+                raise FormatError(f"{label}: layer '{layer.name}' lists weight '{wname}' but the file has no "
+                                  f"such dataset")
+            try:
+                weights.append(np.asarray(item[()]))
+            except (OSError, ValueError) as e:
+                raise FormatError(f"{label}: weight '{wname}' of layer '{layer.name}' is unreadable: {e}") from None
+        layer.weights = weights
+
+
+def read_weights_file(path: str, spec: ModelSpec) -> ModelSpec:
+    """Fill ``spec`` weights from a Keras 3 ``.weights.h5`` or a Keras 2 weights ``.h5`` (by content)."""
+    from ..io import _check_readable
+    from ..model import Model
+    _check_readable(path)
+    with open_h5(path, path) as f:
+        group = _legacy_group(f)
+        if group is not None:
+            read_legacy_weights(group, spec, path)
+        elif "layers" not in f:
+            raise FormatError(f"{path}: not a Keras weights file (no 'layers' group and no 'layer_names' "
+                              f"attribute); received top-level keys {sorted(f.keys())[:5]}")
+    if group is None:  # Keras 3 positional layout
+        read_positional_weights(path, spec, path)
+    try:  # weight counts and shapes, with errors naming the weights file
+        Model(dataclasses.replace(spec, source=path))
+    except UnsupportedError:
+        pass  # a problem of the architecture, reported against its own file when the model is built
+    return spec
+
+
+def write_h5(model, path: str) -> None:
+    """Write ``model`` as a legacy full-model ``.h5`` that Keras 3 ``load_model`` opens."""
+    spec = model.spec
+    config = config_from_spec(spec, model.tensor_shapes())
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = KERAS_VERSION
+        f.attrs["backend"] = "tensorflow"
+        f.attrs["model_config"] = json.dumps(config).encode("utf-8")
+        write_legacy_weights(model, f.create_group("model_weights"))
+
+
+def write_legacy_weights(model, group: h5py.Group) -> None:
+    """Write every saved layer's weights as Keras's ``save_weights_to_hdf5_group`` does."""
+    spec = model.spec
+    layers = [layer for _, layer in saved_layers(spec)]
+    group.attrs["layer_names"] = [layer.name.encode("utf-8") for layer in layers]
+    group.attrs["backend"] = b"tensorflow"
+    group.attrs["keras_version"] = KERAS_VERSION.encode("utf-8")
+    prefix = f"{spec.name}/" if spec.sequential else ""  # Keras 3 variable paths
+    for layer in sorted(layers, key=lambda l: l.name):
+        layer_group = group.create_group(layer.name)
+        names = [f"{prefix}{layer.name}/{w.name}" for w in model.info[layer.name].weights]
+        _write_subset(layer_group, names, layer.weights or [])
+    _write_subset(group.create_group("top_level_model_weights"), [], [])
+
+
+def _write_subset(group: h5py.Group, names: list[str], values: list[np.ndarray]) -> None:
+    group.attrs["weight_names"] = np.asarray([n.encode("utf-8") for n in names]) if names else np.asarray([])
+    for name, value in zip(names, values):
+        group.create_dataset(name, data=np.asarray(value))
