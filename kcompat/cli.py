@@ -31,10 +31,14 @@ def cmd_summary(args) -> int:
     if args.json:
         print(json.dumps(summary.summary_json(model), indent=2))
     elif args.explain:
-        print(summary.explain_text(model, line_length=args.line_length, width=args.width), end="")
+        _print_text(summary.explain_text(model, line_length=args.line_length, width=args.width))
     else:
-        print(summary.summary_text(model, line_length=args.line_length, width=args.width), end="")
+        _print_text(summary.summary_text(model, line_length=args.line_length, width=args.width))
     return EXIT_OK
+
+
+def _print_text(text: str) -> None:
+    print(text, end="" if text.endswith("\n") else "\n")
 
 
 def cmd_run(args) -> int:
@@ -147,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.debug:
+        import os
+        os.environ["KCOMPAT_DEBUG"] = "1"  # keep TensorFlow's native stderr too
     try:
         return args.func(args)
     except KcompatError as e:

@@ -28,6 +28,10 @@ def load_spec(path: str, weights: str | None = None) -> ModelSpec:
     path = str(path)
     _check_readable(path)
     ext = Path(path).suffix.lower()
+    if ext in (".keras", ".h5", ".hdf5") and weights is not None:  # architecture from the file, weights from --weights
+        from .formats.keras_h5 import read_weights_file
+        spec = load_spec(path)
+        return read_weights_file(str(weights), spec)
     if ext == ".keras":
         from .formats.keras_zip import read_keras
         return read_keras(path)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +22,34 @@ from ..errors import KcompatError
 from .reference import Reference, ReferenceResult
 
 
+@contextmanager
+def quiet_native_stderr():
+    """Silence what TensorFlow's C++ side writes to fd 2 before its logging is set up
+    (oneDNN / CUDA banners that TF_CPP_MIN_LOG_LEVEL does not reach). KCOMPAT_DEBUG=1 keeps it."""
+    if os.environ.get("KCOMPAT_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def import_keras():
     """Import Keras 3 with the TensorFlow backend (unless KERAS_BACKEND says otherwise)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        import keras
+        with quiet_native_stderr():
+            import keras
+            keras.ops.convert_to_numpy(keras.ops.zeros((1,)))  # first op: the second banner comes here
     except ImportError as e:
         raise KcompatError(f"the keras reference needs Keras 3 and TensorFlow (pip install 'kcompat[keras]'): {e}") from None
     return keras
@@ -106,7 +130,7 @@ class KerasReference(Reference):
         if self.use_model_weights:
             _set_weights(kmodel, model)
             notes.append("Keras was given kcompat's weights layer by layer (the file has none of its own)")
-        elif self.weights is not None and ext == ".json":  # kcompat's load_spec reads weights only for .json
+        elif self.weights is not None:  # --weights given: both sides load them over the file's own
             try:
                 kmodel.load_weights(self.weights)
             except Exception as e:
