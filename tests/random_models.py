@@ -61,6 +61,29 @@ def _makers(L):
         ("UpSampling1D", (3,), lambda r, s: L.UpSampling1D(2) if s[1] <= 8 else L.Identity()),
         ("UpSampling2D", (4,), lambda r, s: L.UpSampling2D(2, interpolation=r.choice(["nearest", "bilinear"])) if max(spatial(s)) <= 8 else L.Identity()),
         ("GaussianNoise", (2, 3, 4), lambda r, s: L.GaussianNoise(0.1)),
+        ("GaussianDropout", (2, 3, 4), lambda r, s: L.GaussianDropout(0.2)),
+        ("AlphaDropout", (2, 3), lambda r, s: L.AlphaDropout(0.2)),
+        ("ActivityRegularization", (2, 3), lambda r, s: L.ActivityRegularization(l1=0.01)),
+        ("SpatialDropout1D", (3,), lambda r, s: L.SpatialDropout1D(0.2)),
+        ("SpatialDropout2D", (4,), lambda r, s: L.SpatialDropout2D(0.2)),
+        ("GroupNormalization", (3, 4), lambda r, s: L.GroupNormalization(groups=1 if s[-1] % 2 else r.choice([1, 2]))),
+        ("RMSNormalization", (2, 3, 4), lambda r, s: L.RMSNormalization()),
+        ("Conv1D", (3,), lambda r, s: L.Conv1D(r.randint(1, 4), small_kernel(r, s, 1), dilation_rate=r.choice([1, 2]) if s[1] >= 5 else 1,
+                                               padding="same")),
+        ("DepthwiseConv1D", (3,), lambda r, s: L.DepthwiseConv1D(small_kernel(r, s, 1), depth_multiplier=r.choice([1, 2]), padding="same")),
+        ("SeparableConv1D", (3,), lambda r, s: L.SeparableConv1D(r.randint(1, 4), small_kernel(r, s, 1), padding="same")),
+        ("Conv1DTranspose", (3,), lambda r, s: L.Conv1DTranspose(r.randint(1, 4), 3, strides=r.choice([1, 2]), padding=r.choice(["valid", "same"]))),
+        ("Conv2D", (4,), lambda r, s: L.Conv2D(r.randint(1, 4), small_kernel(r, s, 2), data_format="channels_first", padding="same")),
+        ("MaxPooling2D", (4,), lambda r, s: L.MaxPooling2D(2, strides=1, padding="same", data_format=r.choice(["channels_last", "channels_first"]))),
+        ("Cropping2D", (4,), lambda r, s: L.Cropping2D(((1, 0), (0, 1))) if min(spatial(s)) >= 3 else L.Identity()),
+        ("Conv3D", (5,), lambda r, s: L.Conv3D(r.randint(1, 4), small_kernel(r, s, 3), padding=r.choice(["valid", "same"]))),
+        ("Conv3DTranspose", (5,), lambda r, s: L.Conv3DTranspose(r.randint(1, 3), 2, strides=r.choice([1, 2]))),
+        ("MaxPooling3D", (5,), lambda r, s: L.MaxPooling3D(2, padding="same")),
+        ("AveragePooling3D", (5,), lambda r, s: L.AveragePooling3D(2, padding="same")),
+        ("GlobalAveragePooling3D", (5,), lambda r, s: L.GlobalAveragePooling3D()),
+        ("GlobalMaxPooling1D", (3,), lambda r, s: L.GlobalMaxPooling1D(keepdims=r.random() < .3)),
+        ("ZeroPadding3D", (5,), lambda r, s: L.ZeroPadding3D(1)),
+        ("UpSampling3D", (5,), lambda r, s: L.UpSampling3D(2) if max(spatial(s)) <= 4 else L.Identity()),
         ("Identity", (2, 3, 4, 5), lambda r, s: L.Identity()),
     ]
 
@@ -73,8 +96,9 @@ def build(keras, seed: int, registered: set[str], max_layers: int = 6):
     r = random.Random(seed)
     L = keras.layers
     makers = [m for m in _makers(L) if m[0] in registered and (m[0] != "Identity" or "Identity" in registered)]
-    rank = r.choice([2, 3, 4])
-    shape = {2: (r.randint(2, 8),), 3: (r.randint(3, 8), r.randint(1, 4)), 4: (r.randint(4, 8), r.randint(4, 8), r.randint(1, 3))}[rank]
+    rank = r.choice([2, 3, 4, 4, 5])
+    shape = {2: (r.randint(2, 8),), 3: (r.randint(3, 8), r.randint(1, 4)), 4: (r.randint(4, 8), r.randint(4, 8), r.randint(1, 3)),
+             5: (r.randint(2, 4), r.randint(2, 4), r.randint(2, 4), r.randint(1, 2))}[rank]
     inp = keras.Input(shape)
     x = inp
     used, chain = [], []

@@ -1,6 +1,6 @@
 """Random-model conformance: seeded valid Keras models, run in real Keras and in kcompat, every layer compared.
 
-Budget: KCOMPAT_RANDOM_MODELS models (default 12 in CI). A longer run is one command:
+Budget: KCOMPAT_RANDOM_MODELS models (default 40 in CI). A longer run is one command:
     KCOMPAT_RANDOM_MODELS=300 python -m pytest tests/test_random_models.py -q
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from random_models import build
 
 from conftest import rand, to_kcompat
 
-N = int(os.environ.get("KCOMPAT_RANDOM_MODELS", "12"))
+N = int(os.environ.get("KCOMPAT_RANDOM_MODELS", "40"))
 SEED0 = int(os.environ.get("KCOMPAT_RANDOM_SEED", "1000"))
 
 
