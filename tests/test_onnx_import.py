@@ -129,6 +129,8 @@ def test_torch_style_graphs(keras, opset, tmp_path):
             expected = (e / e.sum(axis=1, keepdims=True)).reshape(x.shape)
         assert_close(Model(spec).predict([x])[0], expected, f"{name} at opset {opset}")
         assert_close(_through_real_keras(keras, spec, tmp_path, [x])[0], expected, f"{name} (Keras) opset {opset}")
+        again = kcompat.formats.onnx_export.to_onnx(Model(spec))  # and back to ONNX (op nodes included)
+        assert_close(run_onnx(again, {"input": x})[0], expected, f"{name} re-exported, opset {opset}")
         classes = [ls.class_name for ls in spec.layers]
         if name == "mlp":
             assert classes == ["InputLayer", "Dense", "Activation", "Dense", "Activation"]

@@ -1,0 +1,211 @@
+"""Keras activations as ONNX nodes, per opset: ``fn(ctx, x, shape, **params) -> tensor name``.
+
+One ONNX op where it computes exactly what Keras computes (Relu, Elu, Selu, Softsign,
+Shrink, HardSigmoid with alpha 1/6 and beta 1/2, Gelu from opset 20, Mish from 18,
+HardSwish from 14, Celu); a small subgraph otherwise, written after Keras's TensorFlow
+backend (keras/src/backend/tensorflow/nn.py). ``shape`` is the Keras shape of ``x``.
+The importer matches these same subgraphs back (onnx_patterns.py), so a form written
+here is a form read back.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+ACTIVATION_EXPORTERS: dict[str, Callable] = {}
+
+SELU_ALPHA = 1.6732632423543772848170429916717  # tf.nn.selu
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def act(*names: str):
+    """Register an activation exporter under Keras activation names."""
+    def wrap(fn):
+        for n in names:
+            ACTIVATION_EXPORTERS[n] = fn
+        return fn
+    return wrap
+
+
+def _last_axis(shape: tuple, axis: int) -> int:
+    return axis % len(shape)
+
+
+@act("linear")
+def linear(ctx, x, shape):
+    return x
+
+
+@act("relu")
+def relu(ctx, x, shape):
+    return ctx.op("Relu", x)
+
+
+@act("relu6")
+def relu6(ctx, x, shape):
+    return ctx.op("Clip", x, ctx.const(0.0), ctx.const(6.0))
+
+
+@act("leaky_relu")
+def leaky_relu(ctx, x, shape, negative_slope=0.2):
+    return ctx.op("LeakyRelu", x, alpha=float(negative_slope))
+
+
+@act("elu")
+def elu(ctx, x, shape, alpha=1.0):
+    return ctx.op("Elu", x, alpha=float(alpha))
+
+
+@act("selu")
+def selu(ctx, x, shape):
+    return ctx.op("Selu", x, alpha=SELU_ALPHA, gamma=SELU_SCALE)
+
+
+@act("celu")
+def celu(ctx, x, shape, alpha=1.0):
+    return ctx.op("Celu", x, alpha=float(alpha))
+
+
+@act("exponential")
+def exponential(ctx, x, shape):
+    return ctx.op("Exp", x)
+
+
+@act("sigmoid")
+def sigmoid(ctx, x, shape):
+    return ctx.op("Sigmoid", x)
+
+
+@act("hard_sigmoid")
+def hard_sigmoid(ctx, x, shape):
+    return ctx.op("HardSigmoid", x, alpha=1 / 6, beta=0.5)  # relu6(x + 3) / 6
+
+
+@act("hard_silu", "hard_swish")
+def hard_silu(ctx, x, shape):
+    if ctx.opset >= 14:
+        return ctx.op("HardSwish", x)
+    return ctx.op("Mul", x, hard_sigmoid(ctx, x, shape))
+
+
+@act("silu", "swish")
+def silu(ctx, x, shape):
+    return ctx.op("Mul", x, ctx.op("Sigmoid", x))  # onnxruntime has no Swish kernel past opset 24
+
+
+@act("tanh")
+def tanh(ctx, x, shape):
+    return ctx.op("Tanh", x)
+
+
+@act("hard_tanh")
+def hard_tanh(ctx, x, shape):
+    return ctx.op("Clip", x, ctx.const(-1.0), ctx.const(1.0))
+
+
+@act("tanh_shrink")
+def tanh_shrink(ctx, x, shape):
+    return ctx.op("Sub", x, ctx.op("Tanh", x))
+
+
+@act("softplus")
+def softplus(ctx, x, shape):
+    return ctx.op("Softplus", x)  # onnxruntime's is stable at |x| = 1000, like tf.math.softplus
+
+
+@act("log_sigmoid")
+def log_sigmoid(ctx, x, shape):
+    return ctx.op("Neg", ctx.op("Softplus", ctx.op("Neg", x)))  # -softplus(-x)
+
+
+@act("softsign")
+def softsign(ctx, x, shape):
+    return ctx.op("Softsign", x)
+
+
+@act("squareplus")
+def squareplus(ctx, x, shape, b=4):
+    root = ctx.op("Sqrt", ctx.op("Add", ctx.op("Mul", x, x), ctx.const(float(b))))
+    return ctx.op("Div", ctx.op("Add", x, root), ctx.const(2.0))  # (x + sqrt(x^2 + b)) / 2
+
+
+@act("sparse_plus")
+def sparse_plus(ctx, x, shape):
+    t = ctx.op("Add", x, ctx.const(1.0))
+    quad = ctx.op("Mul", ctx.const(0.25), ctx.op("Mul", t, t))  # (x + 1)^2 / 4
+    inner = ctx.op("Where", ctx.op("Less", x, ctx.const(1.0)), quad, x)
+    return ctx.op("Where", ctx.op("LessOrEqual", x, ctx.const(-1.0)), ctx.const(0.0), inner)
+
+
+@act("sparse_sigmoid")
+def sparse_sigmoid(ctx, x, shape):
+    half = ctx.op("Mul", ctx.const(0.5), ctx.op("Add", x, ctx.const(1.0)))  # (x + 1) / 2 in [0, 1]
+    return ctx.op("Clip", half, ctx.const(0.0), ctx.const(1.0))
+
+
+@act("hard_shrink")
+def hard_shrink(ctx, x, shape, threshold=0.5):
+    return ctx.op("Shrink", x, bias=0.0, lambd=float(threshold))
+
+
+@act("soft_shrink")
+def soft_shrink(ctx, x, shape, threshold=0.5):
+    return ctx.op("Shrink", x, bias=float(threshold), lambd=float(threshold))
+
+
+@act("gelu")
+def gelu(ctx, x, shape, approximate=False):
+    if ctx.opset >= 20:
+        return ctx.op("Gelu", x, approximate="tanh" if approximate else "none")
+    half_x = ctx.op("Mul", x, ctx.const(0.5))
+    if approximate:  # x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        cube = ctx.op("Mul", ctx.op("Mul", x, x), x)
+        inner = ctx.op("Add", x, ctx.op("Mul", cube, ctx.const(0.044715)))
+        t = ctx.op("Tanh", ctx.op("Mul", inner, ctx.const(math.sqrt(2 / math.pi))))
+        return ctx.op("Mul", half_x, ctx.op("Add", t, ctx.const(1.0)))
+    erf = ctx.op("Erf", ctx.op("Div", x, ctx.const(math.sqrt(2.0))))  # x/2 (1 + erf(x / sqrt 2))
+    return ctx.op("Mul", half_x, ctx.op("Add", erf, ctx.const(1.0)))
+
+
+@act("mish")
+def mish(ctx, x, shape):
+    if ctx.opset >= 18:
+        return ctx.op("Mish", x)
+    return ctx.op("Mul", x, ctx.op("Tanh", ctx.op("Softplus", x)))
+
+
+@act("softmax")
+def softmax(ctx, x, shape, axis=-1):
+    return ctx.op("Softmax", x, axis=_last_axis(shape, axis))  # opset >= 13: one axis, no 2-D flattening
+
+
+@act("log_softmax")
+def log_softmax(ctx, x, shape, axis=-1):
+    return ctx.op("LogSoftmax", x, axis=_last_axis(shape, axis))
+
+
+@act("sparsemax")
+def sparsemax(ctx, x, shape, axis=-1):
+    axis = _last_axis(shape, axis)
+    n = shape[axis]
+    z = ctx.op("TopK", x, ctx.ints([n], "k"), outputs=2, axis=axis, largest=1, sorted=1)[0]  # sorted descending
+    cumsum = ctx.op("CumSum", z, ctx.ints(axis, "axis"))
+    r_shape = [1] * len(shape)
+    r_shape[axis] = n
+    r = ctx.const(np.arange(1, n + 1, dtype=np.float32).reshape(r_shape), "range")
+    one = ctx.const(1.0)
+    support = ctx.op("Greater", ctx.op("Sub", z, ctx.op("Div", ctx.op("Sub", cumsum, one), r)), ctx.const(0.0))
+    k = ctx.reduce("ReduceSum", ctx.op("Cast", support, to=1), [axis])  # 1 = FLOAT
+    total = ctx.reduce("ReduceSum", ctx.op("Where", support, cumsum, ctx.const(0.0)), [axis])
+    tau = ctx.op("Div", ctx.op("Sub", total, one), k)
+    return ctx.op("Max", ctx.op("Sub", x, tau), ctx.const(0.0))
+
+
+@act("glu")
+def glu(ctx, x, shape, axis=-1):
+    axis = _last_axis(shape, axis)
+    half = shape[axis] // 2
+    a, b = ctx.op("Split", x, ctx.ints([half, half], "split"), outputs=2, axis=axis)
+    return ctx.op("Mul", a, ctx.op("Sigmoid", b))

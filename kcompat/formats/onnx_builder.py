@@ -1,0 +1,200 @@
+"""The ModelSpec under construction while ONNX nodes are lowered to Keras layers.
+
+Every ONNX tensor the importer has lowered is bound to a ``Sym`` (a Keras tensor: layer,
+node, index). Layers are named after the ONNX node's scope (``D16/Gemm`` -> ``D16``,
+``/fc1/Gemm`` -> ``fc1``, ``functional_1/d1_1/Tensordot/MatMul`` -> ``d1``), else Keras's
+own default (``dense``, ``dense_1``). Two peepholes keep Keras's shape of a model: a bias
+Add folds into the Dense before it, and an activation folds into the Dense before it when
+both come from the same scope (the same Keras layer).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..spec import LayerSpec, Node, TensorRef
+from .keras_config import _input_layer
+from .keras_weights import snake_case
+
+_KERAS_WRAPPER = re.compile(r"^(functional|sequential|model)(_\d+)?$")
+
+
+@dataclass(frozen=True)
+class Sym:
+    """A Keras tensor standing for ONNX tensor ``onnx``."""
+
+    ref: TensorRef
+    onnx: str
+
+
+def scope_of(node_name: str, producer: str = "") -> str | None:
+    """The Keras layer / module a node comes from, by its name; None if the name says nothing."""
+    parts = [p for p in node_name.strip("/").split("/") if p]
+    if len(parts) < 2:
+        return None
+    path = parts[:-1]
+    if len(path) >= 2 and (producer == "tf2onnx" or _KERAS_WRAPPER.match(path[0])):
+        return re.sub(r"_\d+$", "", path[1]) or path[1]  # TensorFlow: model_1/layer_1/op...: the Keras layer
+    return path[-1]
+
+
+def sanitize(name: str) -> str:
+    """A name Keras accepts (no '/')."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip("_")
+    return name or "layer"
+
+
+class Builder:
+    """Layers, bindings ONNX tensor -> Sym, and the layer -> ONNX tensor map for verification."""
+
+    def __init__(self, graph):
+        self.g = graph
+        self.layers: list[LayerSpec] = []
+        self.by_name: dict[str, LayerSpec] = {}
+        self.env: dict[str, Sym] = {}
+        self.onnx_names: dict[str, str] = {}
+        self.scopes: dict[str, str | None] = {}
+        self.node = None  # the ONNX node being lowered (its name gives the layer's)
+        self.group: set[int] = set()  # node indices lowered together (a pattern), for use counts
+
+    def at(self, index: int, group: set[int] | None = None) -> None:
+        """Lower node ``index`` next (with ``group``: a whole pattern rooted there)."""
+        self.node = self.g.nodes[index]
+        self.group = set(group or ()) | {index}
+
+    # ------------------------------------------------------------ values
+    def shape(self, x) -> tuple | None:
+        """Keras shape of a Sym or constant."""
+        if isinstance(x, Sym):
+            return self.g.shape(x.onnx)
+        return tuple(np.shape(x))
+
+    def rank(self, x) -> int:
+        shape = self.shape(x)
+        if shape is None:
+            raise UnsupportedError(f"{self.node.op_type} on a tensor of unknown rank")
+        return len(shape)
+
+    # ------------------------------------------------------------ naming
+    def _name(self, class_name: str) -> str:
+        scope = self._scope()
+        return self._unique(sanitize(scope) if scope else snake_case(class_name))
+
+    def _scope(self) -> str | None:
+        return scope_of(self.node.name, self.g.producer_name) if self.node is not None else None
+
+    def _add(self, layer: LayerSpec, onnx_out: str | None) -> Sym:
+        self.layers.append(layer)
+        self.by_name[layer.name] = layer
+        self.scopes[layer.name] = self._scope()
+        if onnx_out:
+            self.onnx_names[layer.name] = onnx_out
+        return Sym(TensorRef(layer.name), onnx_out or layer.name)
+
+    def _out(self) -> str | None:
+        return self.node.output[0] if self.node is not None else None
+
+    # ------------------------------------------------------------ emitting
+    def input(self, name: str, batch_shape: tuple, dtype: str) -> Sym:
+        """An InputLayer for graph input ``name``."""
+        layer = _input_layer(self._unique(sanitize(name)), list(batch_shape), dtype)
+        layer.weights = []
+        self.layers.append(layer)
+        self.by_name[layer.name] = layer
+        self.onnx_names[layer.name] = name
+        sym = Sym(TensorRef(layer.name), name)
+        self.env[name] = sym
+        return sym
+
+    def _unique(self, base: str) -> str:
+        name, i = base, 0
+        while name in self.by_name:
+            i += 1
+            name = f"{base}_{i}"
+        return name
+
+    def layer(self, class_name: str, config: dict, args: list, weights: list | None = None,
+              inner: bool = False) -> Sym:
+        """A Keras layer (module keras.layers) called on ``args`` (Syms and constants).
+
+        ``inner``: a step inside one ONNX node's lowering; it stands for no ONNX tensor.
+        """
+        name = self._name(class_name)
+        cfg = {"name": name, "trainable": True, "dtype": "float32", **config}
+        ls = LayerSpec(name=name, class_name=class_name, config=cfg, nodes=[Node(args=self._args(args))],
+                       weights=list(weights or []), module="keras.layers")
+        return self._add(ls, None if inner else self._out())
+
+    def op(self, class_name: str, args: list, module: str = "keras.src.ops.numpy", inner: bool = False,
+           **config) -> Sym:
+        """A Keras 3 op node (``ops.exp(x)``, ``x * 2``) serialized the way Keras does."""
+        name = self._name(class_name)
+        ls = LayerSpec(name=name, class_name=class_name, config={"name": name, **config},
+                       nodes=[Node(args=self._args(args))], weights=[], module=module)
+        return self._add(ls, None if inner else self._out())
+
+    def _args(self, args: list) -> list:
+        out = []
+        for a in args:
+            if isinstance(a, Sym):
+                out.append(a.ref)
+            elif isinstance(a, list):
+                out.append(self._args(a))
+            elif isinstance(a, np.ndarray) and a.size == 1 and a.dtype.kind == "f":
+                out.append(float(a.reshape(())))
+            elif isinstance(a, np.ndarray):
+                out.append({"class_name": "__numpy__", "config": {"value": a.tolist(), "dtype": str(a.dtype)}})
+            else:
+                out.append(a)
+        return out
+
+    # ------------------------------------------------------------ Dense and its peepholes
+    def dense(self, x: Sym, kernel: np.ndarray, bias: np.ndarray | None = None) -> Sym:
+        """A Dense layer with Keras-order weights (kernel (in, units), bias (units,))."""
+        kernel = np.ascontiguousarray(kernel)
+        weights = [kernel] + ([np.ascontiguousarray(bias)] if bias is not None else [])
+        return self.layer("Dense", {"units": int(kernel.shape[1]), "activation": "linear",
+                                    "use_bias": bias is not None}, [x], weights)
+
+    def _dense_of(self, x) -> LayerSpec | None:
+        """The Dense layer behind Sym ``x`` if its output goes nowhere else in the ONNX graph."""
+        if not isinstance(x, Sym) or x.ref.node or x.ref.index:
+            return None
+        ls = self.by_name.get(x.ref.layer)
+        if ls is None or ls.class_name != "Dense" or self.onnx_names.get(ls.name) != x.onnx:
+            return None
+        readers = set(self.g.consumers.get(x.onnx, []))
+        if x.onnx in self.g.outputs or not readers <= self.group:
+            return None
+        return ls
+
+    def add_bias(self, x, b) -> Sym | None:
+        """Fold ``x + b`` into the bias-less Dense behind ``x``; None when that is not possible."""
+        ls = self._dense_of(x)
+        if ls is None or ls.config.get("use_bias") or ls.config.get("activation") != "linear":
+            return None
+        units = ls.config["units"]
+        b = np.asarray(b)
+        rank = len(self.shape(x) or ())
+        if b.dtype != ls.weights[0].dtype or b.size != units or b.shape[-1:] != (units,) or b.ndim > rank:
+            return None
+        ls.config["use_bias"] = True
+        ls.weights.append(np.ascontiguousarray(b.reshape(units)))
+        return self._rebind(ls, x)
+
+    def activation(self, x: Sym, name: str) -> Sym:
+        """A Keras activation by name: folded into the Dense before it when from the same scope."""
+        ls = self._dense_of(x)
+        scope = self._scope()
+        if ls is not None and ls.config.get("activation") == "linear" and scope and self.scopes.get(ls.name) == scope:
+            ls.config["activation"] = name
+            return self._rebind(ls, x)
+        return self.layer("Activation", {"activation": name}, [x])
+
+    def _rebind(self, ls: LayerSpec, x: Sym) -> Sym:
+        out = self._out()
+        self.onnx_names[ls.name] = out
+        return Sym(x.ref, out)

@@ -1,0 +1,342 @@
+"""An ONNX file, read defensively, as a graph the importer can query.
+
+``load_checked`` refuses truncated protobuf, external data that points outside the model's
+folder (never opened), tensors claiming absurd sizes, and graphs onnx.checker rejects.
+``OnnxGraph`` gives producers / consumers, constants (initializers, Constant nodes and every
+node computable from them or from shapes alone: the Shape -> Gather -> Concat -> Reshape
+chains of tf2onnx) and each tensor's shape. Shape-derived values are computed twice, with
+two different sizes for every dynamic input dimension, so a value that follows the batch
+size is told apart from a true constant. Evaluation uses onnx.reference, one node at a time.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FormatError
+
+MAX_ELEMENTS = 1 << 31  # per tensor: refuse a claim of 10^12 elements before allocating anything
+PROBES = ((2, 5, 7, 11, 13), (3, 17, 19, 23, 29))  # sizes given to dynamic dims, one tuple per run
+NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                    "Bernoulli", "Dropout"}
+
+
+# ------------------------------------------------------------------ loading
+def load_checked(path: str):
+    """Read an .onnx file with every hostile-file check; returns a ModelProto with data loaded."""
+    import onnx
+    from google.protobuf.message import DecodeError
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except (DecodeError, ValueError, RuntimeWarning, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: not a valid ONNX file (truncated or corrupt protobuf): {_first_line(e)}") from None
+    except OSError as e:
+        raise FormatError(f"{path}: cannot read: {e}") from None
+    if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
+        raise FormatError(f"{path}: ONNX file has no graph (truncated, or not an ONNX model)")
+    _check_text(model, path)
+    for tensor in _all_tensors(model.graph):
+        _check_tensor_size(tensor, path)
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        if any(d < 0 for d in dims) or int(np.prod([max(d, 1) for d in dims], dtype=np.float64)) > MAX_ELEMENTS:
+            raise FormatError(f"{path}: graph input/output '{value.name}' claims shape {dims}; refusing it")
+    _load_external(model, path)
+    if not _unknown_ops(model):  # with ops onnx does not know, the importer reports them all instead
+        try:
+            onnx.checker.check_model(model)
+        except (onnx.checker.ValidationError, UnicodeDecodeError) as e:
+            raise FormatError(f"{path}: invalid ONNX model: {_first_line(e)}") from None
+    return model
+
+
+def _check_text(model, path: str) -> None:
+    """Names and op types must be text (a corrupt file can hold bytes that are not UTF-8)."""
+    graph = model.graph
+    names = [v.name for v in list(graph.input) + list(graph.output)] + [t.name for t in graph.initializer]
+    names += [graph.name, model.producer_name]
+    for node in graph.node:
+        names += [node.op_type, node.name, node.domain, *node.input, *node.output]
+    if not all(isinstance(n, str) for n in names):
+        raise FormatError(f"{path}: corrupt ONNX file: a name or op type is not UTF-8 text")
+
+
+def _unknown_ops(model) -> set[str]:
+    """Default-domain op types with no ONNX schema (Erfc from tf2onnx, typos, future ops)."""
+    import onnx
+    return {n.op_type for n in model.graph.node
+            if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type, "")}
+
+
+def _all_tensors(graph):
+    """Initializers and Constant-node tensors, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
+                yield from _all_tensors(sub)
+
+
+def _check_tensor_size(tensor, path: str) -> None:
+    """A tensor's dims must be sane, and its inline bytes must match them."""
+    from onnx import helper
+    dims = list(tensor.dims)
+    count = float(np.prod(dims, dtype=np.float64)) if dims else 1.0
+    if any(d < 0 for d in dims) or count > MAX_ELEMENTS:
+        raise FormatError(f"{path}: tensor '{tensor.name}' claims shape {dims} ({count:.3g} elements); refusing it")
+    if tensor.HasField("raw_data") and tensor.data_type not in (8, 0):  # 8 = STRING
+        try:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        except (KeyError, TypeError):
+            return
+        if tensor.data_type in (16, 17, 18, 19, 20, 21, 22, 23, 25, 26):  # bfloat16 / float8 / 4-bit: packed
+            return
+        if len(tensor.raw_data) != int(count) * itemsize:
+            raise FormatError(f"{path}: tensor '{tensor.name}' of shape {dims} holds {len(tensor.raw_data)} bytes, "
+                              f"expected {int(count) * itemsize} (truncated or corrupt)")
+
+
+def _load_external(model, path: str) -> None:
+    """Load external initializer data, refusing any location that leaves the model's folder."""
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_tensor, uses_external_data
+    folder = Path(path).resolve().parent
+    for tensor in _all_tensors(model.graph):
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        location = info.location or ""
+        target = (folder / location).resolve()
+        if not location or os.path.isabs(location) or folder not in target.parents:
+            raise FormatError(f"{path}: tensor '{tensor.name}' points to external data {location!r} outside the "
+                              f"model's folder; refusing to read it")
+        if not target.is_file():
+            raise FormatError(f"{path}: tensor '{tensor.name}': external data file {location!r} is missing")
+        need = (info.offset or 0) + (info.length or 0)
+        if need > target.stat().st_size:
+            raise FormatError(f"{path}: tensor '{tensor.name}': external data {location!r} is shorter than the "
+                              f"{need} bytes it claims")
+        load_external_data_for_tensor(tensor, str(folder))
+        _check_tensor_size(tensor, path)
+        del tensor.external_data[:]
+        tensor.data_location = 0  # DEFAULT: the bytes are inline now
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+# ------------------------------------------------------------------ the graph
+class OnnxGraph:
+    """Producers, consumers, constants and shapes of one ONNX graph (default domain)."""
+
+    def __init__(self, model, path: str):
+        self.model = model
+        self.path = path
+        graph = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        if self.opset is None:
+            raise FormatError(f"{path}: the model imports no default-domain ONNX opset")
+        self.producer_name = model.producer_name or ""
+        self.nodes = list(graph.node)
+        init_names = {t.name for t in graph.initializer}
+        self.inputs = [v for v in graph.input if v.name not in init_names]
+        self.outputs = [v.name for v in graph.output]
+        self.producer: dict[str, tuple[int, int]] = {}
+        self.consumers: dict[str, list[int]] = defaultdict(list)
+        for i, node in enumerate(self.nodes):
+            for j, out in enumerate(node.output):
+                if out:
+                    self.producer[out] = (i, j)
+            for inp in node.input:
+                if inp:
+                    self.consumers[inp].append(i)
+        self._check_order()
+        self.dim_params = self._name_input_dims()
+        self.consts: dict[str, np.ndarray] = {}  # batch-independent values
+        self.dynamic: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # values that follow a dynamic dim
+        self.probe_shapes: dict[str, tuple[tuple, tuple]] = {}  # concrete shapes at both probes
+        self.sym_shapes: dict[str, tuple] = {}
+        self._fold()
+
+    # -- structure
+    def _check_order(self) -> None:
+        known = {t.name for t in self.model.graph.initializer} | {v.name for v in self.inputs} | {""}
+        for node in self.nodes:
+            missing = [n for n in node.input if n not in known]
+            if missing:
+                raise FormatError(f"{self.path}: node '{node.name}' ({node.op_type}) reads {missing[0]!r} before it is "
+                                  f"computed (graph not topologically sorted, or a dangling input)")
+            known.update(node.output)
+
+    def single_use(self, tensor: str) -> bool:
+        """``tensor`` feeds exactly one node and is not a graph output."""
+        return len(self.consumers.get(tensor, [])) == 1 and tensor not in self.outputs
+
+    # -- shapes
+    def _name_input_dims(self) -> list[str]:
+        """Every dynamic input dim gets a parameter name; returns the names in order of appearance."""
+        params: list[str] = []
+        for v in self.inputs:
+            for i, d in enumerate(v.type.tensor_type.shape.dim):
+                if not d.HasField("dim_value"):
+                    if not d.dim_param:
+                        d.dim_param = f"{v.name}__dim{i}"
+                    if d.dim_param not in params:
+                        params.append(d.dim_param)
+        if len(params) > len(PROBES[0]):
+            raise FormatError(f"{self.path}: {len(params)} distinct dynamic input dimensions; kcompat handles "
+                              f"up to {len(PROBES[0])}")
+        return params
+
+    def input_shape(self, value) -> tuple:
+        """A graph input's Keras shape: None for dynamic dims."""
+        return tuple(d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim)
+
+    def _infer_symbolic(self) -> None:
+        import onnx
+        try:
+            inferred = onnx.shape_inference.infer_shapes(self.model, strict_mode=False, data_prop=True)
+        except Exception:  # inference is a help, not a requirement
+            return
+        for v in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+            t = v.type.tensor_type
+            if t.HasField("shape"):
+                self.sym_shapes[v.name] = tuple(d.dim_value if d.HasField("dim_value") else
+                                                (d.dim_param or None) for d in t.shape.dim)
+
+    def shape(self, tensor: str) -> tuple | None:
+        """The Keras shape of a tensor (None for dims that vary with the input), or None if unknown."""
+        if tensor in self.consts:
+            return tuple(self.consts[tensor].shape)
+        if tensor in self.probe_shapes:
+            a, b = self.probe_shapes[tensor]
+            return tuple(x if x == y else None for x, y in zip(a, b))
+        sym = self.sym_shapes.get(tensor)
+        if sym is None:
+            return None
+        return tuple(d if isinstance(d, int) else None for d in sym)
+
+    def concrete_shape(self, tensor: str, probe: int) -> tuple | None:
+        """The tensor's shape when dynamic dims take the sizes of ``PROBES[probe]``."""
+        if tensor in self.probe_shapes:
+            return self.probe_shapes[tensor][probe]
+        sym = self.sym_shapes.get(tensor)
+        if sym is None:
+            return None
+        sizes = dict(zip(self.dim_params, PROBES[probe]))
+        out = []
+        for d in sym:
+            if isinstance(d, int):
+                out.append(d)
+            elif d in sizes:
+                out.append(sizes[d])
+            else:
+                return None
+        return tuple(out)
+
+    # -- constant folding
+    def _fold(self) -> None:
+        """Compute every value that does not depend on input data, at both probe sizes."""
+        self._infer_symbolic()
+        static = self._static_nodes()
+        need_data = self._data_needed(static)
+        with np.errstate(all="ignore"):  # dummy data may overflow; only shapes and shape values are kept
+            runs = [self._run(static, need_data, k) for k in (0, 1)]
+        inputs = {v.name for v in self.inputs}
+        for name, v0 in runs[0].items():
+            v1 = runs[1].get(name)
+            if v1 is None or name in inputs:
+                continue
+            if name in need_data["tensors"]:
+                self.probe_shapes[name] = (tuple(v0.shape), tuple(v1.shape))
+                continue
+            if v0.shape == v1.shape and np.array_equal(v0, v1, equal_nan=True):
+                self.consts[name] = v0
+            else:
+                self.dynamic[name] = (v0, v1)
+
+    def _static_nodes(self) -> set[int]:
+        """Nodes whose outputs follow from constants and input shapes alone."""
+        static_tensors = {t.name for t in self.model.graph.initializer}
+        static: set[int] = set()
+        for i, node in enumerate(self.nodes):
+            if node.domain not in ("", "ai.onnx") or node.op_type in NONDETERMINISTIC:
+                continue
+            shape_only = node.op_type in ("Shape", "Size")
+            if shape_only or all(n == "" or n in static_tensors for n in node.input):
+                if any(attr.type in (5, 10) for attr in node.attribute):  # GRAPH / GRAPHS: If, Loop, Scan
+                    continue
+                static.add(i)
+                static_tensors.update(o for o in node.output if o)
+        return static
+
+    def _data_needed(self, static: set[int]) -> dict:
+        """Data nodes to run on dummy inputs: all of them when shape inference left a shape unknown
+        (tf2onnx's Reshape to a computed shape), none otherwise."""
+        data = [i for i in range(len(self.nodes)) if i not in static]
+        unresolved = any(self.concrete_shape(o, 0) is None for i in data for o in self.nodes[i].output if o)
+        needed = set(data) if unresolved else set()
+        return {"nodes": needed, "tensors": {o for i in needed for o in self.nodes[i].output if o}}
+
+    def _run(self, static: set[int], need_data: dict, probe: int) -> dict[str, np.ndarray]:
+        from onnx import numpy_helper
+        values = {t.name: numpy_helper.to_array(t) for t in self.model.graph.initializer}
+        if need_data["nodes"]:
+            rng = np.random.default_rng(probe)
+            for v in self.inputs:
+                shape = self.concrete_shape(v.name, probe) or ()
+                dtype = _np_dtype(v.type.tensor_type.elem_type)
+                values[v.name] = (rng.standard_normal(shape) if dtype.kind == "f" else np.ones(shape)).astype(dtype)
+        for i, node in enumerate(self.nodes):
+            if i not in static and i not in need_data["nodes"]:
+                continue
+            if node.op_type in ("Shape", "Size") and node.input[0] not in values:
+                shape = self.concrete_shape(node.input[0], probe)
+                if shape is not None:
+                    values[node.output[0]] = _shape_value(node, shape)
+                continue
+            if any(n and n not in values for n in node.input):
+                continue
+            try:
+                outs = _evaluate(node, [values[n] if n else None for n in node.input], self.opset)
+            except Exception:  # an op onnx.reference cannot run here: left for the lowering to report
+                continue
+            for name, value in zip(node.output, outs):
+                if name:
+                    values[name] = np.asarray(value)
+        return values
+
+
+def _np_dtype(elem_type: int) -> np.dtype:
+    from onnx import helper
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError):
+        return np.dtype(np.float32)
+
+
+def _shape_value(node, shape: tuple) -> np.ndarray:
+    """Shape (with its start / end attributes) or Size of a tensor of known shape."""
+    if node.op_type == "Size":
+        return np.asarray(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+    attrs = {a.name: a.i for a in node.attribute}
+    start, end = attrs.get("start", 0), attrs.get("end", len(shape))
+    return np.asarray(shape[start:end], dtype=np.int64)
+
+
+def _evaluate(node, inputs: list, opset: int) -> list:
+    """Run one node with onnx.reference."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+    names = [f"in{i}" if x is not None else "" for i, x in enumerate(inputs)]
+    single = helper.make_node(node.op_type, names, list(node.output), domain=node.domain)
+    single.attribute.extend(node.attribute)
+    feeds = {n: x for n, x in zip(names, inputs) if n}
+    return ReferenceEvaluator(single, opsets={"": opset}).run(None, feeds)

@@ -1,0 +1,164 @@
+"""ONNX -> ModelSpec: a Keras Functional model (Keras 3 configs, Keras-order weights).
+
+Steps: read the file defensively and fold constants (onnx_graph.py); find multi-node
+patterns (onnx_patterns.py); lower every other node with its op function
+(onnx_lower.py). Every unsupported op in the graph is collected and reported at once:
+``model.onnx: unsupported ONNX ops: Erfc x1, Gemm (transA=1) x2``. The model keeps the
+ONNX layout (an NCHW input stays NCHW). ``spec.onnx_names`` maps each layer to the ONNX
+tensor it computes, so ONNX Runtime can run the original file as the reference.
+"""
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from ..errors import FormatError, UnsupportedError
+from ..spec import ModelSpec
+from .onnx_builder import Builder, Sym, sanitize
+from .onnx_graph import OnnxGraph, _np_dtype, load_checked
+from .onnx_lower import LOWERINGS, Dynamic
+from .onnx_patterns import find_matches
+
+
+def read_onnx(path: str) -> ModelSpec:
+    """Read an .onnx file as a Keras Functional ModelSpec (weights included)."""
+    path = str(path)
+    graph = OnnxGraph(load_checked(path), path)
+    b = Builder(graph)
+    for v in graph.inputs:
+        dtype = _np_dtype(v.type.tensor_type.elem_type)
+        b.input(v.name, graph.input_shape(v), "float32" if dtype.kind == "f" else str(dtype))
+    matches = find_matches(graph)
+    inner = {i for m in matches.values() for i in m.nodes if i != m.root}
+    unsupported: Counter = Counter()
+    poisoned: set[str] = set()
+    for i, node in enumerate(graph.nodes):
+        outs = [o for o in node.output if o]
+        if i in inner or all(o in graph.consts or o in graph.dynamic for o in outs):
+            continue
+        label = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        if node.domain not in ("", "ai.onnx") or (node.op_type not in LOWERINGS and i not in matches):
+            unsupported[label] += 1
+            poisoned.update(outs)
+            continue
+        if any(n in poisoned for n in node.input):
+            poisoned.update(outs)
+            continue
+        try:
+            if i in matches:
+                b.at(i, matches[i].nodes)
+                values = [matches[i].emit(b, b.env[matches[i].x])]
+            else:
+                b.at(i)
+                values = _lower(b, node)
+        except UnsupportedError as e:
+            unsupported[f"{label} ({e})"] += 1
+            poisoned.update(outs)
+            continue
+        except (ValueError, TypeError, IndexError) as e:  # inputs of shapes the op cannot take
+            unsupported[f"{label} (cannot lower node '{node.name}': {e})"] += 1
+            poisoned.update(outs)
+            continue
+        for name, value in zip(node.output, values):
+            if name and isinstance(value, Sym):
+                b.env[name] = value
+    if unsupported:
+        listed = ", ".join(f"{k} x{v}" for k, v in unsupported.items())
+        raise UnsupportedError(f"{path}: unsupported ONNX ops: {listed}")
+    return _spec(b, graph, path)
+
+
+def _value(b: Builder, name: str) -> Any:
+    """A node input: Sym, constant array, Dynamic, or None for an omitted optional input."""
+    if not name:
+        return None
+    if name in b.env:
+        return b.env[name]
+    if name in b.g.consts:
+        return b.g.consts[name]
+    if name in b.g.dynamic:
+        return Dynamic(*b.g.dynamic[name])
+    raise UnsupportedError(f"input '{name}' could not be computed")
+
+
+def _lower(b: Builder, node) -> list:
+    """Call the op's lowering with inputs positional and attributes by keyword."""
+    from onnx import helper
+    fn = LOWERINGS[node.op_type]
+    params = inspect.signature(fn).parameters
+    attrs = {}
+    for a in node.attribute:
+        if a.name not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            raise UnsupportedError(f"attribute {a.name}")
+        value = helper.get_attribute_value(a)
+        attrs[a.name] = value.decode(errors="replace") if isinstance(value, bytes) else value
+    inputs = [_value(b, n) for n in node.input]
+    while inputs and inputs[-1] is None:
+        inputs.pop()
+    out = fn(b, *inputs, **attrs)
+    return out if isinstance(out, list) else [out]
+
+
+def _spec(b: Builder, graph: OnnxGraph, path: str) -> ModelSpec:
+    outputs = []
+    for name in graph.outputs:
+        sym = b.env.get(name)
+        if sym is None:
+            raise UnsupportedError(f"{path}: graph output '{name}' is a constant or could not be computed")
+        outputs.append(sym.ref)
+    layers = keras_order(b.layers, outputs)
+    name = sanitize(graph.model.graph.name or "model")
+    spec = ModelSpec(name=name, layers=layers, inputs=[s.ref for s in (b.env[v.name] for v in graph.inputs)],
+                     outputs=outputs, source=path)
+    spec.onnx_names = {ls.name: b.onnx_names[ls.name] for ls in layers if ls.name in b.onnx_names}
+    for ls in layers:
+        if ls.weights is not None:
+            ls.weights = [np.asarray(w) for w in ls.weights]
+    if not spec.inputs:
+        raise FormatError(f"{path}: the ONNX graph has no inputs")
+    return spec
+
+
+def keras_order(layers: list, outputs: list) -> list:
+    """The layers the outputs depend on, in the order Keras's Functional gives them (deepest first,
+    then first visit of a depth-first walk from the outputs), so positional weight files line up.
+    Reference: keras/src/ops/function.py map_graph / _build_map."""
+    by_name = {ls.name: ls for ls in layers}
+    first_seen: dict[str, int] = {}
+    order: list[tuple] = []  # nodes (layer, node index), inputs first
+    done: set = set()
+
+    def visit(layer: str, k: int) -> None:
+        stack = [((layer, k), False)]
+        while stack:
+            key, expanded = stack.pop()
+            if expanded:
+                done.add(key)
+                order.append(key)
+                continue
+            if key in done:
+                continue
+            first_seen.setdefault(key[0], len(first_seen))
+            stack.append((key, True))
+            nodes = by_name[key[0]].nodes
+            parents = [(r.layer, r.node) for r in nodes[key[1]].refs()] if nodes else []
+            stack.extend((p, False) for p in reversed(parents) if p not in done)
+
+    for ref in outputs:
+        visit(ref.layer, ref.node)
+    depth: dict[tuple, int] = {}
+    layer_depth: dict[str, int] = {}
+    for key in reversed(order):
+        d = max(depth.setdefault(key, 0), layer_depth.get(key[0], 0))
+        layer_depth[key[0]] = depth[key] = d
+        nodes = by_name[key[0]].nodes
+        for r in (nodes[key[1]].refs() if nodes else []):
+            depth[(r.layer, r.node)] = max(d + 1, depth.get((r.layer, r.node), 0))
+    for ls in layers:  # inputs nothing reads
+        if ls.class_name == "InputLayer" and ls.name not in layer_depth:
+            layer_depth[ls.name], first_seen[ls.name] = 0, -1
+    names = sorted(layer_depth, key=lambda n: (-layer_depth[n], first_seen[n]))
+    return [by_name[n] for n in names]
