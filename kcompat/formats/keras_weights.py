@@ -26,10 +26,12 @@ def snake_case(name: str) -> str:
 
 
 def saved_layers(spec: ModelSpec) -> list[tuple[str, Any]]:
-    """(h5 group path, LayerSpec) for each layer Keras saves, in Keras's order."""
+    """(h5 group path, LayerSpec) for each layer Keras saves, in Keras's order (for a Functional
+    model, the graph order Keras rebuilds, whatever order the config lists the layers in)."""
     used: dict[str, int] = {}
     out = []
-    for layer in spec.layers:
+    layers = spec.layers if spec.sequential else keras_order(spec.layers, spec.outputs)
+    for layer in layers:
         if layer.is_op or (spec.sequential and layer.class_name == "InputLayer"):
             continue
         base = snake_case(layer.class_name)
@@ -92,3 +94,45 @@ def check_weight_count(layer, expected: int, label: str) -> None:
     if got != expected:
         raise ShapeError(f"{label}: layer '{layer.name}' ({layer.class_name}) expected {expected} weight(s); "
                          f"received {got}")
+
+
+def keras_order(layers: list, outputs: list) -> list:
+    """The layers the outputs depend on, in the order Keras's Functional gives them (deepest first,
+    then first visit of a depth-first walk from the outputs), so positional weight files line up.
+    Reference: keras/src/ops/function.py map_graph / _build_map."""
+    by_name = {ls.name: ls for ls in layers}
+    first_seen: dict[str, int] = {}
+    order: list[tuple] = []  # nodes (layer, node index), inputs first
+    done: set = set()
+
+    def visit(layer: str, k: int) -> None:
+        stack = [((layer, k), False)]
+        while stack:
+            key, expanded = stack.pop()
+            if expanded:
+                done.add(key)
+                order.append(key)
+                continue
+            if key in done:
+                continue
+            first_seen.setdefault(key[0], len(first_seen))
+            stack.append((key, True))
+            nodes = by_name[key[0]].nodes
+            parents = [(r.layer, r.node) for r in nodes[key[1]].refs()] if nodes else []
+            stack.extend((p, False) for p in reversed(parents) if p not in done)
+
+    for ref in outputs:
+        visit(ref.layer, ref.node)
+    depth: dict[tuple, int] = {}
+    layer_depth: dict[str, int] = {}
+    for key in reversed(order):
+        d = max(depth.setdefault(key, 0), layer_depth.get(key[0], 0))
+        layer_depth[key[0]] = depth[key] = d
+        nodes = by_name[key[0]].nodes
+        for r in (nodes[key[1]].refs() if nodes else []):
+            depth[(r.layer, r.node)] = max(d + 1, depth.get((r.layer, r.node), 0))
+    for ls in layers:  # inputs nothing reads
+        if ls.class_name == "InputLayer" and ls.name not in layer_depth:
+            layer_depth[ls.name], first_seen[ls.name] = 0, -1
+    names = sorted(layer_depth, key=lambda n: (-layer_depth[n], first_seen[n]))
+    return [by_name[n] for n in names]

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import FormatError, UnsupportedError
 from ..spec import ModelSpec
+from .keras_weights import keras_order
 from .onnx_builder import Builder, Sym, sanitize
 from .onnx_graph import OnnxGraph, _np_dtype, load_checked
 from .onnx_lower import LOWERINGS, Dynamic
@@ -122,43 +123,3 @@ def _spec(b: Builder, graph: OnnxGraph, path: str) -> ModelSpec:
     return spec
 
 
-def keras_order(layers: list, outputs: list) -> list:
-    """The layers the outputs depend on, in the order Keras's Functional gives them (deepest first,
-    then first visit of a depth-first walk from the outputs), so positional weight files line up.
-    Reference: keras/src/ops/function.py map_graph / _build_map."""
-    by_name = {ls.name: ls for ls in layers}
-    first_seen: dict[str, int] = {}
-    order: list[tuple] = []  # nodes (layer, node index), inputs first
-    done: set = set()
-
-    def visit(layer: str, k: int) -> None:
-        stack = [((layer, k), False)]
-        while stack:
-            key, expanded = stack.pop()
-            if expanded:
-                done.add(key)
-                order.append(key)
-                continue
-            if key in done:
-                continue
-            first_seen.setdefault(key[0], len(first_seen))
-            stack.append((key, True))
-            nodes = by_name[key[0]].nodes
-            parents = [(r.layer, r.node) for r in nodes[key[1]].refs()] if nodes else []
-            stack.extend((p, False) for p in reversed(parents) if p not in done)
-
-    for ref in outputs:
-        visit(ref.layer, ref.node)
-    depth: dict[tuple, int] = {}
-    layer_depth: dict[str, int] = {}
-    for key in reversed(order):
-        d = max(depth.setdefault(key, 0), layer_depth.get(key[0], 0))
-        layer_depth[key[0]] = depth[key] = d
-        nodes = by_name[key[0]].nodes
-        for r in (nodes[key[1]].refs() if nodes else []):
-            depth[(r.layer, r.node)] = max(d + 1, depth.get((r.layer, r.node), 0))
-    for ls in layers:  # inputs nothing reads
-        if ls.class_name == "InputLayer" and ls.name not in layer_depth:
-            layer_depth[ls.name], first_seen[ls.name] = 0, -1
-    names = sorted(layer_depth, key=lambda n: (-layer_depth[n], first_seen[n]))
-    return [by_name[n] for n in names]
