@@ -65,7 +65,8 @@ def cmd_verify(args) -> int:
         from .io import load_spec
         spec = load_spec(args.model, args.weights)
         inputs = read_inputs(args.input, [r.layer for r in spec.inputs])
-    report = verify_file(args.model, weights=args.weights, reference=args.reference, inputs=inputs,
+    reference = args.reference or ("onnxruntime" if Path(args.model).suffix.lower() == ".onnx" else "keras")
+    report = verify_file(args.model, weights=args.weights, reference=reference, inputs=inputs,
                          batch=args.batch, seed=args.seed, atol=args.atol, rtol=args.rtol)
     print(report.render())
     if args.json:
@@ -120,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="compare every layer against real Keras or ONNX Runtime")
     v.add_argument("model")
     v.add_argument("--weights")
-    v.add_argument("--reference", default="keras", choices=["keras", "onnxruntime"])
+    v.add_argument("--reference", choices=["keras", "onnxruntime"],
+                   help="default: keras for Keras files, onnxruntime (on the original file) for .onnx")
     v.add_argument("--input", help=".npy/.npz inputs (default: seeded standard normal)")
     v.add_argument("--batch", type=int, default=4)
     v.add_argument("--seed", type=int, default=0)
