@@ -205,3 +205,22 @@ def test_keras_archive_not_extracted(faq_keras, tmp_path):
     code, _, err = cli("summary", evil, cwd=tmp_path)
     assert code == 0, err
     assert not (tmp_path.parent.parent / "escaped.txt").exists()
+
+
+def test_no_tensorflow_for_read_run_summary_convert_diff(faq_keras, tmp_path):
+    """Everything but verify works without importing TensorFlow / Keras."""
+    np.save(tmp_path / "x.npy", np.zeros((2, 3, 2), np.float32))
+    script = f"""
+import sys
+from kcompat.cli import main
+p = {str(tmp_path)!r}
+for args in (["summary", {str(faq_keras)!r}], ["summary", {str(faq_keras)!r}, "--explain"],
+             ["run", {str(faq_keras)!r}, "-i", p + "/x.npy", "-o", p + "/y.npy"],
+             ["convert", {str(faq_keras)!r}, p + "/m.onnx"], ["convert", p + "/m.onnx", p + "/m.h5"],
+             ["convert", p + "/m.h5", p + "/m.json"], ["diff", {str(faq_keras)!r}, p + "/m.json"]):
+    assert main(args) == 0, args
+print(sorted(m for m in ("tensorflow", "keras", "tf_keras", "torch", "jax") if m in sys.modules))
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[]"
