@@ -1,7 +1,8 @@
 """kcompat's .keras -> .onnx export beside tf2onnx's, on the committed fixture models.
 
 Run: /work/venv/bin/python benchmarks/onnx_convert.py [fixtures/onnx/*.keras ...]
-For each model: node count and conversion time of each tool, then ONNX Runtime latency of
+Default: the fixtures/onnx models, plus the CNN fixtures of fixtures/keras3 that exist
+(conv_bn; mnist_cnn and small_resnet once make_fixtures.py has written them). For each model: node count and conversion time of each tool, then ONNX Runtime latency of
 both exports (same input, batch 1 and 64). Each conversion runs in a fresh subprocess and
 is timed from the outside, imports included, as a user meets it: kcompat imports no
 TensorFlow, tf2onnx needs TensorFlow and Keras to load the model first. One run, no retries.
@@ -19,6 +20,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+CNN_FIXTURES = ("conv_bn", "mnist_cnn", "small_resnet")  # in fixtures/keras3, written by make_fixtures.py
 KCOMPAT = "import sys, kcompat; kcompat.save(kcompat.load(sys.argv[1]), sys.argv[2])"
 TF2ONNX = """
 import os, sys
@@ -74,7 +76,9 @@ def main(sources: list[str]) -> None:
     from rich.table import Table
 
     from kcompat.formats.onnx_export import default_opset
-    sources = sources or sorted(str(p) for p in (ROOT / "fixtures" / "onnx").glob("*.keras"))
+    cnns = [ROOT / "fixtures" / "keras3" / f"{name}.keras" for name in CNN_FIXTURES]
+    sources = sources or (sorted(str(p) for p in (ROOT / "fixtures" / "onnx").glob("*.keras"))
+                          + [str(p) for p in cnns if p.exists()])
     opset = default_opset()
     table = Table(title=f"kcompat vs tf2onnx: .keras -> .onnx (kcompat opset {opset}, tf2onnx opset 13; "
                         f"latency = median of 200 onnxruntime runs, 1 thread)")

@@ -12,7 +12,11 @@ the call node's args with every tensor replaced by its ONNX name (scalars stay n
 ``weights`` the Keras-order arrays. ``ctx.op`` emits one node named ``<layer>/<Op>``;
 the driver renames the returned tensor to the layer's name, so every Keras layer output
 is an ONNX tensor of the same name (graph inputs and outputs too). Unsupported layers and
-activations are collected over the whole model and reported together.
+activations are collected over the whole model and reported together. Exporters live in
+onnx_layers.py (core, ops, activations), onnx_export_conv.py (conv, pooling) and
+onnx_export_misc.py (normalization, reshaping, merging, embedding, preprocessing);
+``optimize`` then runs onnx_optimize.py, which cancels the layout Transposes between
+channels-first ops (and so drops some per-layer tensors: ``optimize=False`` keeps them all).
 Reference: onnx.helper / onnx.checker; tf2onnx (for what not to do: per-opset methods).
 """
 from __future__ import annotations
@@ -87,6 +91,7 @@ class ExportContext:
         self.nodes: list = []
         self.initializers: list = []
         self.shapes: dict[str, tuple] = {}  # ONNX tensor name -> Keras shape (layer outputs)
+        self.dtypes: dict[str, str] = {}  # graph input name -> its dtype (every other tensor: float32)
         self.prefix = ""  # the layer being exported: node and tensor names start with it
         self.kwargs: dict = {}  # the call node's kwargs (tensors as names)
         self._tensors: set[str] = set()
@@ -134,6 +139,10 @@ class ExportContext:
         """The Keras shape of a layer output tensor."""
         return self.shapes[tensor]
 
+    def dtype(self, tensor: str) -> str:
+        """The dtype of a graph input (e.g. "int32"); "float32" for everything else."""
+        return self.dtypes.get(tensor, "float32")
+
     def reduce(self, op_type: str, x: str, axes: list[int], keepdims: int = 1) -> str:
         """ReduceSum / ReduceMax...: axes are an input from opset 13 (ReduceSum) or 18 (the rest)."""
         since = 13 if op_type == "ReduceSum" else 18
@@ -154,6 +163,11 @@ class ExportContext:
                     if n == old:
                         seq[i] = new
         self._tensors.add(new)
+
+
+def register_exporters() -> None:
+    """Import the modules whose ``@exporter`` functions fill EXPORTERS."""
+    from . import onnx_export_conv, onnx_export_misc, onnx_layers  # noqa: F401
 
 
 def check_exportable(model) -> None:
@@ -186,12 +200,16 @@ def resolve_opset(opset: int | None) -> int:
     return int(opset)
 
 
-def to_onnx(model, opset: int | None = None):
-    """Build the ONNX ModelProto for a kcompat Model (checked with onnx.checker, full_check)."""
+def to_onnx(model, opset: int | None = None, optimize: bool = True):
+    """Build the ONNX ModelProto for a kcompat Model (checked with onnx.checker, full_check).
+
+    ``optimize``: cancel and sink layout Transposes (onnx_optimize.py). False keeps every
+    layer's output as a tensor named after the layer, as ``verify`` needs.
+    """
     import onnx
     from onnx import helper
 
-    from . import onnx_layers  # noqa: F401  (registers the exporters)
+    register_exporters()
     opset = resolve_opset(opset)
     check_exportable(model)
     spec = model.spec
@@ -206,6 +224,7 @@ def to_onnx(model, opset: int | None = None):
         if ls.class_name == "InputLayer":
             tensors[key] = name
             ctx.shapes[name] = model.shapes[key]
+            ctx.dtypes[name] = ls.config.get("dtype") or "float32"
             graph_inputs.append(_value_info(name, model.shapes[key], ls.config.get("dtype")))
             continue
         tensors[key] = _export_call(ctx, model, ls, k, tensors)
@@ -218,7 +237,12 @@ def to_onnx(model, opset: int | None = None):
             out = ctx.op("Identity", out)
         shape = model.shapes[(ref.layer, ref.node)]
         outputs.append(_value_info(out, shape[ref.index] if isinstance(shape, list) else shape))
-    graph = helper.make_graph(ctx.nodes, spec.name, graph_inputs, outputs, ctx.initializers)
+    nodes, initializers = ctx.nodes, ctx.initializers
+    if optimize:
+        from .onnx_optimize import optimize_transposes
+        keep = {v.name for v in outputs} | {v.name for v in graph_inputs}
+        nodes, initializers = optimize_transposes(nodes, initializers, keep)
+    graph = helper.make_graph(nodes, spec.name, graph_inputs, outputs, initializers)
     proto = _make_model(graph, opset)
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -263,10 +287,10 @@ def _value_info(name: str, shape: tuple, dtype: Any = None):
     return helper.make_tensor_value_info(name, elem, dims)
 
 
-def write_onnx(model, path: str, opset: int | None = None) -> None:
+def write_onnx(model, path: str, opset: int | None = None, optimize: bool = True) -> None:
     """Write a kcompat Model as an ONNX file (``opset`` None: the newest onnxruntime runs)."""
     import onnx
-    proto = to_onnx(model, opset)
+    proto = to_onnx(model, opset, optimize)
     if proto.ByteSize() >= 2**31:
         raise UnsupportedError(f"{model.spec.source}: the ONNX model would exceed protobuf's 2 GB limit; "
                                f"external-data export is not supported yet")

@@ -6,7 +6,6 @@ keras/src/ops/numpy.py.
 """
 from __future__ import annotations
 
-from ..errors import UnsupportedError
 from .onnx_export import exporter
 
 
@@ -52,12 +51,24 @@ UNARY_OPS = {"Exp": "Exp", "Negative": "Neg", "Absolute": "Abs", "Abs": "Abs", "
              "Reciprocal": "Reciprocal", "Erf": "Erf"}
 
 
+def merge_operands(ctx, tensors: list) -> list[str]:
+    """A merging layer's inputs; a lower-rank one gets size-1 axes after the batch axis, like Keras."""
+    names = [ctx.operand(t) for t in tensors]
+    ranks = [len(ctx.shapes[n]) if n in ctx.shapes else None for n in names]
+    top = max((r for r in ranks if r is not None), default=None)
+    return [n if r is None or r == top else ctx.op("Unsqueeze", n, ctx.ints(list(range(1, 1 + top - r)), "axes"))
+            for n, r in zip(names, ranks)]  # (N, F) -> (N, 1.., F)
+
+
 def _binary(onnx_op):
     def export(ctx, layer, inputs, weights):
-        operands = inputs[0] if isinstance(inputs[0], list) else inputs[:2]  # merging layer: [[a, b, ...]]
-        y = ctx.operand(operands[0])
+        if isinstance(inputs[0], list):  # merging layer: [[a, b, ...]]
+            operands = merge_operands(ctx, inputs[0])
+        else:
+            operands = [ctx.operand(t) for t in inputs[:2]]
+        y = operands[0]
         for other in operands[1:]:
-            y = ctx.op(onnx_op, y, ctx.operand(other))
+            y = ctx.op(onnx_op, y, other)
         return y
     return export
 
@@ -117,17 +128,34 @@ ACTIVATION_CLASSES = {
 def _activation_class(activation_name, key, default):
     def export(ctx, layer, inputs, weights):
         x = inputs[0]
+        mask = ctx.kwargs.get("mask", inputs[1] if len(inputs) > 1 else None)  # the Softmax layer's mask
+        if isinstance(mask, str):  # keep where True (or > 0.5), else -1e9; zeroed afterwards
+            if ctx.dtype(mask) != "bool":
+                mask = ctx.op("Greater", ctx.op("Cast", mask, to=1), ctx.const(0.5))  # 1 = FLOAT
+            x = ctx.op("Where", mask, x, ctx.const(-1e9))
         params = {}
         if key is not None:
             value = layer.config.get(key)
             params[key] = default if value is None else value
-        if isinstance(params.get("axis"), (list, tuple)):
-            if len(params["axis"]) != 1:
-                raise UnsupportedError(f"layer '{layer.name}': {layer.class_name} over several axes "
-                                       f"{params['axis']} has no ONNX export yet")
-            params["axis"] = params["axis"][0]
-        return ctx.activation(activation_name, x, ctx.shape(x), **params)
+        if isinstance(params.get("axis"), (list, tuple)) and len(params["axis"]) != 1:
+            y = _softmax_axes(ctx, activation_name, x, params["axis"], len(ctx.shape(inputs[0])))
+        else:
+            if isinstance(params.get("axis"), (list, tuple)):
+                params["axis"] = params["axis"][0]
+            y = ctx.activation(activation_name, x, ctx.shape(inputs[0]), **params)
+        return ctx.op("Where", mask, y, ctx.const(0.0)) if isinstance(mask, str) else y
     return export
+
+
+def _softmax_axes(ctx, activation_name: str, x: str, axes, rank: int) -> str:
+    """(Log)softmax over several axes at once: exp(x - max) / sum(exp(x - max)) over all of them."""
+    axes = sorted(a % rank for a in axes)
+    shifted = ctx.op("Sub", x, ctx.reduce("ReduceMax", x, axes))
+    e = ctx.op("Exp", shifted)
+    total = ctx.reduce("ReduceSum", e, axes)
+    if activation_name == "log_softmax":
+        return ctx.op("Sub", shifted, ctx.op("Log", total))
+    return ctx.op("Div", e, total)
 
 
 for _keras, (_act, _key, _default) in ACTIVATION_CLASSES.items():
@@ -136,13 +164,21 @@ for _keras, (_act, _key, _default) in ACTIVATION_CLASSES.items():
 
 @exporter("ReLU")
 def relu_layer(ctx, layer, inputs, weights):
+    """Keras's ReLU.static_call: x above threshold (clipped at max_value), else slope * (x - threshold)."""
     x = inputs[0]
-    max_value = layer.config.get("max_value")
-    if layer.config.get("negative_slope") or layer.config.get("threshold"):
-        raise UnsupportedError(f"layer '{layer.name}': ReLU with negative_slope or threshold has no ONNX export yet")
-    if max_value is None:
-        return ctx.op("Relu", x)
-    return ctx.op("Clip", x, ctx.const(0.0), ctx.const(float(max_value)))
+    slope, threshold, max_value = layer.negative_slope, layer.threshold, layer.max_value
+    if slope and max_value is None and not threshold:
+        return ctx.op("LeakyRelu", x, alpha=slope)
+    if threshold:
+        y = ctx.op("Where", ctx.op("Greater", x, ctx.const(threshold)), x, ctx.const(0.0))
+    else:
+        y = ctx.op("Relu", x)
+    if max_value is not None:
+        y = ctx.op("Clip", y, ctx.const(0.0), ctx.const(max_value))
+    if slope:  # y - slope * relu(threshold - x)
+        below = ctx.op("Relu", ctx.op("Sub", ctx.const(threshold), x))
+        y = ctx.op("Sub", y, ctx.op("Mul", ctx.const(slope), below))
+    return y
 
 
 @exporter("PReLU")

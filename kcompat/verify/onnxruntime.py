@@ -49,7 +49,7 @@ class OnnxRuntimeReference(Reference):
                              f"not compared")
         else:
             from ..formats.onnx_export import to_onnx
-            proto = to_onnx(model, self.opset)
+            proto = to_onnx(model, self.opset, optimize=False)  # every layer's output kept
             names = {ls.name: ls.name for ls in model.spec.layers}
             notes.append(f"onnxruntime ran kcompat's own ONNX export (opset {proto.opset_import[0].version}) of "
                          f"{self.path}; an exporter bug that matches a NumPy bug would not show")
