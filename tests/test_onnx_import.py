@@ -60,6 +60,9 @@ def test_round_trip_is_exact(keras, keras_source, opset):
     assert list(after) == [ls.name for ls in model.spec.layers if ls.name in after] and set(after) == set(before)
     for name, ls in before.items():
         got = after[name]
+        if ls.class_name == "Activation" and ls.config.get("activation") == "linear":
+            assert got.class_name == "Identity", name  # one ONNX Identity, like Dropout: both come back as Identity
+            continue
         assert got.class_name == ls.class_name, name
         assert got.config.get("activation") == ls.config.get("activation"), name
         if ls.class_name == "Flatten" and len(model.input_shape_of(name)) > 2:  # rank 2: both formats are one op

@@ -3,9 +3,10 @@
 Every ONNX tensor the importer has lowered is bound to a ``Sym`` (a Keras tensor: layer,
 node, index). Layers are named after the ONNX node's scope (``D16/Gemm`` -> ``D16``,
 ``/fc1/Gemm`` -> ``fc1``, ``functional_1/d1_1/Tensordot/MatMul`` -> ``d1``), else Keras's
-own default (``dense``, ``dense_1``). Two peepholes keep Keras's shape of a model: a bias
-Add folds into the Dense before it, and an activation folds into the Dense before it when
-both come from the same scope (the same Keras layer).
+own default (``dense``, ``dense_1``); a helper layer of one node's lowering (the ZeroPadding
+before a Conv) takes the scope plus a suffix (``conv1_pad``). Two peepholes keep Keras's shape
+of a model: a bias Add folds into the Dense before it, and an activation folds into the Dense or
+convolution before it when both come from the same scope (the same Keras layer).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from .keras_config import _input_layer
 from .keras_weights import snake_case
 
 _KERAS_WRAPPER = re.compile(r"^(functional|sequential|model)(_\d+)?$")
+ACTIVATED = {"Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
+             "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}  # layers with an ``activation`` key
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,10 @@ class Builder:
         return len(shape)
 
     # ------------------------------------------------------------ naming
-    def _name(self, class_name: str) -> str:
+    def _name(self, class_name: str, suffix: str | None = None) -> str:
         scope = self._scope()
+        if scope and suffix:
+            return self._unique(f"{sanitize(scope)}_{suffix}")
         return self._unique(sanitize(scope) if scope else snake_case(class_name))
 
     def _scope(self) -> str | None:
@@ -117,21 +122,22 @@ class Builder:
         return name
 
     def layer(self, class_name: str, config: dict, args: list, weights: list | None = None,
-              inner: bool = False) -> Sym:
+              inner: bool = False, suffix: str | None = None) -> Sym:
         """A Keras layer (module keras.layers) called on ``args`` (Syms and constants).
 
         ``inner``: a step inside one ONNX node's lowering; it stands for no ONNX tensor.
+        ``suffix``: name it ``<scope>_<suffix>`` (a helper layer, leaving the scope's name to the main one).
         """
-        name = self._name(class_name)
+        name = self._name(class_name, suffix)
         cfg = {"name": name, "trainable": True, "dtype": "float32", **config}
         ls = LayerSpec(name=name, class_name=class_name, config=cfg, nodes=[Node(args=self._args(args))],
                        weights=list(weights or []), module="keras.layers")
         return self._add(ls, None if inner else self._out())
 
     def op(self, class_name: str, args: list, module: str = "keras.src.ops.numpy", inner: bool = False,
-           **config) -> Sym:
+           suffix: str | None = None, **config) -> Sym:
         """A Keras 3 op node (``ops.exp(x)``, ``x * 2``) serialized the way Keras does."""
-        name = self._name(class_name)
+        name = self._name(class_name, suffix)
         ls = LayerSpec(name=name, class_name=class_name, config={"name": name, **config},
                        nodes=[Node(args=self._args(args))], weights=[], module=module)
         return self._add(ls, None if inner else self._out())
@@ -159,12 +165,12 @@ class Builder:
         return self.layer("Dense", {"units": int(kernel.shape[1]), "activation": "linear",
                                     "use_bias": bias is not None}, [x], weights)
 
-    def _dense_of(self, x) -> LayerSpec | None:
-        """The Dense layer behind Sym ``x`` if its output goes nowhere else in the ONNX graph."""
+    def _dense_of(self, x, classes=frozenset({"Dense"})) -> LayerSpec | None:
+        """The Dense (or a layer of ``classes``) behind Sym ``x`` if its output goes nowhere else in the ONNX graph."""
         if not isinstance(x, Sym) or x.ref.node or x.ref.index:
             return None
         ls = self.by_name.get(x.ref.layer)
-        if ls is None or ls.class_name != "Dense" or self.onnx_names.get(ls.name) != x.onnx:
+        if ls is None or ls.class_name not in classes or self.onnx_names.get(ls.name) != x.onnx:
             return None
         readers = set(self.g.consumers.get(x.onnx, []))
         if x.onnx in self.g.outputs or not readers <= self.group:
@@ -186,8 +192,8 @@ class Builder:
         return self._rebind(ls, x)
 
     def activation(self, x: Sym, name: str) -> Sym:
-        """A Keras activation by name: folded into the Dense before it when from the same scope."""
-        ls = self._dense_of(x)
+        """A Keras activation by name: folded into the Dense / convolution before it when from the same scope."""
+        ls = self._dense_of(x, ACTIVATED)
         scope = self._scope()
         if ls is not None and ls.config.get("activation") == "linear" and scope and self.scopes.get(ls.name) == scope:
             ls.config["activation"] = name

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from .onnx_activations import SELU_ALPHA, SELU_SCALE
-from .onnx_builder import Builder, Sym
+from .onnx_builder import Builder, Sym, scope_of
 
 LOWERINGS: dict[str, Callable] = {}
 NN = "keras.src.ops.nn"
@@ -189,7 +189,9 @@ def LogSoftmax(b, input, axis=None):
 def Gemm(b, A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
     x = _sym(b, A, "A")
     if transA:
-        raise refuse("transA=1")
+        if b.rank(x) != 2:
+            raise refuse(f"transA=1 on a rank-{b.rank(x)} A")
+        x = b.op("Transpose", [x], axes=[1, 0], inner=True, suffix="transpose")  # (K, M) -> (M, K)
     w = _const(B, "B (the weight)")
     kernel = w.T if transB else w  # ONNX / PyTorch store (units, in) with transB=1; Keras wants (in, units)
     if not _close(alpha, 1.0):
@@ -220,6 +222,23 @@ UNARY = {"Neg": "Negative", "Abs": "Absolute", "Sqrt": "Sqrt", "Log": "Log", "Re
          "Floor": "Floor", "Ceil": "Ceil", "Sign": "Sign", "Sin": "Sin", "Cos": "Cos"}
 
 
+MERGE_LAYERS = {"Add", "Subtract", "Multiply", "Maximum", "Minimum"}  # keras.layers merging classes
+
+
+def _merge_layer(b, keras_name: str, inputs: tuple) -> Any:
+    """The Keras merge layer (Add, Multiply...) for tensors of one rank that broadcast; else None."""
+    if keras_name not in MERGE_LAYERS or len(inputs) < 2 or not all(isinstance(v, Sym) for v in inputs):
+        return None
+    if keras_name == "Subtract" and len(inputs) != 2:
+        return None
+    shapes = [b.shape(v) for v in inputs]
+    if any(s is None or len(s) != len(shapes[0]) or s[0] != shapes[0][0] for s in shapes) or not shapes[0]:
+        return None  # Keras merges lower ranks by inserting axes after the batch, not numpy-style
+    if any(len({d for d in dims if d not in (None, 1)}) > 1 for dims in zip(*shapes)):
+        return None
+    return b.layer(keras_name, {}, [list(inputs)])
+
+
 def _binary(keras_name: str) -> Callable:
     def lower(b, *inputs, broadcast=0, axis=None):
         if len(inputs) < 2:
@@ -232,6 +251,11 @@ def _binary(keras_name: str) -> Callable:
             fused = fused or (b.add_bias(c, a) if isinstance(a, np.ndarray) else None)
             if fused is not None:
                 return fused
+        merged = _merge_layer(b, keras_name, inputs)
+        if merged is not None:
+            return merged
+        if keras_name == "Add" and isinstance(a, Sym) and isinstance(c, np.ndarray) and sum(d > 1 for d in c.shape) == 1:
+            a, c = c, a  # a vector first: Keras's TF add() would take it for an NHWC bias (see onnx_lower_cnn.py)
         y = b.op(keras_name, [a, c], inner=len(inputs) > 2)
         for i, more in enumerate(inputs[2:], 3):  # variadic Max / Min / Sum: a chain, the last one is the node
             y = b.op(keras_name, [y, more], inner=i < len(inputs))
@@ -256,7 +280,7 @@ lowering("Erf")(_unary("Erf", "keras.src.ops.math"))
 @lowering("Identity")
 def Identity(b, input):
     if b.g.producer_name == "kcompat" and isinstance(input, Sym):
-        return b.activation(input, "linear")  # a kcompat layer that passes its input through (Dropout, linear)
+        return b.layer("Identity", {}, [input])  # a kcompat layer that passed its input through (Dropout, linear)
     return input
 
 
@@ -349,6 +373,10 @@ def _reshape_target(b, x: Sym, shape) -> list:
 def Transpose(b, data, perm=None):
     x = _sym(b, data)
     perm = list(range(b.rank(x)))[::-1] if perm is None else [int(p) for p in perm]
+    scope = b._scope()
+    readers = [b.g.nodes[i] for i in b.g.consumers.get(b.node.output[0], [])]
+    if scope and readers and all(scope_of(n.name, b.g.producer_name) == scope for n in readers):
+        return b.op("Transpose", [x], axes=perm, suffix="transpose")  # a layout change inside a layer (NHWC conv)
     return b.op("Transpose", [x], axes=perm)
 
 
@@ -375,6 +403,11 @@ def Unsqueeze(b, data, axes=None):
 
 @lowering("Concat")
 def Concat(b, *inputs, axis=0):
+    if len(inputs) == 1:
+        return inputs[0]
+    ranks = {b.rank(v) if isinstance(v, Sym) else None for v in inputs}
+    if len(ranks) == 1 and None not in ranks and int(axis) % max(ranks) != 0:  # tensors only, not the batch
+        return b.layer("Concatenate", {"axis": int(axis) % ranks.pop()}, [list(inputs)])
     return b.op("Concatenate", [list(inputs)], axis=int(axis))
 
 
@@ -384,6 +417,12 @@ def _reduce(keras_name: str) -> Callable:
         found = _ints(axes) if isinstance(axes, np.ndarray) else _ints(None, axes)
         if not found and noop_with_empty_axes:
             return x
+        rank = b.rank(x)
+        spatial = {tuple(range(2, rank)): "channels_first", tuple(range(1, rank - 1)): "channels_last"}
+        fmt = spatial.get(tuple(sorted(a % rank for a in found or ())))
+        if keras_name in ("Mean", "Max") and fmt and 3 <= rank <= 5:  # x.mean((2, 3)) of NCHW, (1, 2) of NHWC
+            kind = "Average" if keras_name == "Mean" else "Max"
+            return b.layer(f"Global{kind}Pooling{rank - 2}D", {"data_format": fmt, "keepdims": bool(keepdims)}, [x])
         axis = None if not found else (found[0] if len(found) == 1 else found)
         return b.op(keras_name, [x], axis=axis, keepdims=bool(keepdims))
     return lower
