@@ -2,7 +2,8 @@
 
 Every ONNX tensor the importer has lowered is bound to a ``Sym`` (a Keras tensor: layer,
 node, index). Layers are named after the ONNX node's scope (``D16/Gemm`` -> ``D16``,
-``/fc1/Gemm`` -> ``fc1``, ``functional_1/d1_1/Tensordot/MatMul`` -> ``d1``), else Keras's
+``/fc1/Gemm`` -> ``fc1``, ``functional_1/d1_1/Tensordot/MatMul`` -> ``d1``, PyTorch's
+``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1`` as in its state_dict), else Keras's
 own default (``dense``, ``dense_1``); a helper layer of one node's lowering (the ZeroPadding
 before a Conv) takes the scope plus a suffix (``conv1_pad``). Two peepholes keep Keras's shape
 of a model: a bias Add folds into the Dense before it, and an activation folds into the Dense or
@@ -41,6 +42,11 @@ def scope_of(node_name: str, producer: str = "") -> str | None:
     path = parts[:-1]
     if len(path) >= 2 and (producer == "tf2onnx" or _KERAS_WRAPPER.match(path[0])):
         return re.sub(r"_\d+$", "", path[1]) or path[1]  # TensorFlow: model_1/layer_1/op...: the Keras layer
+    if producer == "pytorch":  # /layer1/layer1.0/conv1/Conv: the module's name in the state_dict, layer1.0.conv1
+        name = ""
+        for p in path:
+            name = p if not name or p.startswith(name + ".") else f"{name}.{p}"
+        return name
     return path[-1]
 
 

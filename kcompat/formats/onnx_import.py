@@ -17,10 +17,10 @@ import numpy as np
 
 from ..errors import FormatError, UnsupportedError
 from ..spec import ModelSpec
+from . import onnx_lower_cnn  # noqa: F401  (registers the convolution-network ops)
 from .keras_weights import keras_order
 from .onnx_builder import Builder, Sym, sanitize
 from .onnx_graph import OnnxGraph, _np_dtype, load_checked
-from . import onnx_lower_cnn  # noqa: F401  (registers the convolution-network ops)
 from .onnx_lower import LOWERINGS, Dynamic
 from .onnx_patterns import find_matches
 

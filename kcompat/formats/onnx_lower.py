@@ -254,8 +254,9 @@ def _binary(keras_name: str) -> Callable:
         merged = _merge_layer(b, keras_name, inputs)
         if merged is not None:
             return merged
-        if keras_name == "Add" and isinstance(a, Sym) and isinstance(c, np.ndarray) and sum(d > 1 for d in c.shape) == 1:
-            a, c = c, a  # a vector first: Keras's TF add() would take it for an NHWC bias (see onnx_lower_cnn.py)
+        if keras_name == "Add" and isinstance(a, Sym) and isinstance(c, np.ndarray) \
+                and sum(d > 1 for d in c.shape) == 1:
+            a, c = c, a  # a vector goes first: Keras's TF add() takes x + vector for a bias (onnx_lower_cnn.py)
         y = b.op(keras_name, [a, c], inner=len(inputs) > 2)
         for i, more in enumerate(inputs[2:], 3):  # variadic Max / Min / Sum: a chain, the last one is the node
             y = b.op(keras_name, [y, more], inner=i < len(inputs))
@@ -405,7 +406,7 @@ def Unsqueeze(b, data, axes=None):
 def Concat(b, *inputs, axis=0):
     if len(inputs) == 1:
         return inputs[0]
-    ranks = {b.rank(v) if isinstance(v, Sym) else None for v in inputs}
+    ranks = {len(b.shape(v) or ()) or None if isinstance(v, Sym) else None for v in inputs}
     if len(ranks) == 1 and None not in ranks and int(axis) % max(ranks) != 0:  # tensors only, not the batch
         return b.layer("Concatenate", {"axis": int(axis) % ranks.pop()}, [list(inputs)])
     return b.op("Concatenate", [list(inputs)], axis=int(axis))
