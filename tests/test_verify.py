@@ -245,3 +245,21 @@ def test_json_report_writes_non_finite_as_null():
     row = json.loads(json.dumps(report.to_json(), allow_nan=False))["layers"][0]
     assert row["max_abs_err"] is None and row["max_ulp"] is None and row["ok"] is False
     assert "no tolerance would pass" in report.render()
+
+
+@pytest.mark.parametrize("width, buggy", [(4, True), (5, False)])
+def test_keras_channels_first_bias_add_bug_is_named(keras, tmp_path, width, buggy):
+    """Keras 3 on TensorFlow adds a channels_first conv's bias along the last axis when that axis has as many
+    entries as there are filters. verify reports the mismatch and names the Keras bug; otherwise all passes."""
+    x = keras.Input((3, 6, width))
+    y = keras.layers.Conv2D(4, 3, padding="same", data_format="channels_first", name="c")(x)
+    m = keras.Model(x, y)
+    kernel, _ = m.get_layer("c").get_weights()
+    m.get_layer("c").set_weights([kernel, np.arange(1, 5, dtype=np.float32)])
+    path = tmp_path / "cf.keras"
+    m.save(path)
+    report = verify_file(str(path))
+    named = any("bias along the last axis" in n for n in report.notes)
+    assert report.ok is (not buggy) and named is buggy
+    if buggy:
+        assert report.first_mismatch == "c"

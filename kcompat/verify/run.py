@@ -48,6 +48,7 @@ def verify_model(model, reference: Reference, inputs: Any = None, batch: int = 4
     diffs = diff_model(model, ours, result, atol, rtol)
     notes += result.notes + _declared_shape_notes(model, result)
     _check_own_shapes(model, diffs, notes)
+    notes += _bias_add_bug_notes(model, ours, result, diffs, atol, rtol)
     first = first_mismatch(diffs)
     return Report(first is None, result.name, atol, rtol, first, diffs, notes)
 
@@ -143,6 +144,36 @@ def _declared_shape_notes(model, result: ReferenceResult) -> list[str]:
         upstream = True
         notes.append(f"{result.name} declares output shape {_fmt(declared)} for layer '{ls.name}' ({ls.class_name}) "
                      f"but computes {_fmt(actual_shape)}{why}; kcompat reports the real shape")
+    return notes
+
+
+CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+                "SeparableConv2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+
+
+def _bias_add_bug_notes(model, ours: dict, result: ReferenceResult, diffs, atol: float, rtol: float) -> list[str]:
+    """Keras 3 on TensorFlow adds a channels_first conv's bias along the LAST axis when that axis has
+    as many entries as there are channels (keras/src/backend/tensorflow/numpy.py ``add`` rewrites
+    ``x + bias`` to ``tf.nn.bias_add`` in NHWC). Recognise that pattern in a mismatch and say so."""
+    notes = []
+    for d in diffs:
+        ls = model.spec.layer(d.name)
+        cfg = ls.config
+        if d.ok or ls.class_name not in CONV_CLASSES or cfg.get("data_format") != "channels_first" \
+                or not cfg.get("use_bias", True) or cfg.get("activation", "linear") not in ("linear", None):
+            continue
+        out, ref = ours.get(d.name), result.outputs.get(d.name)
+        bias = (ls.weights or [None])[-1]
+        if out is None or ref is None or bias is None or out.shape != np.shape(ref) or out.shape[-1] != bias.shape[0]:
+            continue
+        channels_bias = bias.reshape((1, -1) + (1,) * (out.ndim - 2))
+        as_keras = out - channels_bias + bias  # bias moved from the channel axis to the last axis
+        if np.allclose(as_keras, ref, atol=atol, rtol=rtol):
+            notes.append(f"layer '{d.name}' ({ls.class_name}): {result.name} adds the bias along the last axis, not "
+                         f"the channel axis: a Keras 3 TensorFlow-backend bug for channels_first convolutions whose "
+                         f"last axis has as many entries ({out.shape[-1]}) as there are filters (ops.add becomes "
+                         f"tf.nn.bias_add in NHWC). kcompat computes the documented result; the model really "
+                         f"differs when run in Keras on TensorFlow")
     return notes
 
 
