@@ -36,3 +36,22 @@ def test_random_model_matches_keras(keras, tmp_path, seed):
         assert out.shape == ref.shape, where
         assert km.info[layer.name].params == layer.count_params(), where
         np.testing.assert_allclose(out, ref, atol=2e-4, rtol=2e-3, err_msg=where)
+
+
+@pytest.mark.parametrize("seed", range(SEED0, SEED0 + N))
+def test_random_model_onnx_round_trip(keras, tmp_path, seed):
+    """The same random model exported by kcompat runs in ONNX Runtime like Keras, and imports back."""
+    ort = pytest.importorskip("onnxruntime")
+    import kcompat
+    model, used = build(keras, seed, set(REGISTRY))
+    km = to_kcompat(model, tmp_path)
+    x = rand((3, *model.inputs[0].shape[1:]), seed=seed)
+    expected = np.asarray(model([x], training=False))
+    onnx_path = tmp_path / "m.onnx"
+    kcompat.save(km, str(onnx_path))
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    where = f"seed {seed}; layers used {used}"
+    np.testing.assert_allclose(got, expected, atol=2e-4, rtol=2e-3, err_msg=f"ONNX Runtime, {where}")
+    back = kcompat.load(str(onnx_path))
+    np.testing.assert_allclose(back.predict(x)[0], expected, atol=2e-4, rtol=2e-3, err_msg=f"re-import, {where}")
