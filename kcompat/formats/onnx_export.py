@@ -13,8 +13,10 @@ the call node's args with every tensor replaced by its ONNX name (scalars stay n
 the driver renames the returned tensor to the layer's name, so every Keras layer output
 is an ONNX tensor of the same name (graph inputs and outputs too). Unsupported layers and
 activations are collected over the whole model and reported together. Exporters live in
-onnx_layers.py (core, ops, activations), onnx_export_conv.py (conv, pooling) and
-onnx_export_misc.py (normalization, reshaping, merging, embedding, preprocessing);
+onnx_layers.py (core, ops, activations), onnx_export_conv.py (conv, pooling),
+onnx_export_misc.py (normalization, reshaping, merging, embedding, preprocessing) and
+onnx_export_ops.py (the other Keras 3 op nodes, and Keras's dtype rule for their operands;
+``ctx.dtype`` follows dtypes through the graph, so bool / int outputs are typed as such);
 ``optimize`` then runs onnx_optimize.py, which cancels the layout Transposes between
 channels-first ops (and so drops some per-layer tensors: ``optimize=False`` keeps them all).
 Reference: onnx.helper / onnx.checker; tf2onnx (for what not to do: per-opset methods).
@@ -31,6 +33,9 @@ from ..spec import map_refs
 
 MIN_OPSET = 13
 EXPORTERS: dict[str, Callable] = {}
+BOOL_OUTPUTS = {"Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Not", "And", "Or", "Xor",
+                "IsNaN", "IsInf"}  # ONNX ops whose output is bool whatever their inputs
+INT64_OUTPUTS = {"ArgMax", "ArgMin", "Shape", "Size", "NonZero"}
 
 
 def exporter(*class_names: str):
@@ -91,7 +96,7 @@ class ExportContext:
         self.nodes: list = []
         self.initializers: list = []
         self.shapes: dict[str, tuple] = {}  # ONNX tensor name -> Keras shape (layer outputs)
-        self.dtypes: dict[str, str] = {}  # graph input name -> its dtype (every other tensor: float32)
+        self.dtypes: dict[str, str] = {}  # graph input name -> its dtype (others: see dtype())
         self.prefix = ""  # the layer being exported: node and tensor names start with it
         self.kwargs: dict = {}  # the call node's kwargs (tensors as names)
         self._tensors: set[str] = set()
@@ -140,8 +145,26 @@ class ExportContext:
         return self.shapes[tensor]
 
     def dtype(self, tensor: str) -> str:
-        """The dtype of a graph input (e.g. "int32"); "float32" for everything else."""
-        return self.dtypes.get(tensor, "float32")
+        """A tensor's dtype ("float32", "int32", "bool"): graph inputs and initializers as declared, any
+        other from the node that made it (comparisons: bool, Cast: its ``to``, most: their first input's)."""
+        from onnx import helper
+        while tensor not in self.dtypes:
+            node = next((n for n in reversed(self.nodes) if tensor in n.output), None)
+            if node is None:
+                init = next((t for t in self.initializers if t.name == tensor), None)
+                return "float32" if init is None else helper.tensor_dtype_to_np_dtype(init.data_type).name
+            out = list(node.output).index(tensor)
+            if node.op_type in BOOL_OUTPUTS:
+                return "bool"
+            if node.op_type in INT64_OUTPUTS or (node.op_type == "TopK" and out == 1):
+                return "int64"
+            if node.op_type == "Cast":
+                to = next(a.i for a in node.attribute if a.name == "to")
+                return helper.tensor_dtype_to_np_dtype(to).name
+            if not node.input:
+                return "float32"
+            tensor = node.input[{"Where": 1, "OneHot": 2}.get(node.op_type, 0)]
+        return str(self.dtypes[tensor])
 
     def reduce(self, op_type: str, x: str, axes: list[int], keepdims: int = 1) -> str:
         """ReduceSum / ReduceMax...: axes are an input from opset 13 (ReduceSum) or 18 (the rest)."""
@@ -167,7 +190,7 @@ class ExportContext:
 
 def register_exporters() -> None:
     """Import the modules whose ``@exporter`` functions fill EXPORTERS."""
-    from . import onnx_export_conv, onnx_export_misc, onnx_layers  # noqa: F401
+    from . import onnx_export_conv, onnx_export_misc, onnx_export_ops, onnx_layers  # noqa: F401
 
 
 def check_exportable(model) -> None:
@@ -236,7 +259,7 @@ def to_onnx(model, opset: int | None = None, optimize: bool = True):
             ctx.prefix = ref.layer
             out = ctx.op("Identity", out)
         shape = model.shapes[(ref.layer, ref.node)]
-        outputs.append(_value_info(out, shape[ref.index] if isinstance(shape, list) else shape))
+        outputs.append(_value_info(out, shape[ref.index] if isinstance(shape, list) else shape, ctx.dtype(out)))
     nodes, initializers = ctx.nodes, ctx.initializers
     if optimize:
         from .onnx_optimize import optimize_transposes
