@@ -34,8 +34,7 @@ A = (4, 3)
 # class name -> why kcompat cannot export it exactly (none so far)
 REFUSED: dict[str, str] = {}
 # rows where kcompat's NumPy op (kcompat/layers/ops.py) differs from Keras; the ONNX export matches Keras
-NUMPY_GAPS = {"prod_int": "np.prod widens int32 to int64; Keras keeps int32",
-              "argmax_ties_minus_zero": "Keras ranks -0.0 below +0.0 (-0.0 -> -tiny); np.argmax ties them"}
+NUMPY_GAPS: dict[str, str] = {}
 
 
 def data(*columns):

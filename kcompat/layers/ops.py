@@ -183,7 +183,7 @@ def _quiet(fn):
 _register_table(_Unary, {
     "Absolute": np.abs, "Abs": np.abs, "Negative": np.negative, "Square": np.square,
     "Sqrt": _quiet(np.sqrt), "Exp": np.exp, "Log": _quiet(np.log), "Log1p": _quiet(np.log1p),
-    "Log2": _quiet(np.log2), "Log10": _quiet(np.log10), "Expm1": np.expm1, "Exp2": np.exp2,
+    "Log2": _quiet(np.log2), "Log10": _quiet(np.log10), "Expm1": _quiet(np.expm1), "Exp2": _quiet(np.exp2),
     "Sin": np.sin, "Cos": np.cos, "Tan": np.tan, "Sinh": np.sinh, "Cosh": np.cosh, "Tanh": np.tanh,
     "Arcsin": np.arcsin, "Arccos": np.arccos, "Arctan": np.arctan, "Arctanh": np.arctanh, "Arcsinh": np.arcsinh,
     "Floor": np.floor, "Ceil": np.ceil, "Trunc": np.trunc, "Sign": np.sign,
@@ -396,12 +396,19 @@ class _Reduce(Op):
 def _logsumexp(x, axis=None, keepdims=False):
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, np.asarray(0, m.dtype))
-    y = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    with np.errstate(over="ignore", divide="ignore"):  # inf / -inf results are the right answers here
+        y = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return y if keepdims else np.squeeze(y, axis=axis) if axis is not None else y.reshape(())
+
+
+def _prod(x, axis=None, keepdims=False):
+    return np.prod(x, axis=axis, keepdims=keepdims, dtype=x.dtype if x.dtype.kind in "iuf" else None)
 
 
 def _arg(fn):
     def reduce(x, axis=None, keepdims=False):
+        if x.dtype.kind == "f":  # Keras ranks -0.0 below +0.0 (it maps -0.0 to -tiny first)
+            x = np.where((x == 0) & np.signbit(x), -np.finfo(x.dtype).tiny, x).astype(x.dtype)
         if axis is None:
             y = np.asarray(fn(x.reshape(-1)), np.int32)
             return np.reshape(y, (1,) * x.ndim) if keepdims else y
@@ -412,7 +419,7 @@ def _arg(fn):
 
 _register_table(_Reduce, {
     "Mean": np.mean, "Sum": np.sum, "Max": np.max, "Min": np.min, "Amax": np.max, "Amin": np.min,
-    "Prod": np.prod, "Var": np.var, "Std": np.std, "Any": np.any, "All": np.all, "Logsumexp": _logsumexp,
+    "Prod": _prod, "Var": np.var, "Std": np.std, "Any": np.any, "All": np.all, "Logsumexp": _logsumexp,
     "Argmax": _arg(np.argmax), "Argmin": _arg(np.argmin),
 })
 
