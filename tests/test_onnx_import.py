@@ -238,6 +238,19 @@ def test_unsupported_ops_reported_together(tmp_path):
     assert "Erfc x2" in str(e.value) and "NonZero x1" in str(e.value) and "Relu" not in str(e.value)
 
 
+def test_pattern_after_an_unsupported_op_is_reported_not_crashed(tmp_path):
+    """Unsqueeze -> Tile (a RepeatVector pattern) reading an unsupported op's output: the op is reported."""
+    nodes = [helper.make_node("Erfc", ["x"], ["a"], name="e"),
+             helper.make_node("Unsqueeze", ["a", "axes"], ["b"], name="rep/Unsqueeze"),
+             helper.make_node("Tile", ["b", "reps"], ["y"], name="rep/Tile")]
+    inits = [numpy_helper.from_array(np.asarray([1], np.int64), "axes"),
+             numpy_helper.from_array(np.asarray([1, 3, 1], np.int64), "reps")]
+    path = tmp_path / "poisoned.onnx"
+    path.write_bytes(_tiny(nodes, inits).SerializeToString())
+    with pytest.raises(UnsupportedError, match=r"unsupported ONNX ops: Erfc x1$"):
+        read_onnx(str(path))
+
+
 def test_cli_exit_code_2_on_unsupported(tmp_path):
     from kcompat.cli import main
     path = tmp_path / "unsupported.onnx"

@@ -304,10 +304,85 @@ def g_upsample(g: Graph):
     return _image(g, 3, 5, 5), outs or [x]
 
 
+def g_norm(g: Graph):
+    """LayerNormalization over the last axis (scale and bias) and the last two (scale only), RMSNormalization
+    (opset 23+), GroupNormalization feeding a Conv (a function op: onnx infers no shape after it)."""
+    outs = []
+    if g.opset >= 17:
+        outs.append(g.op("ln", "LayerNormalization", "input", g.w("ln.weight", 5), g.w("ln.bias", 5), epsilon=1e-5))
+        outs.append(g.op("ln2", "LayerNormalization", "input", g.w("ln2.weight", 4, 5), axis=-2, epsilon=1e-3))
+    if g.opset >= 23:
+        outs.append(g.op("rms", "RMSNormalization", "input", g.w("rms.weight", 5), epsilon=1e-6))
+    if g.opset >= 21:
+        x = g.op("gn", "GroupNormalization", "input", g.w("gn.weight", 3), g.w("gn.bias", 3), num_groups=1,
+                 epsilon=1e-5)
+        outs.append(g.op("gmp", "GlobalMaxPool", g.conv("conv", x, 3, 2, 3)))
+    return _image(g, 3, 4, 5), outs or [g.op("relu", "Relu", "input")]
+
+
+BIG = 2**63 - 1  # "to the end", as exporters write it
+
+
+def g_slice(g: Graph):
+    """Slice: crops of spatial axes 2.. (Cropping2D channels_first) or 1..2 (channels_last), of axis 1 of a
+    rank-3 tensor (Cropping1D); a crop of axis 2 of it, steps, negative steps (GetItem op nodes)."""
+    def sl(scope, x, starts, ends, axes=None, steps=None):
+        if g.opset < 10:  # Slice-1: attributes, no steps
+            return g.op(scope, "Slice", x, starts=starts, ends=ends, **({} if axes is None else {"axes": axes}))
+        ins = [x, g.const(f"{scope}.starts", starts), g.const(f"{scope}.ends", ends)]
+        if axes is not None or steps is not None:
+            ins.append("" if axes is None else g.const(f"{scope}.axes", axes))
+        if steps is not None:
+            ins.append(g.const(f"{scope}.steps", steps))
+        return g.op(scope, "Slice", *ins)
+    flat = g.op("flat", "Reshape", "input", g.const("flat.shape", [0, 18, 7]))  # (N, 18, 7)
+    outs = [sl("crop_cf", "input", [1, 0], [BIG, -2], [2, 3]),
+            sl("crop_cl", "input", [0, 1, 2], [BIG, BIG, 5], [0, 1, 2]),  # axis 0 whole: no batch slicing
+            sl("crop1d", flat, [2], [-3], [1]),
+            sl("tail", flat, [-4], [BIG], [2])]
+    if g.opset >= 10:
+        outs += [sl("stride", "input", [0, 1], [BIG, BIG], [2, 3], [2, 3]),
+                 sl("flip", "input", [-1, -2, 4], [-BIG, 0, 1], [3, 1, 2], [-1, -1, -2])]
+    return _image(g, 3, 6, 7), outs
+
+
+def g_tile(g: Graph):
+    """Unsqueeze -> Tile of a vector (Keras's RepeatVector); Tile of spatial axes."""
+    v = g.op("flatten", "Flatten", g.op("gap", "GlobalAveragePool", "input"), axis=1)  # (N, 3)
+    axes = [g.const("rep.axes", [1])] if g.opset >= 13 else []
+    u = g.op("rep", "Unsqueeze", v, *axes, **({} if axes else {"axes": [1]}))
+    rep = g.op("rep", "Tile", u, g.const("rep.repeats", [1, 4, 1]))
+    tiled = g.op("tile", "Tile", "input", g.const("tile.repeats", [1, 1, 2, 3]))
+    return _image(g, 3, 4, 5), [rep, tiled]
+
+
+def g_resize_nhwc(g: Graph):
+    """Resize repeating axes 1..2 of (N, H, W, C) (kcompat's UpSampling2D after its transpose sinking: [1, 2, 3, 1])
+    and axis 1 or 2 of a rank-3 tensor: UpSampling2D channels_last, UpSampling1D, Permute + UpSampling1D + Permute."""
+    def resize(scope, x, scales, mode="nearest"):
+        if g.opset < 9:
+            return g.op(scope, "Upsample", x, scales=[float(s) for s in scales], mode=mode)
+        ins = [g.const(f"{scope}.scales", scales, np.float32)]
+        if g.opset < 11:
+            return g.op(scope, "Upsample" if g.opset < 10 else "Resize", x, *ins, mode=mode)
+        roi = g.const(f"{scope}.roi", [], np.float32) if g.opset < 13 else ""
+        attrs = ({"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"} if mode == "nearest"
+                 else {"coordinate_transformation_mode": "half_pixel"})
+        return g.op(scope, "Resize", x, roi, *ins, mode=mode, **attrs)
+    if g.opset < 7:
+        return _image(g, 3, 4, 5), [g.op("relu", "Relu", "input")]
+    nhwc = g.op("nhwc", "Transpose", "input", perm=[0, 2, 3, 1])  # (N, 4, 5, 3)
+    flat = g.op("flat", "Reshape", "input", g.const("flat.shape", [0, 12, 5]))  # (N, 12, 5)
+    outs = [resize("up_cl", nhwc, [1, 2, 3, 1]), resize("up_1d", flat, [1, 2, 1]), resize("up_ncw", flat, [1, 1, 2])]
+    if g.opset >= 11:
+        outs.append(resize("up_bilinear", nhwc, [1, 2, 2, 1], mode="linear"))
+    return _image(g, 3, 4, 5), outs
+
+
 GRAPHS = {"conv": g_conv, "groups": g_groups, "conv1d": g_conv1d, "conv3d": g_conv3d, "transpose": g_transpose,
           "pool": g_pool, "batchnorm": g_batchnorm, "pad": g_pad, "mnist": g_mnist, "resnet": g_resnet,
           "prelu": g_prelu, "embedding": g_embedding, "concat": g_concat, "squeeze_excite": g_squeeze_excite,
-          "upsample": g_upsample}
+          "upsample": g_upsample, "norm": g_norm, "slice": g_slice, "tile": g_tile, "resize_nhwc": g_resize_nhwc}
 
 
 def _inputs(inputs: dict, seed: int) -> dict:
@@ -410,6 +485,31 @@ def _check_structure(name: str, spec, opset: int) -> None:
         assert classes["sum"] == "Add" and len(by_name["sum"].nodes[0].args[0]) == 3
         assert classes["gap"] == "GlobalAveragePooling2D" and classes["mean"] == "GlobalAveragePooling2D"
         assert classes["pick"] == classes["rows"] == "GetItem"
+    if name == "norm" and opset >= 17:
+        assert classes["ln"] == classes["ln2"] == "LayerNormalization"
+        assert by_name["ln"].config["axis"] == -1 and by_name["ln"].config["center"]
+        assert by_name["ln2"].config["axis"] == [2, 3] and not by_name["ln2"].config["center"]
+        assert opset < 23 or classes["rms"] == "RMSNormalization"
+        assert opset < 21 or (classes["gn"] == "GroupNormalization" and classes["conv"] == "Conv2D")
+    if name == "slice":
+        assert classes["crop_cf"] == "Cropping2D" and by_name["crop_cf"].config["data_format"] == "channels_first"
+        assert by_name["crop_cf"].config["cropping"] == [[1, 0], [0, 2]]
+        assert classes["crop_cl"] == "Cropping2D" and by_name["crop_cl"].config["data_format"] == "channels_last"
+        assert by_name["crop_cl"].config["cropping"] == [[1, 0], [2, 1]]
+        assert classes["crop1d"] == "Cropping1D" and by_name["crop1d"].config["cropping"] == [2, 3]
+        assert classes["tail"] == "GetItem"
+        assert opset < 10 or classes["stride"] == classes["flip"] == "GetItem"
+    if name == "tile":
+        assert classes["rep"] == "RepeatVector" and by_name["rep"].config["n"] == 4
+        assert "rep_1" not in classes  # the Unsqueeze is part of the RepeatVector
+        assert classes["tile"] in ("Tile", "Concatenate")  # a Tile op node if kcompat has one, else copies
+    if name == "resize_nhwc" and opset >= 7:
+        assert classes["up_cl"] == "UpSampling2D" and by_name["up_cl"].config["data_format"] == "channels_last"
+        assert by_name["up_cl"].config["size"] == [2, 3]
+        assert classes["up_1d"] == "UpSampling1D" and by_name["up_1d"].config["size"] == 2
+        assert [classes[n] for n in ("up_ncw_to_last", "up_ncw", "up_ncw_to_first")] == \
+            ["Permute", "UpSampling1D", "Permute"]
+        assert opset < 11 or by_name["up_bilinear"].config["interpolation"] == "bilinear"
 
 
 # ------------------------------------------------------------------ single ops, edge cases, refusals
@@ -535,3 +635,37 @@ def test_keras_cnn_round_trip(keras, data_format, tmp_path):
     assert (classes.get("conv1_transpose") == "Transpose") == last
     assert all(spec.layer(n).config["data_format"] == "channels_first" for n in ("conv1", "conv2", "pool1", "pool2"))
     check_file(tmp_path / "mnist.onnx", {"image": data}, default_opset())
+
+
+def test_kcompat_cnn_export_layer_names(keras, tmp_path):
+    """kcompat's optimized export renames inner tensors (``conv2/Tanh:untransposed``) and adds the Transposes it
+    sank (``crop/Slice/Transpose``): the import names every layer after a Keras layer of the source, a layout
+    change ``<layer>_transpose``, and brings UpSampling, Cropping, ZeroPadding, RepeatVector, LayerNormalization
+    and RMSNormalization back as those layers."""
+    if not _has_cnn_exporter():
+        pytest.skip("kcompat's CNN exporter is not there yet")
+    L = keras.layers
+    x = keras.Input((8, 8, 3), name="image")
+    y = L.Conv2D(4, 3, activation="relu", padding="same", name="conv1")(x)
+    y = L.Cropping2D(((1, 0), (0, 1)), name="crop")(L.ZeroPadding2D(((1, 0), (0, 1)), name="zp")(y))
+    y = L.Add(name="add")([L.Dense(3, name="dense")(y), L.Conv2D(3, 1, activation="tanh", name="conv2")(y)])
+    y = L.MaxPooling2D(2, name="pool")(L.UpSampling2D(2, name="up")(y))
+    z = L.RepeatVector(3, name="rep")(L.GlobalAveragePooling2D(name="gap")(y))
+    z = L.RMSNormalization(name="rms")(L.LayerNormalization(name="ln")(z))
+    z = L.Cropping1D((1, 0), name="crop1")(L.UpSampling1D(2, name="up1")(L.Conv1D(4, 2, name="c1d")(z)))
+    kmodel = keras.Model(x, [L.Flatten(name="flat")(z), L.Reshape((-1, 3), name="rs")(y)])
+    kmodel.save(tmp_path / "m.keras")
+    write_onnx(kcompat.load(str(tmp_path / "m.keras")), str(tmp_path / "m.onnx"))
+    spec = read_onnx(str(tmp_path / "m.onnx"))
+    classes = {ls.name: ls.class_name for ls in spec.layers}
+    keras_names = {layer.name for layer in kmodel.layers}
+    for name in classes:
+        base = name.rsplit("_transpose", 1)[0] if "_transpose" in name else name.rsplit("_to_", 1)[0]
+        assert base in keras_names, f"layer '{name}' is named after no Keras layer: {sorted(classes)}"
+    for name in ("conv1", "zp", "crop", "dense", "conv2", "add", "up", "pool", "gap", "rep", "ln", "rms", "c1d"):
+        assert classes[name] == kmodel.get_layer(name).__class__.__name__, (name, classes[name])
+    assert classes["conv2_transpose"] == classes["crop_transpose"] == "Transpose"
+    data = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
+    for ours, ref in zip(Model(spec).predict([data]), kmodel(data)):
+        np.testing.assert_allclose(ours, np.asarray(ref), atol=TOL, rtol=TOL)
+    check_file(tmp_path / "m.onnx", {"image": data}, default_opset())

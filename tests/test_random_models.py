@@ -53,8 +53,5 @@ def test_random_model_onnx_round_trip(keras, tmp_path, seed):
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     where = f"seed {seed}; layers used {used}"
     np.testing.assert_allclose(got, expected, atol=2e-4, rtol=2e-3, err_msg=f"ONNX Runtime, {where}")
-    try:
-        back = kcompat.load(str(onnx_path))
-    except kcompat.UnsupportedError as e:  # TEMPORARY while the importer catches up with the exporter
-        pytest.xfail(f"import of kcompat's own export: {e}")
+    back = kcompat.load(str(onnx_path))
     np.testing.assert_allclose(back.predict(x)[0], expected, atol=2e-4, rtol=2e-3, err_msg=f"re-import, {where}")

@@ -2,7 +2,8 @@
 
 Every ONNX tensor the importer has lowered is bound to a ``Sym`` (a Keras tensor: layer,
 node, index). Layers are named after the ONNX node's scope (``D16/Gemm`` -> ``D16``,
-``/fc1/Gemm`` -> ``fc1``, ``functional_1/d1_1/Tensordot/MatMul`` -> ``d1``, PyTorch's
+``/fc1/Gemm`` -> ``fc1``, ``functional_1/d1_1/Tensordot/MatMul`` -> ``d1``, kcompat's
+``conv1/Relu/Transpose`` (a Transpose its optimizer sank) -> ``conv1``, PyTorch's
 ``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1`` as in its state_dict), else Keras's
 own default (``dense``, ``dense_1``); a helper layer of one node's lowering (the ZeroPadding
 before a Conv) takes the scope plus a suffix (``conv1_pad``). Two peepholes keep Keras's shape
@@ -40,6 +41,8 @@ def scope_of(node_name: str, producer: str = "") -> str | None:
     if len(parts) < 2:
         return None
     path = parts[:-1]
+    if producer == "kcompat":  # <layer>/<Op>, and <layer>/<Op>/Transpose after onnx_optimize.py's sinking
+        return parts[0]
     if len(path) >= 2 and (producer == "tf2onnx" or _KERAS_WRAPPER.match(path[0])):
         return re.sub(r"_\d+$", "", path[1]) or path[1]  # TensorFlow: model_1/layer_1/op...: the Keras layer
     if producer == "pytorch":  # /layer1/layer1.0/conv1/Conv: the module's name in the state_dict, layer1.0.conv1

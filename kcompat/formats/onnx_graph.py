@@ -21,6 +21,8 @@ from ..errors import FormatError
 
 MAX_ELEMENTS = 1 << 31  # per tensor: refuse a claim of 10^12 elements before allocating anything
 PROBES = ((2, 5, 7, 11, 13), (3, 17, 19, 23, 29))  # sizes given to dynamic dims, one tuple per run
+SAME_SHAPE = {"GroupNormalization", "InstanceNormalization", "LayerNormalization", "RMSNormalization",
+              "MeanVarianceNormalization", "LpNormalization", "BatchNormalization"}  # output 0: input 0's shape
 NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                     "Bernoulli", "Dropout"}
 
@@ -200,16 +202,63 @@ class OnnxGraph:
         return tuple(d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim)
 
     def _infer_symbolic(self) -> None:
+        """onnx's shape inference, helped where it stops or loses the batch: a context-dependent function op
+        (GroupNormalization) gives no shape, Resize and Tile turn a named dim they keep into a fresh
+        ``unk__0``. Such an output gets a hint (its shape from its input's) and inference runs again."""
         import onnx
-        try:
-            inferred = onnx.shape_inference.infer_shapes(self.model, strict_mode=False, data_prop=True)
-        except Exception:  # inference is a help, not a requirement
-            return
-        for v in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
-            t = v.type.tensor_type
-            if t.HasField("shape"):
-                self.sym_shapes[v.name] = tuple(d.dim_value if d.HasField("dim_value") else
-                                                (d.dim_param or None) for d in t.shape.dim)
+        model = self.model
+        for _ in range(len(self.nodes) + 1):
+            try:
+                inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+            except Exception:  # inference is a help, not a requirement
+                return
+            known = {}
+            for v in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
+                t = v.type.tensor_type
+                if t.HasField("shape"):
+                    known[v.name] = v
+                    self.sym_shapes[v.name] = tuple(d.dim_value if d.HasField("dim_value") else
+                                                    (d.dim_param or None) for d in t.shape.dim)
+            hints = [h for h in (self._hint(node, known) for node in self.nodes) if h is not None]
+            if not hints:
+                return
+            if model is self.model:
+                model = onnx.ModelProto()
+                model.CopyFrom(self.model)
+            model.graph.value_info.extend(hints)
+
+    def _resolved(self, tensor: str) -> bool:
+        sym = self.sym_shapes.get(tensor)
+        return sym is not None and all(isinstance(d, int) or d in self.dim_params for d in sym)
+
+    def _hint(self, node, known: dict):
+        """A value_info for node's output 0 when inference left it unknown or with an unnamed dim."""
+        from onnx import helper
+        out = node.output[0] if node.output else ""
+        x = node.input[0] if node.input else ""
+        if not out or not x or x not in known or self._resolved(out) or not self._resolved(x):
+            return None
+        dims = list(self.sym_shapes[x])
+        if node.op_type in ("Resize", "Upsample", "Tile"):
+            where = {"Tile": 1, "Upsample": 1, "Resize": 1 if self.opset < 11 else 2}[node.op_type]
+            factors = self._initial(node.input[where]) if len(node.input) > where else None
+            if factors is None and node.op_type == "Upsample":
+                factors = next((a.floats for a in node.attribute if a.name == "scales"), None)
+            if factors is None or len(factors) != len(dims):
+                return None
+            dims = [d if f == 1 else (int(d * f) if isinstance(d, int) else None) for d, f in zip(dims, factors)]
+        elif node.op_type not in SAME_SHAPE:
+            return None
+        elem = known[x].type.tensor_type.elem_type
+        return helper.make_tensor_value_info(out, elem, dims)
+
+    def _initial(self, name: str) -> list | None:
+        """An initializer's values (before folding: the scales / repeats written as initializers)."""
+        from onnx import numpy_helper
+        for t in self.model.graph.initializer:
+            if t.name == name:
+                return [float(v) for v in numpy_helper.to_array(t).reshape(-1)]
+        return None
 
     def shape(self, tensor: str) -> tuple | None:
         """The Keras shape of a tensor (None for dims that vary with the input), or None if unknown."""
@@ -255,7 +304,11 @@ class OnnxGraph:
             if v1 is None or name in inputs:
                 continue
             if name in need_data["tensors"]:
-                self.probe_shapes[name] = (tuple(v0.shape), tuple(v1.shape))
+                if not self._resolved(name):  # inference's sizes win: onnx.reference has pooling bugs
+                    sym = self.sym_shapes.get(name)
+                    self.probe_shapes[name] = tuple(
+                        tuple(d if isinstance(d, int) else p for d, p in zip(sym, v.shape))
+                        if sym is not None and len(sym) == v.ndim else tuple(v.shape) for v in (v0, v1))
                 continue
             if v0.shape == v1.shape and np.array_equal(v0, v1, equal_nan=True):
                 self.consts[name] = v0
@@ -332,11 +385,23 @@ def _shape_value(node, shape: tuple) -> np.ndarray:
 
 
 def _evaluate(node, inputs: list, opset: int) -> list:
-    """Run one node with onnx.reference."""
+    """Run one node with onnx.reference, in a model with typed inputs (a context-dependent function op,
+    GroupNormalization, is expanded only when its input types are known)."""
     from onnx import helper
     from onnx.reference import ReferenceEvaluator
     names = [f"in{i}" if x is not None else "" for i, x in enumerate(inputs)]
     single = helper.make_node(node.op_type, names, list(node.output), domain=node.domain)
     single.attribute.extend(node.attribute)
     feeds = {n: x for n, x in zip(names, inputs) if n}
-    return ReferenceEvaluator(single, opsets={"": opset}).run(None, feeds)
+    try:
+        if not all(isinstance(x, (np.ndarray, np.generic)) for x in feeds.values()):
+            raise TypeError("not all tensors")
+        typed = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)
+                 for n, x in feeds.items()]
+    except (KeyError, TypeError, ValueError):  # sequences, strings: the node alone, untyped
+        return ReferenceEvaluator(single, opsets={"": opset}).run(None, feeds)
+    outs = [o for o in node.output if o]
+    graph = helper.make_graph([single], "node", typed, [helper.make_empty_tensor_value_info(o) for o in outs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    got = dict(zip(outs, ReferenceEvaluator(model).run(None, feeds)))
+    return [got.get(o) if o else None for o in node.output]

@@ -46,7 +46,7 @@ def read_onnx(path: str) -> ModelSpec:
             unsupported[label] += 1
             poisoned.update(outs)
             continue
-        if any(n in poisoned for n in node.input):
+        if any(n in poisoned for n in node.input) or (i in matches and matches[i].x in poisoned):
             poisoned.update(outs)
             continue
         try:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from .onnx_activations import SELU_ALPHA, SELU_SCALE
-from .onnx_builder import Builder, Sym, scope_of
+from .onnx_builder import Builder, Sym, sanitize, scope_of
 
 LOWERINGS: dict[str, Callable] = {}
 NN = "keras.src.ops.nn"
@@ -376,7 +376,9 @@ def Transpose(b, data, perm=None):
     perm = list(range(b.rank(x)))[::-1] if perm is None else [int(p) for p in perm]
     scope = b._scope()
     readers = [b.g.nodes[i] for i in b.g.consumers.get(b.node.output[0], [])]
-    if scope and readers and all(scope_of(n.name, b.g.producer_name) == scope for n in readers):
+    inside = readers and all(scope_of(n.name, b.g.producer_name) == scope for n in readers)
+    after = b.scopes.get(sanitize(scope or "")) == scope  # the layer itself is made: its layout change after it
+    if scope and (inside or after):
         return b.op("Transpose", [x], axes=perm, suffix="transpose")  # a layout change inside a layer (NHWC conv)
     return b.op("Transpose", [x], axes=perm)
 
@@ -431,3 +433,184 @@ def _reduce(keras_name: str) -> Callable:
 
 for _op, _name in {"ReduceMean": "Mean", "ReduceSum": "Sum", "ReduceMax": "Max", "ReduceMin": "Min"}.items():
     lowering(_op)(_reduce(_name))
+
+
+# ------------------------------------------------------------------ normalization over trailing axes
+def _trailing(b, x: Sym, axis: int, what: str) -> tuple[list[int], list[int]]:
+    """The axes ``axis..`` that LayerNormalization / RMSNormalization normalise, and their (known) sizes."""
+    shape = b.shape(x)
+    if shape is None:
+        raise refuse(f"{what} on a tensor of unknown rank")
+    rank = len(shape)
+    if not -rank <= axis < rank:
+        raise refuse(f"axis={axis} for a rank-{rank} input")
+    axis %= rank
+    if axis == 0:
+        raise refuse("axis=0 (normalises across the batch)")
+    dims = list(shape[axis:])
+    if None in dims:
+        raise refuse(f"normalised axes of unknown size (input shape {list(shape)})")
+    return list(range(axis, rank)), dims
+
+
+def _per_axis(value: Any, dims: list[int], what: str) -> np.ndarray:
+    """A scale / bias that broadcasts against the normalised axes, as an array of exactly their sizes."""
+    v = _const(value, what)
+    while v.ndim > len(dims) and v.shape[0] == 1:
+        v = v[0]
+    try:
+        return np.ascontiguousarray(np.broadcast_to(v, dims).astype(np.float32))
+    except ValueError:
+        raise refuse(f"{what} of shape {list(v.shape)} for normalised axes of sizes {dims}") from None
+
+
+def _norm_axis(axes: list[int], rank: int) -> Any:
+    """Keras's ``axis``: -1 for the last axis alone (its default), else the list of axes."""
+    return -1 if axes == [rank - 1] else axes
+
+
+@lowering("LayerNormalization")
+def LayerNormalization(b, X, Scale, B=None, axis=-1, epsilon=1e-5, stash_type=1):
+    x = _sym(b, X)
+    axes, dims = _trailing(b, x, int(axis), "LayerNormalization")
+    gamma = _per_axis(Scale, dims, "Scale")
+    beta = None if B is None else _per_axis(B, dims, "B")
+    scale = not np.all(gamma == 1)  # kcompat writes ones for a Keras layer with scale=False
+    weights = ([gamma] if scale else []) + ([] if beta is None else [beta])
+    return b.layer("LayerNormalization", {"axis": _norm_axis(axes, b.rank(x)), "epsilon": f32(epsilon),
+                                          "center": beta is not None, "scale": bool(scale),
+                                          "rms_scaling": False}, [x], weights)
+
+
+@lowering("RMSNormalization")
+def RMSNormalization(b, X, scale, axis=-1, epsilon=1e-5, stash_type=1):
+    x = _sym(b, X)
+    axes, dims = _trailing(b, x, int(axis), "RMSNormalization")
+    return b.layer("RMSNormalization", {"axis": _norm_axis(axes, b.rank(x)), "epsilon": f32(epsilon)}, [x],
+                   [_per_axis(scale, dims, "scale")])
+
+
+# ------------------------------------------------------------------ Slice, Tile
+INT64_MAX = 2**63 - 1
+BIG = 2**31  # |start| or |end| at least this: "to the end" (INT64_MAX / INT64_MIN in exporters' Slices)
+WHOLE = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
+
+
+def slice_key(cuts: dict) -> list:
+    """A GetItem key (Keras's serialized slices) taking ``cuts[a] = (start, stop, step)`` on axis a."""
+    key = []
+    for a in range(max(cuts) + 1):
+        if a in cuts:
+            start, stop, step = cuts[a]
+            key.append({"class_name": "__slice__", "config": {"start": start, "stop": stop, "step": step}})
+        else:
+            key.append(WHOLE)
+    return key
+
+
+def _onnx_slice(start: int, end: int, step: int, n: int | None) -> tuple | None:
+    """ONNX's start / end / step on an axis of size n as a Python slice (start, stop, step) with the same
+    cells; None when it takes the whole axis. Refuses an empty result and what an unknown n leaves open."""
+    if n is not None:  # ONNX clamps: [0, n] for a positive step, [0, n - 1] and [-1, n - 1] for a negative one
+        s = start + n if start < 0 else start
+        e = end + n if end < 0 else end
+        lo, hi = (0, n) if step > 0 else (-1, n - 1)
+        s, e = min(max(s, max(lo, 0)), hi), min(max(e, lo), hi)
+        if not len(range(s, e, step)):
+            raise refuse(f"starts={start}, ends={end}, steps={step} leave nothing of an axis of {n}")
+        if step > 0:
+            cut = (s or None, None if e == n else e, None if step == 1 else step)
+        else:
+            cut = (None if s == n - 1 else s, None if e < 0 else e, step)
+        return None if cut == (None, None, None) else cut
+    if step > 0:  # Python's clamping is ONNX's; only the "to the end" sentinels need translating
+        if start >= BIG or end <= -BIG:
+            raise refuse(f"starts={start}, ends={end} leave nothing")
+        cut = (None if start <= -BIG or start == 0 else start, None if end >= BIG else end,
+               None if step == 1 else step)
+    else:  # Python's and ONNX's clamping differ for start < -n: refused when n is unknown
+        if start <= -BIG or end >= BIG or (start < 0 and start != -1):
+            raise refuse(f"starts={start}, ends={end}, steps={step} on an axis of unknown size")
+        cut = (None if start >= BIG or start == -1 else start, None if end <= -BIG else end, step)
+    return None if cut == (None, None, None) else cut
+
+
+def _crop_pairs(cuts: dict, shape: tuple) -> dict | None:
+    """(before, after) per cut axis when every cut is a step-1 crop; else None."""
+    pairs = {}
+    for a, (start, stop, step) in cuts.items():
+        n = shape[a]
+        start = start or 0
+        if step not in (None, 1) or start < 0 or (stop is not None and stop >= 0 and n is None):
+            return None
+        after = 0 if stop is None else (-stop if stop < 0 else n - stop)
+        if after < 0:
+            return None
+        pairs[a] = (start, after)
+    return pairs
+
+
+@lowering("Slice")
+def Slice(b, data, starts=None, ends=None, axes=None, steps=None):
+    """Cropping1D / 2D / 3D when it crops the spatial axes of NHWC or NCHW; else a GetItem op node."""
+    x = _sym(b, data)
+    shape = b.shape(x)
+    if shape is None:
+        raise refuse("an input of unknown rank")
+    rank = len(shape)
+    if starts is None or ends is None:
+        raise refuse("no starts / ends")
+    first = [int(v) for v in np.reshape(_const(starts, "starts") if not isinstance(starts, list) else starts, -1)]
+    last = [int(v) for v in np.reshape(_const(ends, "ends") if not isinstance(ends, list) else ends, -1)]
+    where = list(range(len(first))) if axes is None else \
+        [int(v) for v in np.reshape(axes if isinstance(axes, list) else _const(axes, "axes"), -1)]
+    step = [1] * len(first) if steps is None else [int(v) for v in np.reshape(_const(steps, "steps"), -1)]
+    if not len(first) == len(last) == len(where) == len(step) or any(not -rank <= a < rank for a in where):
+        raise refuse(f"starts={first}, ends={last}, axes={where}, steps={step} for a rank-{rank} input")
+    if 0 in step:
+        raise refuse("steps=0")
+    cuts = {}
+    for a, s, e, k in zip(where, first, last, step):
+        if k < 0 and e == INT64_MAX:  # onnxruntime reads it as "through index 0" (the spec: nothing)
+            e = -INT64_MAX
+        cut = _onnx_slice(s, e, k, shape[a % rank])
+        if cut is not None:
+            cuts[a % rank] = cut
+    if not cuts:
+        return x
+    if 0 in cuts:
+        raise refuse("slicing the batch axis")
+    pairs = _crop_pairs(cuts, shape)
+    if pairs is not None and 3 <= rank <= 5:
+        for fmt, spatial in (("channels_last", range(1, rank - 1)), ("channels_first", range(2, rank))):
+            if set(pairs) <= set(spatial) and (fmt == "channels_last" or rank > 3):  # Cropping1D: axis 1 only
+                crop = [list(pairs.get(a, (0, 0))) for a in spatial]
+                config = {"cropping": crop[0]} if rank == 3 else {"cropping": crop, "data_format": fmt}
+                return b.layer(f"Cropping{rank - 2}D", config, [x])
+    return b.op("GetItem", [x, slice_key(cuts)])
+
+
+@lowering("Tile")
+def Tile(b, input, repeats):
+    """Tiling non-batch axes: a Keras Tile op node if kcompat has one, else a Concatenate of copies per axis.
+    (Unsqueeze -> Tile, Keras's RepeatVector, is a pattern: onnx_patterns.py.)"""
+    from ..layers.base import OP_REGISTRY
+    x = _sym(b, input)
+    reps = [int(v) for v in np.reshape(_const(repeats, "repeats"), -1)]
+    rank = b.rank(x)
+    if len(reps) != rank or any(r < 1 for r in reps):
+        raise refuse(f"repeats={reps} for a rank-{rank} input")
+    if reps[0] != 1:
+        raise refuse(f"repeats={reps} (tiling the batch axis)")
+    if all(r == 1 for r in reps):
+        return x
+    if "Tile" in OP_REGISTRY:
+        return b.op("Tile", [x], repeats=reps)
+    if math.prod(reps) > 64:
+        raise refuse(f"repeats={reps} (more than 64 copies as Concatenate)")
+    todo = [(a, r) for a, r in enumerate(reps) if r > 1]
+    y = x
+    for i, (a, r) in enumerate(todo):
+        inner = i < len(todo) - 1
+        y = b.op("Concatenate", [[y] * r], axis=a, inner=inner, suffix="repeat" if inner else None)
+    return y

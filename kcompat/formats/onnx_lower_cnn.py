@@ -1,4 +1,5 @@
-"""ONNX convolution-network ops -> Keras layers in channels_first (the model keeps ONNX's NCHW layout).
+"""ONNX convolution-network ops -> Keras layers in channels_first (the model keeps ONNX's NCHW layout);
+Resize also repeats the spatial axes of an NHWC tensor (kcompat's own UpSampling export) as channels_last.
 
 Same contract as onnx_lower.py: one function per op, its signature is the op's schema.
 Padding a Keras layer cannot say itself becomes a helper layer named ``<scope>_pad``:
@@ -93,7 +94,8 @@ def _zero_pad(b: Builder, x: Sym, pairs, first_axis: int = 2, inner: bool = True
     r = len(pairs)
     padding = list(pairs[0]) if r == 1 else [list(p) for p in pairs]
     fmt = CF if first_axis == 2 else "channels_last"
-    return b.layer(f"ZeroPadding{r}D", {"padding": padding, "data_format": fmt}, [x], inner=inner, suffix="pad")
+    return b.layer(f"ZeroPadding{r}D", {"padding": padding, "data_format": fmt}, [x], inner=inner,
+                   suffix="pad" if inner else None)  # the helper of a Conv, or a Pad node itself
 
 
 def _slice(a: int, start=None, stop=None, step=None) -> list:
@@ -141,7 +143,8 @@ def _copy_pad(b: Builder, x: Sym, pairs, mode: str, sizes, first_axis: int = 2, 
         parts.append(y)
         if hi:
             parts += [b.op("GetItem", [y, keys[1]], inner=True, suffix="pad")] * times[1]
-        y = b.op("Concatenate", [parts], axis=a, inner=inner or i < len(todo) - 1, suffix="pad")
+        last = not inner and i == len(todo) - 1
+        y = b.op("Concatenate", [parts], axis=a, inner=not last, suffix=None if last else "pad")
     return y
 
 
@@ -493,8 +496,9 @@ def Pad(b, data, pads=None, constant_value=None, axes=None, mode="constant", val
     if any(lo or hi for lo, hi in cut):  # negative pads crop
         for a, (lo, hi) in enumerate(cut):
             if lo or hi:
-                x = b.op("GetItem", [x, _slice(a, lo or None, -hi if hi else None)], suffix="crop",
-                         inner=any(g != (0, 0) for g in grow) or any(lo or hi for lo, hi in cut[a + 1:]))
+                inner = any(g != (0, 0) for g in grow) or any(lo or hi for lo, hi in cut[a + 1:])
+                x = b.op("GetItem", [x, _slice(a, lo or None, -hi if hi else None)], suffix="crop" if inner else None,
+                         inner=inner)
         shape = tuple(None if n is None else n - lo - hi for n, (lo, hi) in zip(shape, cut))
     if all(g == (0, 0) for g in grow):
         return x
@@ -604,21 +608,41 @@ def Resize(b, X, *inputs, scales=None, mode="nearest", coordinate_transformation
     else:
         raise refuse("no scales and no sizes")
     factor = [scale.get(a, 1.0) for a in range(rank)]
-    r = rank - 2
-    if rank < 4 or factor[:2] != [1.0, 1.0] or any(f < 1 or f != int(f) for f in factor[2:]):
-        raise refuse(f"scales {factor} (UpSampling2D / 3D repeats spatial axes of NCHW by whole factors)")
-    size = [int(f) for f in factor[2:]]
+    if all(f == 1.0 for f in factor) and coords != "tf_crop_and_resize":  # same cells, whatever the mode
+        return x
+    fmt, axes = _upsampled_axes(factor, rank)
+    r = len(axes)
+    size = [int(factor[a]) for a in axes]
     if mode == "nearest":
-        for a, s in enumerate(size, 2):
+        for a, s in zip(axes, size):
             n = shape[a] or 7  # integer factors: the pattern does not depend on the size
             src = _nearest_source(n * s, n, s, coords, rounding)
             if src is None or not np.array_equal(src, np.arange(n * s) // s):
                 raise refuse(f"mode=nearest with {coords} / {rounding} (not a plain repeat)")
+        if r == 1 and fmt == CF:  # UpSampling1D repeats axis 1 only: (N, C, W) -> (N, W, C) and back
+            y = b.layer("Permute", {"dims": [2, 1]}, [x], inner=True, suffix="to_last")
+            y = b.layer("UpSampling1D", {"size": size[0]}, [y], inner=True)
+            return b.layer("Permute", {"dims": [2, 1]}, [y], suffix="to_first")
+        if r == 1:
+            return b.layer("UpSampling1D", {"size": size[0]}, [x])
         nearest = {"interpolation": "nearest"} if r == 2 else {}  # UpSampling3D has no interpolation option
-        return b.layer(f"UpSampling{r}D", {"size": size, "data_format": CF, **nearest}, [x])
+        return b.layer(f"UpSampling{r}D", {"size": size, "data_format": fmt, **nearest}, [x])
     if mode == "linear" and r == 2 and coords in ("half_pixel", "pytorch_half_pixel") and not antialias:
-        return b.layer("UpSampling2D", {"size": size, "data_format": CF, "interpolation": "bilinear"}, [x])
+        return b.layer("UpSampling2D", {"size": size, "data_format": fmt, "interpolation": "bilinear"}, [x])
     if mode == "linear":
         raise refuse(f"mode=linear with {coords} coordinates on {r} spatial axes (Keras's bilinear is TF's 2-D "
                      f"half-pixel resize)")
     raise refuse(f"mode={mode} (Keras's bicubic is TF's, with a = -0.5 and its own table; ONNX's a = {cubic_coeff_a})")
+
+
+def _upsampled_axes(factor: list, rank: int) -> tuple[str, list[int]]:
+    """(data_format, spatial axes) of a Resize that repeats the spatial axes of (N, C, ...) or (N, ..., C)
+    by whole factors: NCHW as kcompat imports it, or NHWC (kcompat's own UpSampling export)."""
+    whole = all(f >= 1 and f == int(f) for f in factor)
+    if 3 <= rank <= 5 and whole and factor[0] == 1:
+        if factor[1] == 1:
+            return CF, list(range(2, rank))
+        if factor[-1] == 1:
+            return "channels_last", list(range(1, rank - 1))
+    raise refuse(f"scales {factor} (UpSampling1D / 2D / 3D repeat the spatial axes of (N, C, ...) or (N, ..., C) "
+                 f"by whole factors)")

@@ -1,6 +1,6 @@
 """Multi-node ONNX patterns that are one Keras layer: activations written out as subgraphs,
-TensorFlow's Reshape -> MatMul -> Reshape form of a Dense on a 3-D+ input, and
-Transpose -> Flatten (Keras's channels_first Flatten).
+TensorFlow's Reshape -> MatMul -> Reshape form of a Dense on a 3-D+ input,
+Transpose -> Flatten (Keras's channels_first Flatten) and Unsqueeze -> Tile (RepeatVector).
 
 Activation templates are made by running kcompat's own exporters (onnx_activations.py)
 into a scratch graph, plus the forms other exporters write (PyTorch's gelu, x / (1 + |x|),
@@ -327,7 +327,30 @@ def match_flatten_channels_first(g, root: int) -> Match | None:
     return Match(root, {t_i, root}, x, emit)
 
 
-MATCHERS = (match_tensordot, match_flatten_channels_first, match_activation)
+def match_repeat_vector(g, root: int) -> Match | None:
+    """Unsqueeze(x, axes=[1]) -> Tile(repeats=[1, n, 1]) of a rank-2 x is Keras's RepeatVector(n)."""
+    tile = g.nodes[root]
+    if tile.op_type != "Tile" or len(tile.input) != 2:
+        return None
+    reps = g.consts.get(tile.input[1])
+    u_i = g.producer.get(tile.input[0], (None,))[0]
+    if reps is None or u_i is None or g.nodes[u_i].op_type != "Unsqueeze" or not g.single_use(tile.input[0]):
+        return None
+    u = g.nodes[u_i]
+    axes = g.consts.get(u.input[1]) if len(u.input) > 1 else _attrs(u).get("axes")
+    x = u.input[0]
+    shape = g.shape(x)
+    reps = [int(v) for v in np.reshape(reps, -1)]
+    if axes is None or shape is None or len(shape) != 2 or [int(a) % 3 for a in np.reshape(axes, -1)] != [1] \
+            or len(reps) != 3 or reps[0] != 1 or reps[2] != 1 or reps[1] < 1:
+        return None
+
+    def emit(b, x_sym):
+        return b.layer("RepeatVector", {"n": reps[1]}, [x_sym])
+    return Match(root, {u_i, root}, x, emit)
+
+
+MATCHERS = (match_tensordot, match_flatten_channels_first, match_repeat_vector, match_activation)
 
 
 def find_matches(g) -> dict[int, Match]:
