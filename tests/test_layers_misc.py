@@ -268,16 +268,21 @@ GROUPS = {"normalization": NORMALIZATION, "identity": IDENTITY, "reshaping": RES
 ROWS = [pytest.param(g, p.values[0], id=p.id) for g, rows in GROUPS.items() for p in rows]
 
 
-@pytest.fixture(scope="module")
-def built(keras, tmp_path_factory):
+def group_runner(keras, tmp_path_factory, groups: dict):
+    """``get(group)``: build and run a group's rows once (one Keras model per group), cached."""
     cache = {}
 
     def get(group):
         if group not in cache:
-            rows = [p.values[0] for p in GROUPS[group]]
+            rows = [p.values[0] for p in groups[group]]
             cache[group] = run_group(keras, rows, tmp_path_factory.mktemp(group), group)
         return cache[group]
     return get
+
+
+@pytest.fixture(scope="module")
+def built(keras, tmp_path_factory):
+    return group_runner(keras, tmp_path_factory, GROUPS)
 
 
 @pytest.mark.parametrize("group,r", ROWS)

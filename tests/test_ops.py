@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import rand, to_kcompat
-from test_layers_misc import BATCH, check_layers, check_row, row, run_group
+from test_layers_misc import BATCH, check_layers, check_row, group_runner, row
 
 
 def pos(seed, *shape):
@@ -112,14 +112,7 @@ ROWS = [pytest.param(g, p.values[0], id=p.id) for g, rows in GROUPS.items() for 
 
 @pytest.fixture(scope="module")
 def built(keras, tmp_path_factory):
-    cache = {}
-
-    def get(group):
-        if group not in cache:
-            rows = [p.values[0] for p in GROUPS[group]]
-            cache[group] = run_group(keras, rows, tmp_path_factory.mktemp(group), group)
-        return cache[group]
-    return get
+    return group_runner(keras, tmp_path_factory, GROUPS)
 
 
 @pytest.mark.parametrize("group,r", ROWS)
