@@ -28,6 +28,16 @@ def load_spec(path: str, weights: str | None = None) -> ModelSpec:
     path = str(path)
     _check_readable(path)
     ext = Path(path).suffix.lower()
+    if ext in (".keras", ".h5", ".hdf5") or (weights is not None and ext != ".onnx"):
+        try:
+            return _load_spec(path, ext, weights)
+        except (KeyError, OSError, ValueError, RuntimeError) as e:  # h5py on a corrupt object header, etc.
+            where = path if weights is None else f"{path} (weights {weights})"
+            raise FormatError(f"{where}: corrupt HDF5 data: {str(e).strip(chr(39))}") from None
+    return _load_spec(path, ext, weights)
+
+
+def _load_spec(path: str, ext: str, weights: str | None) -> ModelSpec:
     if ext in (".keras", ".h5", ".hdf5") and weights is not None:  # architecture from the file, weights from --weights
         from .formats.keras_h5 import read_weights_file
         spec = load_spec(path)
