@@ -101,6 +101,7 @@ class ExportContext:
         self.kwargs: dict = {}  # the call node's kwargs (tensors as names)
         self._tensors: set[str] = set()
         self._node_names: set[str] = set()
+        self._consts: dict[tuple, str] = {}
 
     def unique(self, base: str, used: set | None = None) -> str:
         """``base``, or ``base_1``, ``base_2``... whichever is free; reserves it."""
@@ -124,8 +125,12 @@ class ExportContext:
         """An initializer ``<layer>/<name>`` holding ``value`` (Keras weights keep their dtype)."""
         from onnx import numpy_helper
         array = value if isinstance(value, np.ndarray) and dtype is None else np.asarray(value, dtype=dtype)
+        key = (self.prefix, name, array.dtype.str, array.shape, array.tobytes())
+        if key in self._consts:  # a layer called twice shares its weights: one initializer, read twice
+            return self._consts[key]
         tensor_name = self.unique(f"{self.prefix}/{name}")
         self.initializers.append(numpy_helper.from_array(array, tensor_name))
+        self._consts[key] = tensor_name
         return tensor_name
 
     def operand(self, value: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError
-from ..spec import ModelSpec
+from ..spec import ModelSpec, Node, TensorRef, map_refs
 from . import onnx_lower_cnn  # noqa: F401  (registers the convolution-network ops)
 from .keras_weights import keras_order
 from .onnx_builder import Builder, Sym, sanitize
@@ -104,6 +104,40 @@ def _lower(b: Builder, node) -> list:
     return out if isinstance(out, list) else [out]
 
 
+def _merge_shared_layers(b: Builder, outputs: list) -> list:
+    """One Keras layer called twice exports as two ONNX node groups of the same scope reading the same
+    weights (``shared/Gemm``, ``shared/Gemm_1``). Fold such a repeat back into a second call node of the
+    first layer: same scope, class, config (but name) and bit-identical weights. Returns the new outputs."""
+    def key(ls):
+        cfg = {k: v for k, v in ls.config.items() if k != "name"}
+        weights = tuple((w.shape, str(w.dtype), np.asarray(w).tobytes()) for w in ls.weights or [])
+        return b.scopes.get(ls.name), ls.class_name, ls.module, repr(sorted(cfg.items())), weights
+    first: dict = {}
+    moved: dict[str, TensorRef] = {}  # (repeat layer) -> its call as a node of the first layer
+    for ls in list(b.layers):
+        if ls.class_name == "InputLayer" or not ls.weights or b.scopes.get(ls.name) is None or len(ls.nodes) != 1:
+            continue
+        k = key(ls)
+        if k not in first:
+            first[k] = ls
+            continue
+        owner = first[k]
+        owner.nodes.append(ls.nodes[0])
+        moved[ls.name] = TensorRef(owner.name, len(owner.nodes) - 1)
+        b.layers.remove(ls)
+        b.by_name.pop(ls.name, None)
+        b.onnx_names.pop(ls.name, None)
+    if not moved:
+        return outputs
+
+    def fix(ref: TensorRef) -> TensorRef:
+        target = moved.get(ref.layer)
+        return ref if target is None else TensorRef(target.layer, target.node, ref.index)
+    for ls in b.layers:
+        ls.nodes = [Node(args=map_refs(n.args, fix), kwargs=map_refs(n.kwargs, fix)) for n in ls.nodes]
+    return [fix(r) for r in outputs]
+
+
 def _spec(b: Builder, graph: OnnxGraph, path: str) -> ModelSpec:
     outputs = []
     for name in graph.outputs:
@@ -111,6 +145,7 @@ def _spec(b: Builder, graph: OnnxGraph, path: str) -> ModelSpec:
         if sym is None:
             raise UnsupportedError(f"{path}: graph output '{name}' is a constant or could not be computed")
         outputs.append(sym.ref)
+    outputs = _merge_shared_layers(b, outputs)
     layers = keras_order(b.layers, outputs)
     name = sanitize(graph.model.graph.name or "model")
     spec = ModelSpec(name=name, layers=layers, inputs=[s.ref for s in (b.env[v.name] for v in graph.inputs)],
