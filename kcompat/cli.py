@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import KcompatError
+from .errors import KcompatError, ShapeError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -59,6 +59,9 @@ def cmd_run(args) -> int:
 
 def cmd_verify(args) -> int:
     from .verify.run import verify_file
+    if args.json:
+        from .io import check_target
+        check_target(args.json)  # before the run: a bad --json path prints no table
     inputs = None
     if args.input:
         from .arrays import read_inputs
@@ -66,8 +69,13 @@ def cmd_verify(args) -> int:
         spec = load_spec(args.model, args.weights)
         inputs = read_inputs(args.input, [r.layer for r in spec.inputs])
     reference = args.reference or ("onnxruntime" if Path(args.model).suffix.lower() == ".onnx" else "keras")
-    report = verify_file(args.model, weights=args.weights, reference=reference, inputs=inputs,
-                         batch=args.batch, seed=args.seed, atol=args.atol, rtol=args.rtol)
+    try:
+        report = verify_file(args.model, weights=args.weights, reference=reference, inputs=inputs,
+                             batch=args.batch, seed=args.seed, atol=args.atol, rtol=args.rtol)
+    except ShapeError as e:
+        if not args.input or str(e).startswith(args.input):
+            raise
+        raise ShapeError(f"{args.input}: {e}") from None  # the user's inputs do not fit the model
     print(report.render())
     if args.json:
         from .io import atomic_path
@@ -89,6 +97,8 @@ def cmd_convert(args) -> int:
 
 def cmd_diff(args) -> int:
     from .diff import diff_models
+    if not 0 <= args.atol < float("inf"):
+        raise KcompatError(f"atol must be a finite number >= 0. Received: atol={args.atol!r}")
     a = _load_model(args.a, args.weights_a)
     b = _load_model(args.b, args.weights_b)
     result = diff_models(a, b, atol=args.atol, seed=args.seed)
@@ -96,8 +106,15 @@ def cmd_diff(args) -> int:
     return EXIT_OK if result.same else EXIT_MISMATCH
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with kcompat's error contract: one ``kcompat: error:`` line, exit 2 (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"kcompat: error: {self.prog}: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kcompat", description="Keras layers in NumPy; Keras/ONNX files; layer-by-layer "
+    p = _Parser(prog="kcompat", description="Keras layers in NumPy; Keras/ONNX files; layer-by-layer "
                                 "verification against real Keras and ONNX Runtime.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)

@@ -14,7 +14,9 @@ from .model import Model
 
 IGNORED_KEYS = {"name", "trainable", "dtype", "kernel_initializer", "bias_initializer", "kernel_regularizer",
                 "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint",
-                "batch_input_shape", "quantization_config", "seed", "sparse", "ragged", "optional"}
+                "batch_input_shape", "quantization_config", "seed", "sparse", "ragged", "optional",
+                "momentum", "renorm", "renorm_clipping", "renorm_momentum", "synchronized"}
+IGNORED_SUFFIXES = ("_initializer", "_regularizer", "_constraint")  # gamma_initializer, embeddings_..., ...
 
 
 @dataclass
@@ -42,8 +44,23 @@ class DiffResult:
         return "\n".join(f"{kind:8s} {msg}" for kind, msg in self.differences)
 
 
-def _semantic(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in IGNORED_KEYS}
+def _semantic(config: dict, rank: int | None = None) -> dict:
+    """The keys that change what the layer computes; with ``rank`` (input rank = output rank), a
+    negative ``axis`` counted from the front (Concatenate(axis=-1) on rank 2 is axis=1)."""
+    out = {k: v for k, v in config.items() if k not in IGNORED_KEYS and not k.endswith(IGNORED_SUFFIXES)}
+    axis = out.get("axis")
+    if rank is not None and isinstance(axis, int) and not isinstance(axis, bool) and -rank <= axis < 0:
+        out["axis"] = axis + rank
+    return out
+
+
+def _rank(info) -> int | None:
+    """The rank a layer's ``axis`` counts in, when input and output ranks agree."""
+    ins = info.input_shape if isinstance(info.input_shape, list) else [info.input_shape]
+    out = info.output_shape
+    if not isinstance(out, tuple) or not all(isinstance(s, tuple) and len(s) == len(out) for s in ins):
+        return None
+    return len(out)
 
 
 def diff_models(a: Model, b: Model, atol: float = 0.0, seed: int = 0, batch: int = 2) -> DiffResult:
@@ -64,11 +81,11 @@ def diff_models(a: Model, b: Model, atol: float = 0.0, seed: int = 0, batch: int
         if la.class_name != lb.class_name:
             result.add("config", f"'{la.name}': class {la.class_name} vs {lb.class_name}")
             continue
-        ca, cb = _semantic(la.config), _semantic(lb.config)
+        ia, ib = a.info[la.name], b.info[la.name]
+        ca, cb = _semantic(la.config, _rank(ia)), _semantic(lb.config, _rank(ib))
         for key in sorted(set(ca) | set(cb)):
             if ca.get(key) != cb.get(key):
                 result.add("config", f"'{la.name}': {key} = {ca.get(key)!r} vs {cb.get(key)!r}")
-        ia, ib = a.info[la.name], b.info[la.name]
         if ia.output_shape != ib.output_shape:
             result.add("shape", f"'{la.name}': {fmt_shape(ia.output_shape)} vs {fmt_shape(ib.output_shape)}")
         if ia.params != ib.params:
@@ -106,8 +123,8 @@ def _diff_outputs(a: Model, b: Model, atol: float, seed: int, batch: int, result
         return
     if any(d is None for s in shapes_a for d in s[1:]):
         return
-    rng = np.random.default_rng(seed)
-    xs = [rng.standard_normal((batch, *s[1:])).astype(np.float32) for s in shapes_a]
+    from .verify.run import make_inputs  # a fixed batch size kept, integer inputs given integers
+    xs, _ = make_inputs(a, batch, seed)
     ya, yb = a.predict(xs), b.predict(xs)
     if len(ya) != len(yb):
         result.add("outputs", f"{len(ya)} vs {len(yb)} outputs")

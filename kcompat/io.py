@@ -23,11 +23,26 @@ def _check_readable(path: str) -> None:
         raise FormatError(f"{path}: file is empty")
 
 
+MAGIC = {b"PK\x03\x04": ".keras", b"\x89HDF\r\n\x1a\n": ".h5"}  # file signature -> the extension it needs
+
+
+def _check_extension(path: str, ext: str) -> None:
+    """A file whose signature says another format than its extension (a .keras renamed .h5): say so."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    for magic, real in MAGIC.items():
+        if head.startswith(magic) and real != ext and not (real == ".h5" and ext == ".hdf5"):
+            kind = "a .keras (zip) archive" if real == ".keras" else "an HDF5 file"
+            raise FormatError(f"{path}: the extension says {ext}; received {kind}: rename it to {Path(path).stem}{real}")
+
+
 def load_spec(path: str, weights: str | None = None) -> ModelSpec:
     """Read any supported model file into a ModelSpec (weights loaded when the file has them)."""
     path = str(path)
     _check_readable(path)
     ext = Path(path).suffix.lower()
+    if ext in READ_FORMATS:
+        _check_extension(path, ext)
     if ext in (".keras", ".h5", ".hdf5") or (weights is not None and ext != ".onnx"):
         try:
             return _load_spec(path, ext, weights)
@@ -57,21 +72,45 @@ def _load_spec(path: str, ext: str, weights: str | None) -> ModelSpec:
     raise UnsupportedError(f"{path}: unknown model file extension {ext!r}; expected one of {list(READ_FORMATS)}")
 
 
+def check_target(target: str) -> Path:
+    """The folder ``target`` will be written in; FormatError if it cannot be (checked before any work)."""
+    target_path = Path(target)
+    folder = target_path.parent if str(target_path.parent) else Path(".")
+    if not folder.is_dir():
+        what = f"{folder} is a file, not a folder" if folder.exists() else f"folder {folder} does not exist"
+        raise FormatError(f"{target}: {what}")
+    if target_path.is_dir():
+        raise FormatError(f"{target}: is a directory, expected a file path to write")
+    return folder
+
+
 @contextmanager
 def atomic_path(target: str):
     """Yield a temporary path beside ``target``; rename it over ``target`` only on success."""
     target_path = Path(target)
-    folder = target_path.parent if str(target_path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FormatError(f"{target}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target_path.name}.", suffix=".part", dir=folder)
+    folder = check_target(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target_path.name}.", suffix=".part", dir=folder)
+    except OSError as e:
+        raise FormatError(f"{target}: cannot write in folder {folder}: {e.strerror or e}") from None
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _new_file_mode(target))  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _new_file_mode(target: str) -> int:
+    """The mode ``open(target, "w")`` would give: the existing file's, else 0o666 less the umask."""
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def save(model, path: str, **options) -> list[str]:

@@ -151,7 +151,9 @@ def summary_text(model: Model, line_length: int | None = None, width: int | None
         w = int(pos * line_length) - current
         if w < 4:
             raise KcompatError(f"line length too small for the summary table (a column would be {w} "
-                               f"characters wide). Received: line_length={line_length}")
+                               f"characters wide). Received: " + (f"line_length={line_length}" if width is None or
+                                                                  line_length != columns_available - 4
+                                                                  else f"width={width}"))
         widths.append(w)
         current += w
     table = rich.table.Table(*[rich.table.Column(h, justify=j, width=w) for h, j, w in zip(header, justify, widths)],

@@ -256,6 +256,8 @@ def layer_config_json(layer: LayerSpec) -> dict:
     if layer.class_name == "InputLayer" or layer.is_op:
         return cfg
     cfg.pop("batch_input_shape", None)
+    if layer.class_name.endswith("Transpose") and cfg.get("groups") == 1:
+        del cfg["groups"]  # tf.keras writes groups=1 on Conv*DTranspose; Keras 3's refuses the keyword
     return _dtype_policy(cfg)
 
 

@@ -54,8 +54,9 @@ def scope_of(node_name: str, producer: str = "") -> str | None:
 
 
 def sanitize(name: str) -> str:
-    """A name Keras accepts (no '/')."""
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip("_")
+    """A name Keras accepts: no '/' (Keras 3's one rule) and no control characters; unicode, spaces
+    and ':' are kept, so a kcompat export reads back with its layer names."""
+    name = re.sub(r"[/\x00-\x1f\x7f]", "_", name).strip("_ ")
     return name or "layer"
 
 

@@ -252,8 +252,8 @@ def to_onnx(model, opset: int | None = None, optimize: bool = True):
         if ls.class_name == "InputLayer":
             tensors[key] = name
             ctx.shapes[name] = model.shapes[key]
-            ctx.dtypes[name] = ls.config.get("dtype") or "float32"
-            graph_inputs.append(_value_info(name, model.shapes[key], ls.config.get("dtype")))
+            ctx.dtypes[name] = _input_dtype(ls.config.get("dtype"))
+            graph_inputs.append(_value_info(name, model.shapes[key], ctx.dtypes[name]))
             continue
         tensors[key] = _export_call(ctx, model, ls, k, tensors)
     outputs = []
@@ -305,6 +305,13 @@ def _export_call(ctx: ExportContext, model, ls, k: int, tensors: dict) -> Any:
         ctx.shapes[target] = s
         named.append(target)
     return named if isinstance(out, list) else named[0]
+
+
+def _input_dtype(dtype: Any) -> str:
+    """A graph input's dtype: ints and bool as declared, every float as float32 (kcompat computes in
+    float32 and casts float inputs so, whatever the InputLayer declares: float16, float64, ...)."""
+    name = dtype if isinstance(dtype, str) else "float32"
+    return "float32" if "float" in name else np.dtype(name).name
 
 
 def _value_info(name: str, shape: tuple, dtype: Any = None):

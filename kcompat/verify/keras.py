@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,7 +79,14 @@ class KerasReference(Reference):
     def run(self, model, inputs: list[np.ndarray]) -> ReferenceResult:
         keras = import_keras()
         notes: list[str] = []
-        kmodel = self._load(keras, model, notes)
+        with warnings.catch_warnings():  # Keras's advice to the model's author ("Do not pass an input_shape")
+            warnings.simplefilter("ignore")
+            kmodel = self._load(keras, model, notes)
+        low = sorted({(l.dtype_policy.name, l.compute_dtype) for l in kmodel._flatten_layers(include_self=False)
+                      if getattr(l, "compute_dtype", "float32") not in ("float32", "float64")})
+        for policy, dtype in low:
+            notes.append(f"Keras computes layers with dtype policy '{policy}' in {dtype}; kcompat computes in "
+                         f"float32, so differences of order 1e-3 are expected there (raise --atol / --rtol)")
         graph = getattr(kmodel, "_functional", None) or kmodel  # a Sequential runs through its Functional
         first = _first_nodes(graph)
         k_inputs = _match_inputs(graph, model)  # kcompat input name -> Keras input tensor
@@ -126,7 +134,12 @@ class KerasReference(Reference):
         except Exception as e:  # Keras raises many types; any of them means "Keras cannot read it"
             notes.append(f"Keras could not read {self.path} ({_first_line(e)}); the reference ran on kcompat's "
                          f"re-write as .keras, so kcompat reader bugs are not caught")
-            return _load_rewrite(keras, model)
+            try:
+                return _load_rewrite(keras, model)
+            except Exception as e2:
+                raise KcompatError(f"keras reference: Keras could not read {self.path} ({_first_line(e)}) nor "
+                                   f"kcompat's re-write of it ({_first_line(e2)}); try --reference onnxruntime"
+                                   ) from None
         if self.use_model_weights:
             _set_weights(kmodel, model)
             notes.append("Keras was given kcompat's weights layer by layer (the file has none of its own)")
@@ -210,6 +223,8 @@ def _set_weights(kmodel, model) -> None:
 
 
 def _first_line(e: Exception, limit: int = 160) -> str:
-    lines = str(e).strip().splitlines()
+    text = str(e).strip()
+    text = text.rsplit("Exception encountered: ", 1)[-1]  # Keras nests causes; the last is the root one
+    lines = text.splitlines()
     text = lines[0] if lines else ""
     return f"{type(e).__name__}: {text if len(text) <= limit else text[:limit] + '...'}"

@@ -84,7 +84,7 @@ def make_inputs(model, batch: int = 4, seed: int = 0) -> tuple[list[np.ndarray],
     arrays, notes = [], []
     for name, shape in zip(model.input_names, model.input_shapes()):
         if any(d is None for d in shape[1:]):
-            raise ShapeError(f"input '{name}' has shape {fmt_shape(shape)} with an unknown dimension besides the "
+            raise ShapeError(f"{model.spec.source}: input '{name}' has shape {fmt_shape(shape)} with an unknown dimension besides the "
                              f"batch; give the inputs explicitly (--input)")
         full = (batch if shape[0] is None else shape[0], *shape[1:])
         dtype = _input_dtype(model, name)
