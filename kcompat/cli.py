@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import KcompatError, ShapeError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+_python_format_warning = warnings.formatwarning
 
 
 def _load_model(path: str, weights: str | None, random_weights: int | None = None):
@@ -168,8 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """kcompat's own warnings as one ``kcompat: note:`` line; others as Python prints them."""
+    if "kcompat" in Path(filename).parts:
+        return f"kcompat: note: {_one_line(str(message))}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _format_warning
     if args.debug:
         import os
         os.environ["KCOMPAT_DEBUG"] = "1"  # keep TensorFlow's native stderr too

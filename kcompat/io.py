@@ -121,6 +121,8 @@ def save(model, path: str, **options) -> list[str]:
         raise UnsupportedError(f"{path}: cannot write extension {ext!r}; expected one of {list(WRITE_FORMATS)}")
     if not model.spec.has_weights:
         raise FormatError(f"{path}: the model has no weights to write (give --weights, or --random-weights)")
+    if ext != ".onnx":
+        model = keras3_names(model)
     if ext == ".keras":
         from .formats.keras_zip import write_keras as writer
     elif ext == ".h5":
@@ -136,3 +138,39 @@ def save(model, path: str, **options) -> list[str]:
     with atomic_path(path) as tmp:
         writer(model, tmp)
     return [path]
+
+
+def keras3_names(model):
+    """The model with layer names Keras 3 accepts: Keras 2 allowed '/' in names (``block1/dense``), Keras 3
+    refuses to load them, so they become '_' (``block1_dense``), kept unique. Same model when nothing changes."""
+    import copy
+    import warnings
+
+    from .model import Model
+    from .spec import TensorRef, map_refs
+    taken = {ls.name for ls in model.spec.layers}
+    renamed: dict[str, str] = {}
+    for ls in model.spec.layers:
+        if "/" in ls.name:
+            base = new = ls.name.replace("/", "_")
+            i = 0
+            while new in taken:
+                i += 1
+                new = f"{base}_{i}"
+            taken.add(new)
+            renamed[ls.name] = new
+    if not renamed:
+        return model
+    spec = copy.deepcopy(model.spec)
+    fix = lambda r: TensorRef(renamed.get(r.layer, r.layer), r.node, r.index)  # noqa: E731
+    for ls in spec.layers:
+        ls.name = renamed.get(ls.name, ls.name)
+        ls.config["name"] = ls.name
+        for node in ls.nodes:
+            node.args, node.kwargs = map_refs(node.args, fix), map_refs(node.kwargs, fix)
+    spec.inputs = [fix(r) for r in spec.inputs]
+    spec.outputs = [fix(r) for r in spec.outputs]
+    pairs = ", ".join(f"{a} -> {b}" for a, b in renamed.items())
+    warnings.warn(f"renamed {len(renamed)} layer(s) for Keras 3, which does not allow '/' in names: {pairs}",
+                  stacklevel=2)
+    return Model(spec)

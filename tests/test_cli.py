@@ -224,3 +224,16 @@ print(sorted(m for m in ("tensorflow", "keras", "tf_keras", "torch", "jax") if m
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=300)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_keras2_slash_names_are_renamed_for_keras3(tmp_path):
+    """Keras 2 allowed '/' in layer names; Keras 3 refuses them. Writing Keras files renames them, with a note."""
+    cfg = faq_config()
+    cfg["config"]["layers"][1]["config"]["name"] = "block1/dense"
+    arch = tmp_path / "slash.json"
+    arch.write_text(json.dumps(cfg))
+    code, out, err = cli("convert", arch, tmp_path / "out.keras", "--random-weights", "0")
+    assert code == 0, err
+    assert "kcompat: note: renamed 1 layer(s)" in err and "block1/dense -> block1_dense" in err
+    model = kcompat.load(str(tmp_path / "out.keras"))
+    assert "block1_dense" in model.layers and model.info["block1_dense"].params == 48
