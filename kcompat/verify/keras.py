@@ -169,10 +169,10 @@ def _model_from_json(keras, text: str):
 
 
 def _load_rewrite(keras, model):
-    from ..io import save
+    from ..formats.keras_zip import write_keras  # as is: no renaming, so layer names still line up
     with tempfile.TemporaryDirectory(prefix="kcompat-verify-") as tmp:
         path = os.path.join(tmp, "model.keras")
-        save(model, path)
+        write_keras(model, path)
         return keras.models.load_model(path, compile=False)
 
 
