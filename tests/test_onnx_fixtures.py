@@ -44,3 +44,13 @@ def test_fixture_weights_survive_the_round_trip_bit_for_bit(name, tmp_path):
     ours = sorted((w.tobytes(), w.shape) for ls in model.spec.layers for w in ls.weights or [])
     theirs = sorted((w.tobytes(), w.shape) for ls in back.spec.layers for w in ls.weights or [])
     assert ours == theirs
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (FIXTURES / "onnx").glob("*.keras")))
+def test_fewer_nodes_than_tf2onnx(name):
+    """Known shapes make tf2onnx's Shape/Gather/Concat/Reshape plumbing unnecessary: kcompat's graph is smaller."""
+    ours = to_onnx(kcompat.load(str(FIXTURES / "onnx" / f"{name}.keras")))
+    theirs = onnx.load(str(FIXTURES / "onnx" / f"{name}.tf2onnx.onnx"))
+    assert len(ours.graph.node) < len(theirs.graph.node), (len(ours.graph.node), len(theirs.graph.node))
+    plumbing = {"Shape", "Gather", "Concat", "Reshape", "Cast", "Unsqueeze"}
+    assert not plumbing & {n.op_type for n in ours.graph.node}
