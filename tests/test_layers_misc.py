@@ -11,6 +11,7 @@ axis, pad, tap or statistic is O(0.1).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -270,14 +271,8 @@ ROWS = [pytest.param(g, p.values[0], id=p.id) for g, rows in GROUPS.items() for 
 
 def group_runner(keras, tmp_path_factory, groups: dict):
     """``get(group)``: build and run a group's rows once (one Keras model per group), cached."""
-    cache = {}
-
-    def get(group):
-        if group not in cache:
-            rows = [p.values[0] for p in groups[group]]
-            cache[group] = run_group(keras, rows, tmp_path_factory.mktemp(group), group)
-        return cache[group]
-    return get
+    return functools.cache(lambda group: run_group(keras, [p.values[0] for p in groups[group]],
+                                                   tmp_path_factory.mktemp(group), group))
 
 
 @pytest.fixture(scope="module")

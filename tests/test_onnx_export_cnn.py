@@ -13,6 +13,7 @@ compute their statistics in their own order).
 """
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import numpy as np
@@ -75,13 +76,8 @@ def _build(keras, group, tmp_path):
 
 @pytest.fixture(scope="module")
 def built(keras, tmp_path_factory):
-    cache = {}
-
-    def get(group):
-        if group not in cache:
-            cache[group] = _build(keras, group, tmp_path_factory.mktemp(group))
-        return cache[group]
-    return get
+    """``built(group)``: the group's model built and exported once per module."""
+    return functools.cache(lambda group: _build(keras, group, tmp_path_factory.mktemp(group)))
 
 
 def _check_group(built, group, opset, optimize):

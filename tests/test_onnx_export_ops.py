@@ -12,6 +12,7 @@ Also: every layer class and op kcompat knows has an exporter (bar a named list o
 """
 from __future__ import annotations
 
+import functools
 import numpy as np
 import pytest
 
@@ -175,13 +176,8 @@ def _build(keras, group, tmp_path):
 
 @pytest.fixture(scope="module")
 def built(keras, tmp_path_factory):
-    cache = {}
-
-    def get(group):
-        if group not in cache:
-            cache[group] = _build(keras, group, tmp_path_factory.mktemp(group))
-        return cache[group]
-    return get
+    """``built(group)``: the group's model built and exported once per module."""
+    return functools.cache(lambda group: _build(keras, group, tmp_path_factory.mktemp(group)))
 
 
 def _mismatches(rids, got, want) -> list[str]:
