@@ -53,7 +53,7 @@ class Model:
         if problems:
             raise UnsupportedError(f"{spec.source}: " + "; ".join(problems) if len(problems) > 1
                                    else f"{spec.source}: {problems[0]}")
-        self._specs = {ls.name: ls for ls in spec.layers}
+        self.specs: dict[str, LayerSpec] = {ls.name: ls for ls in spec.layers}  # layer name -> its LayerSpec
         self.order = self._topological_order()
         self.shapes = self._infer_shapes()
         self.info = self._layer_info()
@@ -62,7 +62,7 @@ class Model:
 
     # ------------------------------------------------------------------ graph
     def _node_deps(self, key: NodeKey) -> list[NodeKey]:
-        ls = self._specs[key[0]]
+        ls = self.specs[key[0]]
         if not ls.nodes:
             return []
         return [(r.layer, r.node) for r in ls.nodes[key[1]].refs()]
@@ -88,14 +88,14 @@ class Model:
                 visiting.add(key)
                 stack.append((key, True))
                 for dep in self._node_deps(key):
-                    if dep[0] not in self._specs:
+                    if dep[0] not in self.specs:
                         raise KcompatError(f"{self.spec.source}: layer '{key[0]}' reads unknown layer '{dep[0]}'")
                     if dep not in done:
                         stack.append((dep, False))
         return order
 
     def _node_args(self, key: NodeKey, values: dict) -> tuple[list, dict]:
-        ls = self._specs[key[0]]
+        ls = self.specs[key[0]]
         if not ls.nodes:
             return [None], {}
         node = ls.nodes[key[1]]
@@ -167,7 +167,7 @@ class Model:
 
     def weights_of(self, name: str) -> list[np.ndarray]:
         """A layer's weights in Keras order."""
-        return self._specs[name].weights or []
+        return self.specs[name].weights or []
 
     # -------------------------------------------------------------------- run
     @property
@@ -225,7 +225,7 @@ class Model:
             layer = self.layers[key[0]]
             args, kwargs = self._node_args(key, values)
             try:
-                values[key] = layer.call_node(args, kwargs, self._specs[key[0]].weights or [])
+                values[key] = layer.call_node(args, kwargs, self.specs[key[0]].weights or [])
             except KcompatError as e:
                 named = f"layer '{key[0]}'" in str(e)
                 raise type(e)(str(e) if named else f"layer '{key[0]}' ({layer.class_name}): {e}") from None

@@ -18,13 +18,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..layers import REGISTRY
 from ..spec import LayerSpec, Node, TensorRef
 from .keras_config import _input_layer
 from .keras_weights import snake_case
 
 _KERAS_WRAPPER = re.compile(r"^(functional|sequential|model)(_\d+)?$")
-ACTIVATED = {"Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
-             "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}  # layers with an ``activation`` key
+
+
+def has_activation(class_name: str) -> bool:
+    """The Keras layer class has an ``activation`` config key (a fact of the layer class)."""
+    cls = REGISTRY.get(class_name)
+    return cls is not None and cls.has_activation
 
 
 @dataclass(frozen=True)
@@ -93,18 +98,18 @@ class Builder:
 
     # ------------------------------------------------------------ naming
     def _name(self, class_name: str, suffix: str | None = None) -> str:
-        scope = self._scope()
+        scope = self.scope()
         if scope and suffix:
             return self._unique(f"{sanitize(scope)}_{suffix}")
         return self._unique(sanitize(scope) if scope else snake_case(class_name))
 
-    def _scope(self) -> str | None:
+    def scope(self) -> str | None:
         return scope_of(self.node.name, self.g.producer_name) if self.node is not None else None
 
     def _add(self, layer: LayerSpec, onnx_out: str | None) -> Sym:
         self.layers.append(layer)
         self.by_name[layer.name] = layer
-        self.scopes[layer.name] = self._scope()
+        self.scopes[layer.name] = self.scope()
         if onnx_out:
             self.onnx_names[layer.name] = onnx_out
         return Sym(TensorRef(layer.name), onnx_out or layer.name)
@@ -175,12 +180,12 @@ class Builder:
         return self.layer("Dense", {"units": int(kernel.shape[1]), "activation": "linear",
                                     "use_bias": bias is not None}, [x], weights)
 
-    def _dense_of(self, x, classes=frozenset({"Dense"})) -> LayerSpec | None:
+    def _dense_of(self, x, accept=lambda class_name: class_name == "Dense") -> LayerSpec | None:
         """The Dense (or a layer of ``classes``) behind Sym ``x`` if its output goes nowhere else in the ONNX graph."""
         if not isinstance(x, Sym) or x.ref.node or x.ref.index:
             return None
         ls = self.by_name.get(x.ref.layer)
-        if ls is None or ls.class_name not in classes or self.onnx_names.get(ls.name) != x.onnx:
+        if ls is None or not accept(ls.class_name) or self.onnx_names.get(ls.name) != x.onnx:
             return None
         readers = set(self.g.consumers.get(x.onnx, []))
         if x.onnx in self.g.outputs or not readers <= self.group:
@@ -203,8 +208,8 @@ class Builder:
 
     def activation(self, x: Sym, name: str) -> Sym:
         """A Keras activation by name: folded into the Dense / convolution before it when from the same scope."""
-        ls = self._dense_of(x, ACTIVATED)
-        scope = self._scope()
+        ls = self._dense_of(x, has_activation)
+        scope = self.scope()
         if ls is not None and ls.config.get("activation") == "linear" and scope and self.scopes.get(ls.name) == scope:
             ls.config["activation"] = name
             return self._rebind(ls, x)

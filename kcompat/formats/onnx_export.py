@@ -248,7 +248,7 @@ def to_onnx(model, opset: int | None = None, optimize: bool = True):
         ctx.unique(ref.layer)
     for key in model.order:
         name, k = key
-        ls = model._specs[name]
+        ls = model.specs[name]
         if ls.class_name == "InputLayer":
             tensors[key] = name
             ctx.shapes[name] = model.shapes[key]

@@ -17,7 +17,7 @@ from onnx import TensorProto
 
 from ..errors import UnsupportedError
 from ..layers.normalization import rsqrt
-from ..layers.reshaping import _cubic_axis
+from ..layers.reshaping import cubic_axis
 from .onnx_export import exporter
 from .onnx_layers import merge_operands
 
@@ -126,7 +126,7 @@ def group_normalization(ctx, layer, inputs, weights):
     x = inputs[0]
     shape = ctx.shape(x)
     w = dict(zip([w.name for w in layer.weights(shape)], weights))
-    dim, groups = layer._channels(shape)
+    dim, groups = layer.channels_and_groups(shape)
     a, rank = layer.positive_axes(layer.axes, len(shape))[0], len(shape)
     gamma = w.get("gamma", np.ones(dim, np.float32))
     beta = w.get("beta", np.zeros(dim, np.float32))
@@ -205,7 +205,7 @@ def _bicubic(ctx, layer, x: str) -> str:
         if shape[a] is None:
             raise UnsupportedError(f"layer '{layer.name}': bicubic UpSampling2D needs known spatial sizes. "
                                    f"Received: input_shape={shape}")
-        matrix = _cubic_axis(np.eye(shape[a], dtype=np.float32), 0, shape[a] * s)  # (out, in)
+        matrix = cubic_axis(np.eye(shape[a], dtype=np.float32), 0, shape[a] * s)  # (out, in)
         out = letters.replace(letters[a], "z")
         x = ctx.op("Einsum", x, ctx.const(matrix, "interpolation"), equation=f"{letters},z{letters[a]}->{out}")
     return x
@@ -231,7 +231,7 @@ def _l2_normalize(ctx, x: str, axis: int) -> str:
 def dot(ctx, layer, inputs, weights):
     x1, x2 = inputs[0] if isinstance(inputs[0], list) else inputs
     s1, s2 = ctx.shape(x1), ctx.shape(x2)
-    a1, a2 = layer._axes(len(s1), len(s2))
+    a1, a2 = layer.dot_axes(len(s1), len(s2))
     if layer.normalize:
         x1, x2 = _l2_normalize(ctx, x1, a1), _l2_normalize(ctx, x2, a2)
     if len(s1) == len(s2) == 2:  # (N, k) . (N, k) -> (N, 1)
@@ -281,7 +281,7 @@ def rescaling(ctx, layer, inputs, weights):
 def normalization(ctx, layer, inputs, weights):
     x = _float(ctx, inputs[0])
     shape = ctx.shape(inputs[0])
-    keep = layer._keep(shape)
+    keep = layer.kept_axes(shape)
     if weights:  # adapted: statistics have the kept axes' sizes
         bshape = [shape[d] if d in keep else 1 for d in range(len(shape))]
         mean, variance = weights[0].reshape(bshape), weights[1].reshape(bshape)

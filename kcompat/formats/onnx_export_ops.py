@@ -14,7 +14,7 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from ..errors import UnsupportedError
-from ..layers.ops import _array, _key
+from ..layers.ops import as_array, getitem_key
 from .onnx_export import exporter
 from .onnx_layers import BINARY_OPS, _binary as _merge_binary, _reduction
 
@@ -45,7 +45,7 @@ def _bool(ctx, x: str) -> str:
 def _promote(ctx, args, floating: bool = False) -> tuple[list[str], np.dtype]:
     """Call arguments as tensors of one dtype: NumPy 2's rule with Python numbers weak (int32 + 1: int32,
     int32 + 0.5: float32), float64 only from a float64 input, as kcompat's NumPy ops and Keras compute."""
-    values = [a if isinstance(a, str) else _array(a) for a in args]
+    values = [a if isinstance(a, str) else as_array(a) for a in args]
     strong = [np.dtype(ctx.dtype(v)) if isinstance(v, str) else v.dtype for v in values
               if isinstance(v, (str, np.ndarray))]
     dtype = np.result_type(*strong, *[v for v in values if not isinstance(v, (str, np.ndarray))])
@@ -362,7 +362,7 @@ def stack(ctx, layer, inputs, weights):
 def get_item(ctx, layer, inputs, weights):
     """x[key]: one Slice (slices, and ints as [k, k + 1]), Squeeze of the int axes, Unsqueeze for None."""
     x, raw = inputs[0], inputs[1]
-    key = _key(raw, f"layer '{layer.name}' (GetItem)")
+    key = getitem_key(raw, f"layer '{layer.name}' (GetItem)")
     keys = list(key) if isinstance(key, tuple) else [key]
     if Ellipsis not in keys:
         keys.append(Ellipsis)

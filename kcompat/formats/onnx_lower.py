@@ -374,7 +374,7 @@ def _reshape_target(b, x: Sym, shape) -> list:
 def Transpose(b, data, perm=None):
     x = _sym(b, data)
     perm = list(range(b.rank(x)))[::-1] if perm is None else [int(p) for p in perm]
-    scope = b._scope()
+    scope = b.scope()
     readers = [b.g.nodes[i] for i in b.g.consumers.get(b.node.output[0], [])]
     inside = readers and all(scope_of(n.name, b.g.producer_name) == scope for n in readers)
     after = b.scopes.get(sanitize(scope or "")) == scope  # the layer itself is made: its layout change after it

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from ..layers.conv import same_pads, span
-from .onnx_builder import ACTIVATED, Builder, Sym
+from .onnx_builder import Builder, Sym, has_activation
 from .onnx_lower import Dynamic, _const, _sym, f32, lowering, refuse
 
 CF = "channels_first"
@@ -152,7 +152,7 @@ def _nonnegative(b: Builder, x: Sym) -> bool:
     """x >= 0 everywhere: it comes (through padding / pooling / reshapes) from a relu-like activation."""
     ls = b.by_name.get(x.ref.layer)
     while ls is not None:
-        act = ls.config.get("activation") if ls.class_name in ACTIVATED | {"Activation"} else None
+        act = ls.config.get("activation") if has_activation(ls.class_name) else None
         if act in NONNEGATIVE or (ls.class_name == "ReLU" and not ls.config.get("negative_slope")):
             return True
         if ls.is_op or not ls.class_name.startswith(PASS_VALUES) or not ls.nodes or not ls.nodes[0].refs():

@@ -43,6 +43,10 @@ class Layer:
     """Base: one Keras layer. Subclasses override ``weights``, ``output_shape``, ``forward``."""
 
     class_name: ClassVar[str] = "Layer"
+    # Facts other modules read (formats/, verify/): kept here, never as class-name lists elsewhere.
+    has_activation: ClassVar[bool] = False  # an ``activation`` config key applied last (Dense, Conv*)
+    tf_bias_add: ClassVar[bool] = False  # Keras 3 on TF adds the bias with ops.add, which becomes an NHWC
+    # bias_add when the last axis has the bias's size: wrong for channels_first (verify names it)
 
     def __init__(self, config: dict, name: str | None = None):
         self.config = config

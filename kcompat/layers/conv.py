@@ -23,10 +23,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
 from .base import Layer, Weight, fmt_shape, register
-from .core import _WithActivation
-
-DATA_FORMATS = ("channels_last", "channels_first")
-
+from .core import WithActivation
+from .spatial import Spatial
 
 # --------------------------------------------------------------- shape arithmetic
 def span(k: int, d: int) -> int:
@@ -143,63 +141,6 @@ def convolve_transpose(x: np.ndarray, kernel: np.ndarray, strides, dilation, out
 
 
 # ------------------------------------------------------------------- the layers
-class Spatial(Layer):
-    """Shared plumbing for layers over 1-3 spatial axes: data_format, tuples, shape checks."""
-
-    rank: ClassVar[int] = 2
-
-    def _init_spatial(self):
-        self.data_format = self.choice("data_format", DATA_FORMATS, "channels_last")
-        self.channels_first = self.data_format == "channels_first"
-
-    def int_tuple(self, key: str, default=None, minimum: int = 1) -> tuple:
-        """An int or a list of ``rank`` ints, each >= minimum."""
-        value = self.get(key, default)
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            value = (value,) * self.rank
-        ok = (isinstance(value, (list, tuple)) and len(value) == self.rank
-              and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum for v in value))
-        if not ok:
-            raise self.fail(f"'{key}' must be an integer or a list of {self.rank} integers >= {minimum}. "
-                            f"Received: {key}={value!r}")
-        return tuple(int(v) for v in value)
-
-    def split(self, shape) -> tuple:
-        """(batch, spatial tuple, channels) of an input shape."""
-        shape = tuple(shape)
-        if len(shape) != self.rank + 2:
-            raise ShapeError(f"layer '{self.name}' ({self.class_name}): expected an input of rank {self.rank + 2} "
-                             f"(batch, {self.rank} spatial axes, channels). Received: input_shape={fmt_shape(shape)}")
-        if self.channels_first:
-            return shape[0], shape[2:], shape[1]
-        return shape[0], shape[1:-1], shape[-1]
-
-    def join(self, batch, spatial, channels) -> tuple:
-        return (batch, channels, *spatial) if self.channels_first else (batch, *spatial, channels)
-
-    def to_last(self, x: np.ndarray) -> np.ndarray:
-        return np.moveaxis(x, 1, -1) if self.channels_first else x  # (N, C, *sp) -> (N, *sp, C)
-
-    def from_last(self, y: np.ndarray) -> np.ndarray:
-        return np.moveaxis(y, -1, 1) if self.channels_first else y  # (N, *sp, C) -> (N, C, *sp)
-
-    def known_channels(self, shape) -> int:
-        c = self.split(shape)[2]
-        if c is None:
-            raise ShapeError(f"layer '{self.name}' ({self.class_name}): the channel axis must be known. "
-                             f"Received: input_shape={fmt_shape(tuple(shape))}")
-        return c
-
-    def check_positive(self, spatial_in, spatial_out, input_shape):
-        if any(o is not None and o <= 0 for o in spatial_out):
-            raise ShapeError(f"layer '{self.name}' ({self.class_name}): computed output size would be zero or "
-                             f"negative: spatial {fmt_shape(spatial_in)} -> {fmt_shape(spatial_out)}. "
-                             f"Received: input_shape={fmt_shape(tuple(input_shape))}, {self.describe_window()}")
-
-    def describe_window(self) -> str:
-        return ""
-
-
 def _dims(shape) -> str:
     return "x".join(str(d) for d in shape)
 
@@ -208,14 +149,15 @@ def _step(word: str, values: tuple) -> str:
     return f"{word} {values[0]}" if len(set(values)) == 1 else f"{word}s {values}"
 
 
-class _Conv(_WithActivation, Spatial):
+class _Conv(WithActivation, Spatial):
     """Options every convolution shares; subclasses say the weights and the math."""
 
     paddings: ClassVar[tuple] = ("valid", "same")
+    tf_bias_add = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
-        self._init_spatial()
+        self.init_spatial()
         self.kernel_size = self.int_tuple("kernel_size")
         self.strides = self.int_tuple("strides", 1)
         self.dilation = self.int_tuple("dilation_rate", 1)
@@ -223,7 +165,7 @@ class _Conv(_WithActivation, Spatial):
         self.use_bias = bool(self.get("use_bias", True))
         if self.config.get("lora_rank"):
             raise self.fail(f"LoRA-enabled convolution is not supported. Received: lora_rank={self.config['lora_rank']}")
-        self._init_activation()
+        self.init_activation()
 
     def describe_window(self):
         return (f"kernel_size={self.kernel_size}, strides={self.strides}, dilation_rate={self.dilation}, "

@@ -39,10 +39,12 @@ class InputLayer(Layer):
         return f"the model input: batch axis {batch}, then {fmt_shape(self.batch_shape[1:])} per sample; 0 params"
 
 
-class _WithActivation(Layer):
+class WithActivation(Layer):
     """A layer with an ``activation`` config key."""
 
-    def _init_activation(self):
+    has_activation = True
+
+    def init_activation(self):
         self.activation_name = activation_name(self.config.get("activation"), self.where)
         self.activation = get_activation(self.activation_name, self.where)
 
@@ -58,7 +60,7 @@ class _WithActivation(Layer):
 
 
 @register("Dense")
-class Dense(_WithActivation):
+class Dense(WithActivation):
     """y = activation(x @ kernel + bias), on the last axis of an input of any rank >= 2."""
 
     def __init__(self, config, name=None):
@@ -69,7 +71,7 @@ class Dense(_WithActivation):
             raise self.fail(f"LoRA-enabled Dense is not supported. Received: lora_rank={self.config['lora_rank']}")
         if self.config.get("quantization_config"):
             raise self.fail("quantized Dense is not supported")
-        self._init_activation()
+        self.init_activation()
 
     def _in_units(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
@@ -132,12 +134,12 @@ class Flatten(Layer):
 
 
 @register("Activation")
-class Activation(_WithActivation):
+class Activation(WithActivation):
     """Apply a named activation elementwise (glu halves the last axis)."""
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
-        self._init_activation()
+        self.init_activation()
 
     def output_shape(self, input_shape):
         return self.activated_shape(tuple(input_shape))

@@ -143,7 +143,7 @@ class Dot(_Merge):
         self.axes = axes if isinstance(axes, int) else tuple(axes)
         self.normalize = bool(self.get("normalize", False))
 
-    def _axes(self, r1: int, r2: int) -> tuple[int, int]:
+    def dot_axes(self, r1: int, r2: int) -> tuple[int, int]:
         pair = (self.axes, self.axes) if isinstance(self.axes, int) else self.axes
         return pair[0] % r1, pair[1] % r2
 
@@ -151,7 +151,7 @@ class Dot(_Merge):
         s1, s2 = (list(s) for s in self.shapes(input_shape))
         if len(s1) < 2 or len(s2) < 2:
             raise self.fail(f"inputs must have rank >= 2. Received: {fmt_shape([tuple(s1), tuple(s2)])}")
-        a1, a2 = self._axes(len(s1), len(s2))
+        a1, a2 = self.dot_axes(len(s1), len(s2))
         if 0 in (a1, a2):
             raise self.fail(f"cannot take a dot product over the batch axis. Received: axes={self.axes}")
         if s1[a1] is not None and s2[a2] is not None and s1[a1] != s2[a2]:
@@ -163,7 +163,7 @@ class Dot(_Merge):
 
     def forward(self, x):
         x1, x2 = x
-        a1, a2 = self._axes(x1.ndim, x2.ndim)
+        a1, a2 = self.dot_axes(x1.ndim, x2.ndim)
         if self.normalize:
             x1, x2 = _l2_normalize(x1, a1), _l2_normalize(x2, a2)
         x1 = np.moveaxis(x1, a1, -1)  # (N, ..., k)

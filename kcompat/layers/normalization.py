@@ -184,7 +184,7 @@ class GroupNormalization(_AxisLayer):
         self.center = bool(self.get("center", True))
         self.scale = bool(self.get("scale", True))
 
-    def _channels(self, input_shape) -> tuple[int, int]:
+    def channels_and_groups(self, input_shape) -> tuple[int, int]:
         (dim,) = self.known_dims(input_shape, self.axes)
         groups = dim if self.groups == -1 else self.groups
         if dim < groups or dim % groups:
@@ -193,13 +193,13 @@ class GroupNormalization(_AxisLayer):
         return dim, groups
 
     def weights(self, input_shape):
-        dim, _ = self._channels(input_shape)
+        dim, _ = self.channels_and_groups(input_shape)
         ws = [Weight("gamma", (dim,))] if self.scale else []
         return ws + [Weight("beta", (dim,))] if self.center else ws
 
     def forward(self, x, *weights):
         w = dict(zip([w.name for w in self.weights(x.shape)], weights))
-        dim, groups = self._channels(x.shape)
+        dim, groups = self.channels_and_groups(x.shape)
         a = self.positive_axes(self.axes, x.ndim)[0]
         gshape = (*x.shape[:a], groups, dim // groups, *x.shape[a + 1:])
         g = x.reshape(gshape)  # (N, ..., C, ...) -> (N, ..., G, C/G, ...)

@@ -41,7 +41,7 @@ def shape_of(value: Any) -> tuple:
     """A tensor's shape (a tuple) or a constant's shape (numbers: ())."""
     if isinstance(value, tuple):
         return value
-    return tuple(np.shape(_array(value)))
+    return tuple(np.shape(as_array(value)))
 
 
 def broadcast_shapes(a: tuple, b: tuple) -> tuple:
@@ -74,12 +74,12 @@ def _axes(value: Any) -> tuple | None:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
-def _array(value: Any) -> Any:
+def as_array(value: Any) -> Any:
     """Arrays and Python numbers pass (numbers stay weakly typed, as in Keras); serialized constants and
     lists of numbers become arrays (float32 for floats); lists holding tensors are converted item by item."""
     value = constant(value)
     if isinstance(value, list):
-        items = [_array(v) for v in value]
+        items = [as_array(v) for v in value]
         if any(isinstance(v, (np.ndarray, tuple)) for v in items):
             return items
         arr = np.asarray(items)
@@ -116,7 +116,7 @@ class Op(Layer):
         return shape_of(args[0])
 
     def call_node(self, args, kwargs, weights):
-        args = [_array(a) for a in args]
+        args = [as_array(a) for a in args]
         return _finish(self.compute(*args, **kwargs), args)
 
     def node_output_shape(self, args, kwargs):
@@ -534,10 +534,10 @@ class Stack(Op):
         return list(args[0])
 
 
-def _key(raw: Any, where: str) -> Any:
+def getitem_key(raw: Any, where: str) -> Any:
     """A serialized GetItem key -> a NumPy index (slices, Ellipsis, None, ints)."""
     if isinstance(raw, list):
-        return tuple(_key(k, where) for k in raw)
+        return tuple(getitem_key(k, where) for k in raw)
     if isinstance(raw, dict) and raw.get("class_name") == "__slice__":
         c = raw.get("config", {})
         return slice(c.get("start"), c.get("stop"), c.get("step"))
@@ -554,11 +554,11 @@ class GetItem(Op):
 
     def call_node(self, args, kwargs, weights):
         x, key = args  # the key stays raw: a list of slices is not an array constant
-        return np.asarray(x)[_key(key, f"layer '{self.name}' (GetItem)")]
+        return np.asarray(x)[getitem_key(key, f"layer '{self.name}' (GetItem)")]
 
     def shape(self, x, key):
         where = f"layer '{self.name}' (GetItem)"
-        key = _key(key, where)
+        key = getitem_key(key, where)
         remaining = list(shape_of(x))
         keys = list(key) if isinstance(key, tuple) else [key]
         if Ellipsis not in keys:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .base import fmt_shape, register
-from .conv import Spatial, pad_spatial, same_pads, windows
+from .conv import pad_spatial, same_pads, windows
+from .spatial import Spatial
 
 
 def _lowest(dtype) -> float | int:
@@ -25,7 +26,7 @@ class _Pooling(Spatial):
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
-        self._init_spatial()
+        self.init_spatial()
         self.pool_size = self.int_tuple("pool_size", 2)
         self.strides = self.int_tuple("strides", self.pool_size)
         self.padding = self.choice("padding", ("valid", "same"), "valid")
@@ -104,7 +105,7 @@ class _GlobalPooling(Spatial):
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
-        self._init_spatial()
+        self.init_spatial()
         self.keepdims = bool(self.get("keepdims", False))
 
     def output_shape(self, input_shape):

@@ -65,7 +65,7 @@ class Normalization(Layer):
         if (self.mean is None) != (self.variance is None):
             raise self.fail("needs both 'mean' and 'variance' in its config, or neither")
 
-    def _keep(self, input_shape) -> tuple:
+    def kept_axes(self, input_shape) -> tuple:
         ndim = len(input_shape)
         if any(not -ndim <= a < ndim for a in self.axis):
             raise self.fail(f"axis values must be in [-{ndim}, {ndim}). Received: axis={list(self.axis)}")
@@ -77,11 +77,11 @@ class Normalization(Layer):
     def weights(self, input_shape):
         if self.mean is not None:
             return []
-        shape = tuple(input_shape[a] for a in self._keep(input_shape))
+        shape = tuple(input_shape[a] for a in self.kept_axes(input_shape))
         return [Weight("mean", shape, False), Weight("variance", shape, False), Weight("count", (), False)]
 
     def output_shape(self, input_shape):
-        self._keep(input_shape)
+        self.kept_axes(input_shape)
         return input_shape
 
     def random_weight(self, w, rng):
@@ -93,7 +93,7 @@ class Normalization(Layer):
 
     def forward(self, x, mean=None, variance=None, count=None):
         x = x.astype(np.float32, copy=False)
-        keep = self._keep(x.shape)
+        keep = self.kept_axes(x.shape)
         bshape = [x.shape[d] if d in keep else 1 for d in range(x.ndim)]  # e.g. (1, 1, C)
         if mean is None:  # from the config: a scalar broadcasts; an array fills the last kept axes
             mean, variance = self.mean, self.variance

@@ -12,9 +12,7 @@ import math
 import numpy as np
 
 from .base import Layer, fmt_shape, register
-
-DATA_FORMATS = ("channels_last", "channels_first")
-
+from .spatial import Spatial
 
 def reshape_output(input_shape: tuple, target: tuple) -> tuple:
     """keras.src.ops.operation_utils.compute_reshape_output_shape (no batch special case)."""
@@ -29,44 +27,6 @@ def reshape_output(input_shape: tuple, target: tuple) -> tuple:
     if known == 0 or size % known:
         raise ValueError(f"cannot reshape {size} values into {tuple(target)}")
     return tuple(size // known if d == -1 else d for d in target)
-
-
-class _Spatial(Layer):
-    """A layer acting on ``n`` spatial axes, placed by ``data_format``."""
-
-    n = 1
-    has_data_format = True
-
-    def _init_spatial(self):
-        self.data_format = (self.choice("data_format", DATA_FORMATS, "channels_last") if self.has_data_format
-                            else "channels_last")
-
-    def spatial_axes(self) -> list[int]:
-        first = 2 if self.data_format == "channels_first" else 1
-        return list(range(first, first + self.n))
-
-    def check_rank(self, input_shape):
-        if len(input_shape) != self.n + 2:
-            raise self.fail(f"expected an input of rank {self.n + 2}. Received: input_shape={fmt_shape(input_shape)}")
-
-    def pairs(self, key: str, default) -> tuple:
-        """``padding`` / ``cropping``: an int, n ints, or n (before, after) pairs -> n pairs."""
-        value = self.get(key, default)
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = [value] * self.n if self.n > 1 else [value, value]
-        if self.n == 1:  # 1D: one int or one (before, after) pair
-            value = [value]
-        if not isinstance(value, (list, tuple)) or len(value) != self.n:
-            raise self.fail(f"'{key}' must be an int or {self.n} values. Received: {key}={self.config.get(key)!r}")
-        out = []
-        for v in value:
-            pair = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (list, tuple)) else None
-            if (pair is None or len(pair) != 2
-                    or any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in pair)):
-                raise self.fail(f"'{key}' values must be non-negative integers or pairs of them. "
-                                f"Received: {key}={self.config.get(key)!r}")
-            out.append(pair)
-        return tuple(out)
 
 
 @register("Reshape")
@@ -130,12 +90,12 @@ class RepeatVector(Layer):
         return np.repeat(x[:, None, :], self.n, axis=1)  # (N, F) -> (N, n, F)
 
 
-class _ZeroPadding(_Spatial):
+class _ZeroPadding(Spatial):
     """Pad the spatial axes with zeros."""
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
-        self._init_spatial()
+        self.init_spatial()
         self.padding = self.pairs("padding", 1)
 
     def output_shape(self, input_shape):
@@ -154,26 +114,26 @@ class _ZeroPadding(_Spatial):
 
 @register("ZeroPadding1D")
 class ZeroPadding1D(_ZeroPadding):
-    n = 1
+    rank = 1
 
 
 @register("ZeroPadding2D")
 class ZeroPadding2D(_ZeroPadding):
-    n = 2
+    rank = 2
 
 
 @register("ZeroPadding3D")
 class ZeroPadding3D(_ZeroPadding):
-    n = 3
+    rank = 3
 
 
-class _Cropping(_Spatial):
+class _Cropping(Spatial):
     """Remove (before, after) entries from each spatial axis."""
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
-        self._init_spatial()
-        self.cropping = self.pairs("cropping", 1 if self.n == 1 else 0)
+        self.init_spatial()
+        self.cropping = self.pairs("cropping", 1 if self.rank == 1 else 0)
 
     def output_shape(self, input_shape):
         self.check_rank(input_shape)
@@ -195,32 +155,32 @@ class _Cropping(_Spatial):
 
 @register("Cropping1D")
 class Cropping1D(_Cropping):
-    n, has_data_format = 1, False
+    rank, has_data_format = 1, False
 
 
 @register("Cropping2D")
 class Cropping2D(_Cropping):
-    n = 2
+    rank = 2
 
 
 @register("Cropping3D")
 class Cropping3D(_Cropping):
-    n = 3
+    rank = 3
 
 
-class _UpSampling(_Spatial):
+class _UpSampling(Spatial):
     """Repeat each spatial entry ``size`` times (nearest)."""
 
     interpolations = ("nearest",)
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
-        self._init_spatial()
+        self.init_spatial()
         size = self.get("size", 2)
-        size = [size] * self.n if isinstance(size, int) and not isinstance(size, bool) else size
-        if (not isinstance(size, (list, tuple)) or len(size) != self.n
+        size = [size] * self.rank if isinstance(size, int) and not isinstance(size, bool) else size
+        if (not isinstance(size, (list, tuple)) or len(size) != self.rank
                 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size)):
-            raise self.fail(f"'size' must be a positive integer or {self.n} of them. "
+            raise self.fail(f"'size' must be a positive integer or {self.rank} of them. "
                             f"Received: size={self.config.get('size')!r}")
         self.size = tuple(size)
         self.interpolation = self.choice("interpolation", self.interpolations, "nearest")
@@ -240,25 +200,25 @@ class _UpSampling(_Spatial):
 
 @register("UpSampling1D")
 class UpSampling1D(_UpSampling):
-    n, has_data_format = 1, False
+    rank, has_data_format = 1, False
 
 
 @register("UpSampling3D")
 class UpSampling3D(_UpSampling):
-    n = 3
+    rank = 3
 
 
 @register("UpSampling2D")
 class UpSampling2D(_UpSampling):
     """Nearest repeats; bilinear / bicubic resize like TensorFlow (half-pixel centers)."""
 
-    n = 2
+    rank = 2
     interpolations = ("nearest", "bilinear", "bicubic", "area")
 
     def forward(self, x):
         if self.interpolation in ("nearest", "area"):  # area == replication for integer factors
             return super().forward(x)
-        resize = _linear_axis if self.interpolation == "bilinear" else _cubic_axis
+        resize = _linear_axis if self.interpolation == "bilinear" else cubic_axis
         h, w = self.spatial_axes()
         x = resize(x, w, x.shape[w] * self.size[1])  # TF interpolates along the width first
         return resize(x, h, x.shape[h] * self.size[0])
@@ -297,7 +257,7 @@ def _cubic_table(a: float = -0.5) -> np.ndarray:
     return np.stack([near, far], axis=1).astype(np.float32)  # (1025, 2)
 
 
-def _cubic_axis(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
+def cubic_axis(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
     """TF ResizeBicubic (half-pixel, Keys a=-0.5) along one axis; outside taps get weight 0, renormalized."""
     size = x.shape[axis]
     src = _source(size, out_size)

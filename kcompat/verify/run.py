@@ -147,10 +147,6 @@ def _declared_shape_notes(model, result: ReferenceResult) -> list[str]:
     return notes
 
 
-CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
-                "SeparableConv2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
-
-
 def _bias_add_bug_notes(model, ours: dict, result: ReferenceResult, diffs, atol: float, rtol: float) -> list[str]:
     """Keras 3 on TensorFlow adds a channels_first conv's bias along the LAST axis when that axis has
     as many entries as there are channels (keras/src/backend/tensorflow/numpy.py ``add`` rewrites
@@ -159,7 +155,7 @@ def _bias_add_bug_notes(model, ours: dict, result: ReferenceResult, diffs, atol:
     for d in diffs:
         ls = model.spec.layer(d.name)
         cfg = ls.config
-        if d.ok or ls.class_name not in CONV_CLASSES or cfg.get("data_format") != "channels_first" \
+        if d.ok or not model.layers[d.name].tf_bias_add or cfg.get("data_format") != "channels_first" \
                 or not cfg.get("use_bias", True) or cfg.get("activation", "linear") not in ("linear", None):
             continue
         out, ref = ours.get(d.name), result.outputs.get(d.name)
