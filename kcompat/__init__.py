@@ -4,19 +4,18 @@ from __future__ import annotations
 from .errors import ConfigError, FormatError, KcompatError, ShapeError, UnsupportedError
 from .model import Model
 from .spec import LayerSpec, ModelSpec, TensorRef
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def load(path: str, weights: str | None = None) -> Model:
     """Read a model file (.keras, .h5, .json [+ weights], .onnx) into a runnable Model."""
-    from .io import load_spec
+    from .formats import load_spec
     return Model(load_spec(path, weights))
 
 
 def save(model: Model, path: str, **options) -> list[str]:
     """Write a Model; the format follows the extension. Returns the files written."""
-    from .io import save as _save
+    from .formats import save as _save
     return _save(model, path, **options)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FormatError, ShapeError
-from .io import atomic_path
+from .files import atomic_path
 
 
 def _load(path: str):

@@ -19,7 +19,7 @@ _python_format_warning = warnings.formatwarning
 
 
 def _load_model(path: str, weights: str | None, random_weights: int | None = None):
-    from .io import load_spec
+    from .formats import load_spec
     from .model import Model
     model = Model(load_spec(path, weights))
     if random_weights is not None and not model.spec.has_weights:
@@ -62,12 +62,12 @@ def cmd_run(args) -> int:
 def cmd_verify(args) -> int:
     from .verify.run import verify_file
     if args.json:
-        from .io import check_target
+        from .files import check_target
         check_target(args.json)  # before the run: a bad --json path prints no table
     inputs = None
     if args.input:
         from .arrays import read_inputs
-        from .io import load_spec
+        from .formats import load_spec
         spec = load_spec(args.model, args.weights)
         inputs = read_inputs(args.input, [r.layer for r in spec.inputs])
     reference = args.reference or ("onnxruntime" if Path(args.model).suffix.lower() == ".onnx" else "keras")
@@ -80,14 +80,14 @@ def cmd_verify(args) -> int:
         raise ShapeError(f"{args.input}: {e}") from None  # the user's inputs do not fit the model
     print(report.render())
     if args.json:
-        from .io import atomic_path
+        from .files import atomic_path
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
 def cmd_convert(args) -> int:
-    from .io import save
+    from .formats import save
     model = _load_model(args.src, args.weights, args.random_weights)
     options = {"opset": args.opset} if args.opset is not None else {}
     if options and Path(args.dst).suffix.lower() != ".onnx":

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import kcompat
-from kcompat.formats.keras_config import spec_from_config
+from kcompat.formats.keras.config import spec_from_config
 from kcompat.model import Model
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -27,7 +27,7 @@ import pytest
 
 from conftest import to_kcompat
 from kcompat import ConfigError, Model, ShapeError, UnsupportedError
-from kcompat.formats.keras_config import spec_from_config
+from kcompat.formats.keras.config import spec_from_config
 from kcompat.layers.activations import erf, get_activation
 
 RTOL, ATOL = 1e-5, 1e-6

@@ -17,10 +17,10 @@ import pytest
 
 import kcompat
 from kcompat.errors import FormatError, KcompatError, ShapeError, UnsupportedError
-from kcompat.formats import keras_json
-from kcompat.formats.keras_config import parse_json_text, spec_from_config
-from kcompat.formats.keras_h5 import read_h5, read_weights_file
-from kcompat.formats.keras_json import read_json
+from kcompat.formats.keras import json_file as keras_json
+from kcompat.formats.keras.config import parse_json_text, spec_from_config
+from kcompat.formats.keras.legacy_h5 import read_h5, read_weights_file
+from kcompat.formats.keras.json_file import read_json
 from kcompat.layers import OP_REGISTRY, REGISTRY
 
 from conftest import FIXTURES, ROOT
@@ -349,9 +349,9 @@ def test_hdf5_that_makes_libhdf5_spin_gives_a_clean_error(tmp_path, monkeypatch)
     """libhdf5 can loop forever on a damaged object header (holding the GIL); the forked probe turns that
     into a FormatError naming the file. The spin is simulated so the test is fast and deterministic."""
     import time
-    from kcompat.formats import keras_weights
-    monkeypatch.setattr(keras_weights, "_walk_h5", lambda path: time.sleep(3600))
-    monkeypatch.setattr(keras_weights, "PROBE_SECONDS", 0.5)
+    from kcompat.formats.keras import hdf5
+    monkeypatch.setattr(hdf5, "_walk_h5", lambda path: time.sleep(3600))
+    monkeypatch.setattr(hdf5, "PROBE_SECONDS", 0.5)
     with pytest.raises(kcompat.FormatError, match=r"faq_dense_first\.h5: reading the HDF5 structure did not finish"):
         kcompat.load(str(FIXTURES / "keras3" / "faq_dense_first.h5"))
 
@@ -359,8 +359,8 @@ def test_hdf5_that_makes_libhdf5_spin_gives_a_clean_error(tmp_path, monkeypatch)
 def test_zeroed_blocks_of_an_h5_give_a_model_or_a_clean_error(tmp_path, monkeypatch):
     """Every 1 KiB block zeroed in turn: kcompat either reads a model or raises a KcompatError (no other
     exception, no hang: real libhdf5 spins on some of these, the probe stops it)."""
-    from kcompat.formats import keras_weights
-    monkeypatch.setattr(keras_weights, "PROBE_SECONDS", 2.0)
+    from kcompat.formats.keras import hdf5
+    monkeypatch.setattr(hdf5, "PROBE_SECONDS", 2.0)
     data = (FIXTURES / "keras3" / "faq_dense_first.h5").read_bytes()
     for offset in range(0, len(data) - 1024, 1024):
         broken = bytearray(data)

@@ -12,7 +12,7 @@ import pytest
 import kcompat
 from kcompat.diff import diff_models
 from kcompat.errors import ShapeError
-from kcompat.formats.keras_config import spec_from_config
+from kcompat.formats.keras.config import spec_from_config
 from kcompat.model import Model
 from kcompat.verify.run import make_inputs
 
@@ -128,7 +128,7 @@ def test_verify_bad_json_path_fails_before_the_table(tmp_path):
 def test_verify_model_keras_3_cannot_read(tmp_path, keras):
     """A Keras 2 layer name with '/': Keras 3 refuses it; exit 2 with Keras's reason, not an internal error."""
     path = tmp_path / "slash.h5"
-    from kcompat.formats.keras_h5 import write_h5  # the writer itself: kcompat.save would rename the layer
+    from kcompat.formats.keras.legacy_h5 import write_h5  # the writer itself: kcompat.save would rename the layer
     write_h5(dense_model(names=("inp", "block1/dense", "out")), str(path))
     assert_one_error(*cli("verify", path), "Keras could not read", "cannot contain character `/`",
                      "--reference onnxruntime")
@@ -157,7 +157,7 @@ def test_summary_width_too_small_says_width(tmp_path):
 def test_keras2_conv_transpose_groups_not_written_for_keras3():
     """tf.keras saves Conv2DTranspose with groups=1; Keras 3 refuses that keyword, so a converted .keras
     (or verify's re-write) would not load in Keras 3."""
-    from kcompat.formats.keras_config import layer_config_json
+    from kcompat.formats.keras.config import layer_config_json
     from kcompat.spec import LayerSpec
     cfg = {"name": "t", "filters": 2, "kernel_size": [3, 3], "groups": 1}
     assert "groups" not in layer_config_json(LayerSpec(name="t", class_name="Conv2DTranspose", config=cfg))

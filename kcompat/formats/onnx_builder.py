@@ -20,8 +20,8 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..layers import REGISTRY
 from ..spec import LayerSpec, Node, TensorRef
-from .keras_config import _input_layer
-from .keras_weights import snake_case
+from .keras.config import input_layer_spec
+from .keras.weights import snake_case
 
 _KERAS_WRAPPER = re.compile(r"^(functional|sequential|model)(_\d+)?$")
 
@@ -120,7 +120,7 @@ class Builder:
     # ------------------------------------------------------------ emitting
     def input(self, name: str, batch_shape: tuple, dtype: str) -> Sym:
         """An InputLayer for graph input ``name``."""
-        layer = _input_layer(self._unique(sanitize(name)), list(batch_shape), dtype)
+        layer = input_layer_spec(self._unique(sanitize(name)), list(batch_shape), dtype)
         layer.weights = []
         self.layers.append(layer)
         self.by_name[layer.name] = layer

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import KcompatError, UnsupportedError
+from ..files import writes_atomically
 from ..spec import map_refs
 
 MIN_OPSET = 13
@@ -81,7 +82,7 @@ def _onnxruntime_runs(opset: int) -> bool:
 
 def _make_model(graph, opset: int):
     from onnx import helper
-    from .. import __version__
+    from ..version import __version__
     imports = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=imports, producer_name="kcompat", producer_version=__version__)
     model.ir_version = helper.find_min_ir_version_for(imports)  # the oldest IR that has this opset: widest reach
@@ -322,6 +323,7 @@ def _value_info(name: str, shape: tuple, dtype: Any = None):
     return helper.make_tensor_value_info(name, elem, dims)
 
 
+@writes_atomically
 def write_onnx(model, path: str, opset: int | None = None, optimize: bool = True) -> None:
     """Write a kcompat Model as an ONNX file (``opset`` None: the newest onnxruntime runs)."""
     import onnx

@@ -18,14 +18,14 @@ import numpy as np
 from ..errors import FormatError, UnsupportedError
 from ..spec import ModelSpec, Node, TensorRef, map_refs
 from . import onnx_lower_cnn  # noqa: F401  (registers the convolution-network ops)
-from .keras_weights import keras_order
+from .keras.weights import keras_order
 from .onnx_builder import Builder, Sym, sanitize
 from .onnx_graph import OnnxGraph, _np_dtype, load_checked
 from .onnx_lower import LOWERINGS, Dynamic
 from .onnx_patterns import find_matches
 
 
-def read_onnx(path: str) -> ModelSpec:
+def read_onnx(path: str, weights: None = None) -> ModelSpec:
     """Read an .onnx file as a Keras Functional ModelSpec (weights included)."""
     path = str(path)
     graph = OnnxGraph(load_checked(path), path)

@@ -69,7 +69,7 @@ class KerasReference(Reference):
     def __init__(self, path: str, weights: str | None = None, use_model_weights: bool | None = None):
         self.path = str(path)
         if weights is None and Path(self.path).suffix.lower() == ".json":
-            from ..formats.keras_json import weights_path_for  # kcompat's own rule: <stem>.weights.h5 beside
+            from ..formats.keras.json_file import weights_path_for  # kcompat's own rule: <stem>.weights.h5 beside
             beside = weights_path_for(self.path)
             weights = beside if Path(beside).is_file() else None
         self.weights = None if weights is None else str(weights)
@@ -169,7 +169,7 @@ def _model_from_json(keras, text: str):
 
 
 def _load_rewrite(keras, model):
-    from ..formats.keras_zip import write_keras  # as is: no renaming, so layer names still line up
+    from ..formats.keras.archive import write_keras  # as is: no renaming, so layer names still line up
     with tempfile.TemporaryDirectory(prefix="kcompat-verify-") as tmp:
         path = os.path.join(tmp, "model.keras")
         write_keras(model, path)

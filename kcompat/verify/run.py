@@ -23,7 +23,7 @@ def verify_file(path: str, weights: str | None = None, reference: str | Referenc
     (``seed``), and the reference is given the same ones. ``atol`` / ``rtol`` None mean the
     float32 defaults of diff.py (ATOL = 1e-5, RTOL = 1e-4).
     """
-    from ..io import load_spec
+    from ..formats import load_spec
     from ..model import Model
 
     model = Model(load_spec(path, weights))

@@ -12,9 +12,10 @@ import copy
 import json
 from typing import Any
 
-from ..errors import FormatError, UnsupportedError
-from ..spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
+from ...errors import FormatError, UnsupportedError
+from ...spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
 
+KERAS_VERSION = "3.15.1"  # the Keras 3 dialect kcompat's writers follow (and claim in the files they write)
 # Layer classes that carry Python code: refused by name, never deserialized.
 CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TorchModuleWrapper"}
 NESTED_MODELS = {"Sequential", "Functional", "Model"}
@@ -109,7 +110,7 @@ def _input_shape_of(cfg: dict) -> list | None:
     return None
 
 
-def _input_layer(name: str, batch_shape: list, dtype: str = "float32") -> LayerSpec:
+def input_layer_spec(name: str, batch_shape: list, dtype: str = "float32") -> LayerSpec:
     return LayerSpec(name=name, class_name="InputLayer", module="keras.layers",
                      config={"batch_shape": list(batch_shape), "dtype": dtype, "sparse": False,
                              "ragged": False, "name": name, "optional": False})
@@ -129,7 +130,7 @@ def _sequential(config: dict, source: str) -> ModelSpec:
         if shape is None:
             raise FormatError(f"{source}: Sequential model has no input shape (no InputLayer, batch_input_shape "
                               f"or build_input_shape); kcompat needs one to compute shapes")
-        layers.insert(0, _input_layer(f"{layers[0].name}_input", shape))
+        layers.insert(0, input_layer_spec(f"{layers[0].name}_input", shape))
     _normalize_input(layers[0])
     for layer in layers[1:]:
         layer.config.pop("batch_input_shape", None)

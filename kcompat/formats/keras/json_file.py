@@ -1,6 +1,6 @@
 """``model.to_json()`` architecture files, with weights in a ``.weights.h5`` beside them.
 
-Reads Keras 3 and Keras 2 / tf.keras JSON (keras_config.py does both dialects); weights
+Reads Keras 3 and Keras 2 / tf.keras JSON (config.py does both dialects); weights
 come from an explicit file, else ``<stem>.weights.h5`` next to the JSON, else none.
 Writes Keras 3: ``keras.models.model_from_json(text)`` then
 ``model.load_weights('<stem>.weights.h5')`` (positional layout) gives the model back.
@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import FormatError
-from ..io import atomic_path
-from ..spec import ModelSpec
-from .keras_config import config_from_spec, parse_json_text, spec_from_config
-from .keras_h5 import read_weights_file
-from .keras_weights import write_positional_weights
+from ...errors import FormatError
+from ...files import atomic_path
+from ...spec import ModelSpec
+from .config import config_from_spec, parse_json_text, spec_from_config
+from .legacy_h5 import read_weights_file
+from .weights import write_positional_weights
 
 
 def weights_path_for(path: str) -> str:

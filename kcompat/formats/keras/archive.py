@@ -10,16 +10,18 @@ import io
 import json
 import zipfile
 
-from ..errors import FormatError
-from ..spec import ModelSpec
-from .keras_config import config_from_spec, parse_json_text, spec_from_config
-from .keras_weights import read_positional_weights, write_positional_weights
+from ...errors import FormatError
+from ...files import writes_atomically
+from ...spec import ModelSpec
+from .config import KERAS_VERSION, config_from_spec, parse_json_text, spec_from_config
+from .legacy_h5 import read_weights_file
+from .weights import read_positional_weights, write_positional_weights
 
 MAX_MEMBER = 4 << 30  # refuse absurd members (zip bombs) before reading them
 
 
-def read_keras(path: str) -> ModelSpec:
-    """Read a Keras 3 ``.keras`` file (architecture and weights)."""
+def read_keras(path: str, weights: str | None = None) -> ModelSpec:
+    """Read a Keras 3 ``.keras`` file (architecture and weights; ``weights``: from that file instead)."""
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
@@ -40,7 +42,7 @@ def read_keras(path: str) -> ModelSpec:
             read_positional_weights(io.BytesIO(_member(zf, "model.weights.h5", path)), spec, f"{path}:model.weights.h5")
         else:
             raise FormatError(f"{path}: .keras archive has no model.weights.h5")
-    return spec
+    return spec if weights is None else read_weights_file(weights, spec)
 
 
 def _member(zf: zipfile.ZipFile, name: str, path: str) -> bytes:
@@ -53,13 +55,14 @@ def _member(zf: zipfile.ZipFile, name: str, path: str) -> bytes:
         raise FormatError(f"{path}: member {name} is corrupt: {e}") from None
 
 
+@writes_atomically
 def write_keras(model, path: str) -> None:
     """Write ``model`` as a Keras 3 ``.keras`` archive that ``keras.models.load_model`` opens."""
     spec = model.spec
     config = config_from_spec(spec, model.tensor_shapes())
     weights = io.BytesIO()
     write_positional_weights(model, weights)
-    metadata = {"keras_version": spec.keras_version if (spec.keras_version or "").startswith("3") else "3.15.1",
+    metadata = {"keras_version": spec.keras_version if (spec.keras_version or "").startswith("3") else KERAS_VERSION,
                 "date_saved": "kcompat"}
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("metadata.json", json.dumps(metadata))

@@ -6,7 +6,7 @@ with attr ``layer_names`` (the model's ``layers``, in order) and one group per l
 attr ``weight_names`` lists dataset paths inside it, trainable weights first. Keras 3 names
 are variable paths (``sequential/dense/kernel``), Keras 2 names end in ``:0``
 (``dense/kernel:0``): they are followed, never guessed. A Keras 2 weights file is the
-``model_weights`` group at the root; a Keras 3 ``.weights.h5`` is positional (keras_weights.py).
+``model_weights`` group at the root; a Keras 3 ``.weights.h5`` is positional (weights.py).
 """
 from __future__ import annotations
 
@@ -17,25 +17,27 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import FormatError, UnsupportedError
-from ..spec import ModelSpec
-from .keras_config import config_from_spec, parse_json_text, spec_from_config
-from .keras_weights import open_h5, read_positional_weights, saved_layers
+from ...errors import FormatError, UnsupportedError
+from ...files import check_readable, writes_atomically
+from ...model import Model
+from ...spec import ModelSpec
+from .config import KERAS_VERSION, config_from_spec, parse_json_text, spec_from_config
+from .hdf5 import open_h5, read_attr_list, text
+from .weights import read_positional_weights, saved_layers
 
-KERAS_VERSION = "3.15.1"  # what kcompat's writers claim to be (the format they follow)
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def read_attr_list(group: h5py.Group, name: str) -> list[str]:
     """A string-list attribute, joined from ``name0``, ``name1``... chunks when Keras split it."""
     if name in group.attrs:
-        return [_text(v) for v in np.atleast_1d(group.attrs[name])]
+        return [text(v) for v in np.atleast_1d(group.attrs[name])]
     out, i = [], 0
     while f"{name}{i}" in group.attrs:
-        out += [_text(v) for v in np.atleast_1d(group.attrs[f"{name}{i}"])]
+        out += [text(v) for v in np.atleast_1d(group.attrs[f"{name}{i}"])]
         i += 1
     return out
 
@@ -49,18 +51,19 @@ def _legacy_group(f: h5py.File) -> h5py.Group | None:
     return None
 
 
-def read_h5(path: str) -> ModelSpec:
-    """Read a legacy full-model ``.h5`` written by Keras 3, Keras 2 or tf.keras."""
+def read_h5(path: str, weights: str | None = None) -> ModelSpec:
+    """Read a legacy full-model ``.h5`` written by Keras 3, Keras 2 or tf.keras (``weights``: from that
+    weights file instead of the model's own)."""
     with open_h5(path, path) as f:
         if "model_config" not in f.attrs:
             raise _no_architecture(f, path)
         config = parse_json_text(f.attrs["model_config"], f"{path}:model_config")
-        version = _text(f.attrs["keras_version"]) if "keras_version" in f.attrs else None
+        version = text(f.attrs["keras_version"]) if "keras_version" in f.attrs else None
         spec = spec_from_config(config, path, version)
         if "model_weights" not in f:
             raise FormatError(f"{path}: model file has no 'model_weights' group")
         read_legacy_weights(f["model_weights"], spec, path)
-    return spec
+    return spec if weights is None else read_weights_file(weights, spec)
 
 
 def _no_architecture(f: h5py.File, path: str) -> FormatError:
@@ -103,9 +106,7 @@ def read_legacy_weights(group: h5py.Group, spec: ModelSpec, label: str) -> None:
 
 def read_weights_file(path: str, spec: ModelSpec) -> ModelSpec:
     """Fill ``spec`` weights from a Keras 3 ``.weights.h5`` or a Keras 2 weights ``.h5`` (by content)."""
-    from ..io import _check_readable
-    from ..model import Model
-    _check_readable(path)
+    check_readable(path)
     with open_h5(path, path) as f:
         group = _legacy_group(f)
         if group is not None:
@@ -122,6 +123,7 @@ def read_weights_file(path: str, spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+@writes_atomically
 def write_h5(model, path: str) -> None:
     """Write ``model`` as a legacy full-model ``.h5`` that Keras 3 ``load_model`` opens."""
     spec = model.spec

@@ -7,17 +7,15 @@ datasets ``0..k-1``: trainable variables first, then non-trainable.
 """
 from __future__ import annotations
 
-import os
 import re
-import signal
-import time
 from typing import Any
 
 import h5py
 import numpy as np
 
-from ..errors import FormatError, ShapeError
-from ..spec import ModelSpec
+from ...errors import FormatError, ShapeError
+from ...spec import ModelSpec
+from .hdf5 import open_h5
 
 
 def snake_case(name: str) -> str:
@@ -46,58 +44,6 @@ def saved_layers(spec: ModelSpec) -> list[tuple[str, Any]]:
             key = base
         out.append((f"layers/{key}", layer))
     return out
-
-
-PROBE_SECONDS = 30.0  # a corrupt HDF5 object header can make libhdf5 loop forever
-
-
-def _walk_h5(path: str) -> None:
-    """Touch every object header, attribute and small dataset of an HDF5 file."""
-    def visit(_name, obj):
-        for key in obj.attrs:
-            obj.attrs[key]
-        if isinstance(obj, h5py.Dataset) and obj.size * obj.dtype.itemsize < 64 << 20:
-            obj[()]
-    with h5py.File(path, "r") as f:
-        visit("/", f)
-        f.visititems(visit)
-
-
-def probe_h5(path: str, label: str, seconds: float | None = None) -> None:
-    """Read the whole file once in a forked child with a time limit, so a corrupt file that makes
-    libhdf5 spin (it holds the GIL: no thread or signal handler can interrupt it) becomes a clean error.
-    Errors in the child are left for the real read to report; only a hang is reported here."""
-    seconds = PROBE_SECONDS if seconds is None else seconds
-    if not hasattr(os, "fork") or seconds <= 0:
-        return
-    pid = os.fork()
-    if pid == 0:  # child: never returns into the caller's code
-        code = 1
-        try:
-            _walk_h5(path)
-            code = 0
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return
-        time.sleep(0.005)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    raise FormatError(f"{label}: reading the HDF5 structure did not finish in {seconds:g} s; the file is corrupt "
-                      f"(libhdf5 loops on some damaged object headers)")
-
-
-def open_h5(source: Any, label: str) -> h5py.File:
-    """Open an HDF5 file (path or file-like) read-only with a clear error; paths are probed for hangs first."""
-    if isinstance(source, (str, os.PathLike)):
-        probe_h5(str(source), label)
-    try:
-        return h5py.File(source, "r")
-    except (OSError, ValueError) as e:
-        raise FormatError(f"{label}: not a valid HDF5 file (truncated or corrupt): {str(e).splitlines()[0]}") from None
 
 
 def read_positional_weights(source: Any, spec: ModelSpec, label: str) -> None:
