@@ -75,7 +75,7 @@ def main(sources: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from kcompat.formats.onnx_export import default_opset
+    from kcompat.formats.onnx.export.driver import default_opset
     cnns = [ROOT / "fixtures" / "keras3" / f"{name}.keras" for name in CNN_FIXTURES]
     sources = sources or (sorted(str(p) for p in (ROOT / "fixtures" / "onnx").glob("*.keras"))
                           + [str(p) for p in cnns if p.exists()])

@@ -19,5 +19,5 @@ def save(model: Model, path: str, **options) -> list[str]:
     return _save(model, path, **options)
 
 
-__all__ = ["load", "save", "Model", "ModelSpec", "LayerSpec", "TensorRef", "KcompatError", "FormatError",
+__all__ = ["__version__", "load", "save", "Model", "ModelSpec", "LayerSpec", "TensorRef", "KcompatError", "FormatError",
            "UnsupportedError", "ShapeError", "ConfigError"]

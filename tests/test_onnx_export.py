@@ -8,8 +8,9 @@ import pytest
 
 import kcompat
 from kcompat.errors import UnsupportedError
-from kcompat.formats import onnx_export
-from kcompat.formats.onnx_export import MIN_OPSET, default_opset, resolve_opset, to_onnx
+from kcompat.formats.onnx.export import registry
+from kcompat.formats.onnx.common import MIN_OPSET
+from kcompat.formats.onnx.export.driver import default_opset, resolve_opset, to_onnx
 
 from conftest import to_kcompat
 from onnx_helpers import (ACTIVATION_NAMES, activation_inputs, activations_model, assert_close,
@@ -123,13 +124,12 @@ def test_activation_attributes(activations):
 
 
 def test_every_activation_is_covered():
-    from kcompat.formats.onnx_activations import ACTIVATION_EXPORTERS
-    assert set(ACTIVATION_NAMES) <= set(ACTIVATION_EXPORTERS)
+    assert set(ACTIVATION_NAMES) <= set(registry.ACTIVATIONS)
 
 
 def test_unsupported_layers_reported_together(activations, monkeypatch):
-    monkeypatch.delitem(onnx_export.EXPORTERS, "Dense")
-    monkeypatch.delitem(onnx_export.EXPORTERS, "Activation")
+    monkeypatch.delitem(registry.LAYERS, "Dense")
+    monkeypatch.delitem(registry.LAYERS, "Activation")
     with pytest.raises(UnsupportedError) as e:
         to_onnx(activations[0])
     n = len(ACTIVATION_NAMES)

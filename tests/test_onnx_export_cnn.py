@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import rand, to_kcompat
-from kcompat.formats.onnx_export import to_onnx
+from kcompat.formats.onnx.export.driver import to_onnx
 from onnx_helpers import run_onnx
 
 import test_layers_conv as conv_tables
@@ -255,7 +255,7 @@ def test_pass_cancels_and_composes_transposes():
     """Transpose pairs on their own: identity pairs vanish, others compose; graph outputs keep their names."""
     from onnx import TensorProto, helper
 
-    from kcompat.formats.onnx_optimize import optimize_transposes
+    from kcompat.formats.onnx.export.optimize import optimize_transposes
     n = helper.make_node
     nodes = [n("Transpose", ["x"], ["a"], name="t1", perm=[0, 2, 3, 1]),
              n("Transpose", ["a"], ["b"], name="t2", perm=[0, 3, 1, 2]),  # cancels t1

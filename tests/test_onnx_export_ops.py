@@ -1,7 +1,7 @@
 """ONNX export of Keras 3 op nodes, run in onnxruntime against REAL Keras outputs.
 
 The rows are test_ops.py's conformance tables (a row added there is exported here with no change to
-this file) plus this file's tables, which reach every op exporter in onnx_export_ops.py on the values
+this file) plus this file's tables, which reach every op exporter in formats/onnx/export/ops.py and ops_array.py on the values
 where exports go wrong: ties and halves (Round is half to even), -0.0 (Keras's argmax puts it below
 +0.0), nan / inf, tiny and huge log1p / expm1 arguments, negative operands of Mod / FloorDivide,
 integer and bool operands (Keras's dtype rule), negative GetItem steps. Each table is one Keras model,
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from conftest import rand, to_kcompat
-from kcompat.formats import onnx_export
-from kcompat.formats.onnx_export import EXPORTERS, register_exporters, to_onnx
+from kcompat.formats.onnx.export import registry
+from kcompat.formats.onnx.export.context import ExportContext
+from kcompat.formats.onnx.export.driver import to_onnx
 from kcompat.layers import OP_REGISTRY, REGISTRY
 from onnx_helpers import run_onnx
 from test_layers_misc import BATCH, row
@@ -225,19 +226,21 @@ def test_extra_rows_kcompat_numpy_matches_keras(built, group):
 
 
 def test_every_op_is_exercised(built):
-    """Each op kcompat knows (and each exporter of onnx_export_ops.py) appears in at least one table."""
-    register_exporters()
-    mine = {name for name, fn in EXPORTERS.items() if fn.__module__.endswith("onnx_export_ops")}
+    """Each op kcompat knows (and each op exporter) appears in at least one table."""
     seen = {ls.class_name for g in GROUPS for ls in built(g)[0].spec.layers}
-    assert not sorted((set(OP_REGISTRY) | mine) - seen)
+    assert not sorted((set(OP_REGISTRY) | set(registry.OPS)) - seen)
 
 
 def test_every_layer_and_op_has_an_exporter():
-    """A layer or op kcompat runs but cannot export fails here: add its exporter (or a reason to REFUSED)."""
-    register_exporters()
-    known = (set(REGISTRY) | set(OP_REGISTRY)) - {"InputLayer"}
-    assert not sorted(known - set(EXPORTERS) - set(REFUSED))
-    assert not sorted(set(REFUSED) & set(EXPORTERS)), "an exporter exists: drop it from REFUSED"
+    """A layer or op kcompat runs but cannot export fails here: add its exporter (or a reason to REFUSED).
+    Layer classes are checked by canonical name (their aliases share the exporter); ops by op name."""
+    layers = {cls.class_name for cls in REGISTRY.values()} - {"InputLayer"}
+    missing = sorted((layers - set(registry.LAYERS)) | (set(OP_REGISTRY) - set(registry.OPS)))
+    assert not [m for m in missing if m not in REFUSED]
+    exported = set(registry.LAYERS) | set(registry.OPS)
+    assert not sorted(set(REFUSED) & exported), "an exporter exists: drop it from REFUSED"
+    assert not sorted(set(registry.LAYERS) - layers), "an exporter for a layer class kcompat does not have"
+    assert not sorted(set(registry.OPS) - set(OP_REGISTRY)), "an exporter for an op kcompat does not have"
 
 
 def test_boolean_and_integer_outputs_are_typed(built):
@@ -271,7 +274,7 @@ def test_op_nodes_after_a_conv_with_the_transpose_pass(keras, tmp_path):
 def test_where_without_branches_is_refused():
     from kcompat.errors import UnsupportedError
     from kcompat.layers import make_layer
-    ctx = onnx_export.ExportContext(13)
+    ctx = ExportContext(13)
     layer = make_layer("Where", {"name": "w"}, "w", is_op=True)
     with pytest.raises(UnsupportedError, match="x1 / x2"):
-        EXPORTERS["Where"](ctx, layer, ["c"], [])
+        registry.OPS["Where"](ctx, layer, ["c"], [])

@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 import kcompat
-from kcompat.formats.onnx_export import to_onnx
+from kcompat.formats.onnx.export.driver import to_onnx
 
 from conftest import FIXTURES
 

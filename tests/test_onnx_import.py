@@ -12,10 +12,10 @@ from onnx_helpers import (activation_inputs, activations_model, assert_close, de
                           dense_flatten_model, randomize_biases, run_onnx, torch_style)
 
 import kcompat
-import kcompat.formats.onnx_export
+import kcompat.formats.onnx.export.driver
 from kcompat.errors import FormatError, UnsupportedError
-from kcompat.formats.onnx_export import default_opset, write_onnx
-from kcompat.formats.onnx_import import read_onnx
+from kcompat.formats.onnx.export.driver import default_opset, write_onnx
+from kcompat.formats.onnx.import_.driver import read_onnx
 from kcompat.model import Model
 
 onnx = pytest.importorskip("onnx")
@@ -132,7 +132,7 @@ def test_torch_style_graphs(keras, opset, tmp_path):
             expected = (e / e.sum(axis=1, keepdims=True)).reshape(x.shape)
         assert_close(Model(spec).predict([x])[0], expected, f"{name} at opset {opset}")
         assert_close(_through_real_keras(keras, spec, tmp_path, [x])[0], expected, f"{name} (Keras) opset {opset}")
-        again = kcompat.formats.onnx_export.to_onnx(Model(spec))  # and back to ONNX (op nodes included)
+        again = kcompat.formats.onnx.export.driver.to_onnx(Model(spec))  # and back to ONNX (op nodes included)
         assert_close(run_onnx(again, {"input": x})[0], expected, f"{name} re-exported, opset {opset}")
         classes = [ls.class_name for ls in spec.layers]
         if name == "mlp":
@@ -198,7 +198,7 @@ def test_external_data_outside_the_folder_is_never_read(tmp_path):
 
 def test_external_data_inside_the_folder_loads(tmp_path):
     model = kcompat.load(str(FIXTURES / "onnx" / "mlp.keras"))
-    proto = onnx.load_from_string(kcompat.formats.onnx_export.to_onnx(model).SerializeToString())
+    proto = onnx.load_from_string(kcompat.formats.onnx.export.driver.to_onnx(model).SerializeToString())
     onnx.save(proto, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="ext.data", size_threshold=0)
     spec = read_onnx(str(tmp_path / "ext.onnx"))
     for ls in model.spec.layers:
@@ -260,7 +260,7 @@ def test_cli_exit_code_2_on_unsupported(tmp_path):
 
 def test_shape_chains_fold_to_constants():
     """tf2onnx's Shape -> Gather -> Concat -> Reshape chain folds; its batch entry is recognised."""
-    from kcompat.formats.onnx_graph import OnnxGraph, load_checked
+    from kcompat.formats.onnx.import_.graph import OnnxGraph, load_checked
     graph = OnnxGraph(load_checked(str(FIXTURES / "onnx" / "dense_3d.tf2onnx.onnx")), "dense_3d")
     dynamic = [name for name in graph.dynamic if "concat" in name.lower()]
     assert dynamic and all(graph.dynamic[n][0][0] != graph.dynamic[n][1][0] for n in dynamic)

@@ -14,8 +14,8 @@ from onnx_helpers import run_onnx
 
 import kcompat
 from kcompat.errors import UnsupportedError
-from kcompat.formats.onnx_export import default_opset, write_onnx
-from kcompat.formats.onnx_import import read_onnx
+from kcompat.formats.onnx.export.driver import default_opset, write_onnx
+from kcompat.formats.onnx.import_.driver import read_onnx
 from kcompat.model import Model
 from kcompat.verify.keras import KerasReference
 from kcompat.verify.reference import Reference
@@ -590,14 +590,6 @@ def test_kcompat_export_merge_and_dropout_come_back_as_layers(keras, tmp_path):
 
 
 # ------------------------------------------------------------------ round trip through kcompat's CNN exporter
-def _has_cnn_exporter() -> bool:
-    from kcompat.formats import onnx_export
-    register = getattr(onnx_export, "register_exporters", None)
-    if register is not None:
-        register()
-    return "Conv2D" in onnx_export.EXPORTERS
-
-
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_keras_cnn_round_trip(keras, data_format, tmp_path):
     """MNIST CNN .keras -> kcompat .onnx -> kcompat import: outputs equal Keras's.
@@ -606,8 +598,6 @@ def test_keras_cnn_round_trip(keras, data_format, tmp_path):
     Transpose op after the input (``conv1_transpose``) and Flatten(channels_first) before the Dense;
     Dropout comes back as Identity.
     """
-    if not _has_cnn_exporter():
-        pytest.skip("kcompat's CNN exporter is not there yet")
     last = data_format == "channels_last"
     shape = (28, 28, 1) if last else (1, 28, 28)
     x = keras.Input(shape, name="image")
@@ -642,8 +632,6 @@ def test_kcompat_cnn_export_layer_names(keras, tmp_path):
     sank (``crop/Slice/Transpose``): the import names every layer after a Keras layer of the source, a layout
     change ``<layer>_transpose``, and brings UpSampling, Cropping, ZeroPadding, RepeatVector, LayerNormalization
     and RMSNormalization back as those layers."""
-    if not _has_cnn_exporter():
-        pytest.skip("kcompat's CNN exporter is not there yet")
     L = keras.layers
     x = keras.Input((8, 8, 3), name="image")
     y = L.Conv2D(4, 3, activation="relu", padding="same", name="conv1")(x)

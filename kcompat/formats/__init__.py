@@ -40,7 +40,7 @@ FORMATS: dict[str, Format] = {
     ".h5": Format("an HDF5 file", "keras.legacy_h5:read_h5", "keras.legacy_h5:write_h5", HDF5),
     ".hdf5": Format("an HDF5 file", "keras.legacy_h5:read_h5", None, HDF5),
     ".json": Format("a Keras JSON config", "keras.json_file:read_json", "keras.json_file:write_json"),
-    ".onnx": Format("an ONNX model", "onnx_import:read_onnx", "onnx_export:write_onnx",
+    ".onnx": Format("an ONNX model", "onnx.import_.driver:read_onnx", "onnx.export.driver:write_onnx",
                     takes_weights=False, keras=False),
 }
 

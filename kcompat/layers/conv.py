@@ -22,7 +22,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
-from .base import Layer, Weight, fmt_shape, register
+from .base import Weight, fmt_shape, register
 from .core import WithActivation
 from .spatial import Spatial
 

@@ -5,7 +5,7 @@ For an .onnx file the ORIGINAL file runs, with the ONNX tensor behind each impor
 kcompat exports the model (every layer's output is an ONNX tensor named after the layer)
 and onnxruntime runs that export: then an exporter bug and a NumPy bug that agree would
 go unseen, and the notes say so.
-Reference: onnxruntime.InferenceSession; kcompat/formats/onnx_export.py (tensor naming).
+Reference: onnxruntime.InferenceSession; kcompat/formats/onnx/export/driver.py (tensor naming).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class OnnxRuntimeReference(Reference):
         ort = import_onnxruntime()
         notes: list[str] = []
         if Path(self.path).suffix.lower() == ".onnx":
-            from ..formats.onnx_graph import load_checked
+            from ..formats.onnx.import_.graph import load_checked
             proto = load_checked(self.path)
             names = dict(model.spec.onnx_names or {})
             missing = [ls.name for ls in model.spec.layers if ls.name not in names]
@@ -48,7 +48,7 @@ class OnnxRuntimeReference(Reference):
                 notes.append(f"layers {missing} have no ONNX tensor of their own (made by kcompat's import); "
                              f"not compared")
         else:
-            from ..formats.onnx_export import to_onnx
+            from ..formats.onnx.export.driver import to_onnx
             proto = to_onnx(model, self.opset, optimize=False)  # every layer's output kept
             names = {ls.name: ls.name for ls in model.spec.layers}
             notes.append(f"onnxruntime ran kcompat's own ONNX export (opset {proto.opset_import[0].version}) of "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
 
 import h5py
 import numpy as np
@@ -25,21 +24,6 @@ from .config import KERAS_VERSION, config_from_spec, parse_json_text, spec_from_
 from .hdf5 import open_h5, read_attr_list, text
 from .weights import read_positional_weights, saved_layers
 
-
-
-def text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def read_attr_list(group: h5py.Group, name: str) -> list[str]:
-    """A string-list attribute, joined from ``name0``, ``name1``... chunks when Keras split it."""
-    if name in group.attrs:
-        return [text(v) for v in np.atleast_1d(group.attrs[name])]
-    out, i = [], 0
-    while f"{name}{i}" in group.attrs:
-        out += [text(v) for v in np.atleast_1d(group.attrs[f"{name}{i}"])]
-        i += 1
-    return out
 
 
 def _legacy_group(f: h5py.File) -> h5py.Group | None:

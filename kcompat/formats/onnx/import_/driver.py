@@ -1,8 +1,8 @@
 """ONNX -> ModelSpec: a Keras Functional model (Keras 3 configs, Keras-order weights).
 
-Steps: read the file defensively and fold constants (onnx_graph.py); find multi-node
-patterns (onnx_patterns.py); lower every other node with its op function
-(onnx_lower.py). Every unsupported op in the graph is collected and reported at once:
+Steps: read the file defensively and fold constants (graph.py); find multi-node
+patterns (patterns.py); lower every other node with its op function
+(lower_*.py, contract in lowering.py). Every unsupported op in the graph is collected and reported at once:
 ``model.onnx: unsupported ONNX ops: Erfc x1, Gemm (transA=1) x2``. The model keeps the
 ONNX layout (an NCHW input stays NCHW). ``spec.onnx_names`` maps each layer to the ONNX
 tensor it computes, so ONNX Runtime can run the original file as the reference.
@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, UnsupportedError
-from ..spec import ModelSpec, Node, TensorRef, map_refs
-from . import onnx_lower_cnn  # noqa: F401  (registers the convolution-network ops)
-from .keras.weights import keras_order
-from .onnx_builder import Builder, Sym, sanitize
-from .onnx_graph import OnnxGraph, _np_dtype, load_checked
-from .onnx_lower import LOWERINGS, Dynamic
-from .onnx_patterns import find_matches
+from ....errors import FormatError, UnsupportedError
+from ....spec import ModelSpec, Node, TensorRef, map_refs
+from ...keras.weights import keras_order
+from ..common import np_dtype
+from . import lower_conv, lower_math, lower_normalization, lower_pooling, lower_reshaping  # noqa: F401 (fill LOWERINGS)
+from .builder import Builder, Sym, sanitize
+from .graph import OnnxGraph, load_checked
+from .lowering import LOWERINGS, Dynamic
+from .patterns import find_matches
 
 
 def read_onnx(path: str, weights: None = None) -> ModelSpec:
@@ -31,7 +32,7 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
     graph = OnnxGraph(load_checked(path), path)
     b = Builder(graph)
     for v in graph.inputs:
-        dtype = _np_dtype(v.type.tensor_type.elem_type)
+        dtype = np_dtype(v.type.tensor_type.elem_type)
         b.input(v.name, graph.input_shape(v), "float32" if dtype.kind == "f" else str(dtype))
     matches = find_matches(graph)
     inner = {i for m in matches.values() for i in m.nodes if i != m.root}

@@ -2,7 +2,7 @@
 TensorFlow's Reshape -> MatMul -> Reshape form of a Dense on a 3-D+ input,
 Transpose -> Flatten (Keras's channels_first Flatten) and Unsqueeze -> Tile (RepeatVector).
 
-Activation templates are made by running kcompat's own exporters (onnx_activations.py)
+Activation templates are made by running kcompat's own exporters (export/activations.py)
 into a scratch graph, plus the forms other exporters write (PyTorch's gelu, x / (1 + |x|),
 Split + Sigmoid + Mul for glu...). A template matches a graph node by unification from
 its last node backwards: same op types and attributes, constants equal, commutative
@@ -19,8 +19,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import onnx_activations as acts
-from .onnx_export import ExportContext
+from ..export import activations  # fills ACTIVATIONS: the templates are kcompat's own exports
+from ..export.context import ExportContext
+from ..export.registry import ACTIVATIONS
 
 COMMUTATIVE = {"Add", "Mul", "Max", "Min", "Sum", "Equal", "And", "Or"}
 X = "x"
@@ -112,7 +113,7 @@ def _forms(opset: int) -> list[tuple[str, Callable, int]]:
     """(activation, writer, opset to write at) for every multi-node form worth looking for."""
     forms = []
     for at in sorted({13, max(opset, 13)}):
-        for name, fn in acts.ACTIVATION_EXPORTERS.items():
+        for name, fn in ACTIVATIONS.items():
             if name not in ("swish", "hard_swish"):  # aliases
                 forms.append((name, fn, at))
     for name, fns in VARIANTS.items():
@@ -137,7 +138,7 @@ def templates(opset: int) -> tuple:
     """Loose-phase templates at a nominal shape, indexed by the op type of their last node."""
     by_root: dict[str, list] = {}
     for name, fn, at in _forms(opset):
-        for params in ([{}, {"approximate": True}] if fn is acts.gelu else [{}]):
+        for params in ([{}, {"approximate": True}] if fn is activations.gelu else [{}]):
             t = make_template(name, fn, at, (None, 4), **params)
             if t is not None:
                 t_params = (name, fn, at, tuple(params.items()))

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError
+from ....errors import FormatError
+from ..common import np_dtype
 
 MAX_ELEMENTS = 1 << 31  # per tensor: refuse a claim of 10^12 elements before allocating anything
 PROBES = ((2, 5, 7, 11, 13), (3, 17, 19, 23, 29))  # sizes given to dynamic dims, one tuple per run
@@ -345,7 +345,7 @@ class OnnxGraph:
             rng = np.random.default_rng(probe)
             for v in self.inputs:
                 shape = self.concrete_shape(v.name, probe) or ()
-                dtype = _np_dtype(v.type.tensor_type.elem_type)
+                dtype = np_dtype(v.type.tensor_type.elem_type)
                 values[v.name] = (rng.standard_normal(shape) if dtype.kind == "f" else np.ones(shape)).astype(dtype)
         for i, node in enumerate(self.nodes):
             if i not in static and i not in need_data["nodes"]:
@@ -365,14 +365,6 @@ class OnnxGraph:
                 if name:
                     values[name] = np.asarray(value)
         return values
-
-
-def _np_dtype(elem_type: int) -> np.dtype:
-    from onnx import helper
-    try:
-        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
-    except (KeyError, TypeError):
-        return np.dtype(np.float32)
 
 
 def _shape_value(node, shape: tuple) -> np.ndarray:

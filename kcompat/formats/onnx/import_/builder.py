@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UnsupportedError
-from ..layers import REGISTRY
-from ..spec import LayerSpec, Node, TensorRef
-from .keras.config import input_layer_spec
-from .keras.weights import snake_case
+from ....errors import UnsupportedError
+from ....layers import REGISTRY
+from ....spec import LayerSpec, Node, TensorRef
+from ...keras.config import input_layer_spec
+from ...keras.weights import snake_case
 
 _KERAS_WRAPPER = re.compile(r"^(functional|sequential|model)(_\d+)?$")
 
@@ -46,7 +46,7 @@ def scope_of(node_name: str, producer: str = "") -> str | None:
     if len(parts) < 2:
         return None
     path = parts[:-1]
-    if producer == "kcompat":  # <layer>/<Op>, and <layer>/<Op>/Transpose after onnx_optimize.py's sinking
+    if producer == "kcompat":  # <layer>/<Op>, and <layer>/<Op>/Transpose after export/optimize.py's sinking
         return parts[0]
     if len(path) >= 2 and (producer == "tf2onnx" or _KERAS_WRAPPER.match(path[0])):
         return re.sub(r"_\d+$", "", path[1]) or path[1]  # TensorFlow: model_1/layer_1/op...: the Keras layer

@@ -1,9 +1,9 @@
-"""ONNX exporters of convolution and pooling layers: Conv, DepthwiseConv, SeparableConv,
-ConvTranspose (1D-3D), Max/AveragePooling (1D-3D) and their Global forms.
+"""ONNX exporters of convolution layers: Conv, DepthwiseConv, SeparableConv,
+ConvTranspose (1D-3D); pooling.py shares the layout helpers.
 
 ONNX's Conv / ConvTranspose / MaxPool / AveragePool are channels-first: a channels_last
 layer becomes ``Transpose -> op -> Transpose`` (its output stays NHWC, named after the
-layer), and onnx_optimize.py cancels the inner pairs so a CNN runs NCHW end to end.
+layer), and optimize.py cancels the inner pairs so a CNN runs NCHW end to end.
 Padding is written explicitly: TF 'same' puts the odd pixel at the end (``same_pads``),
 causal pads only before; an unknown spatial size falls back to ``auto_pad=SAME_UPPER``,
 which is the same rule. Average pooling never counts padding (``count_include_pad=0``).
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.conv import conv_pads, span, transpose_length
-from .onnx_export import exporter
+from ....layers.conv import conv_pads, span, transpose_length
+from .registry import layer_exporter
 
 
 def to_first(ctx, x: str, layer) -> str:
@@ -49,7 +49,7 @@ def pad_attrs(ctx, x: str, layer, kernel_size, strides, dilation, padding) -> di
     return {"pads": [b for b, _ in pairs] + [a for _, a in pairs]}
 
 
-def _conv(ctx, layer, x: str, kernel: np.ndarray, bias, groups: int, name="kernel", **overrides) -> str:
+def conv_node(ctx, layer, x: str, kernel: np.ndarray, bias, groups: int, name="kernel", **overrides) -> str:
     """One ONNX Conv on an NCHW tensor, with the layer's window options unless overridden."""
     w = ctx.const(onnx_kernel(kernel), name, dtype=None)
     b = [ctx.const(bias, "bias", dtype=None)] if bias is not None else []
@@ -58,57 +58,56 @@ def _conv(ctx, layer, x: str, kernel: np.ndarray, bias, groups: int, name="kerne
     return ctx.op("Conv", x, w, *b, **attrs)
 
 
-def _finish(ctx, layer, y: str, out_shape: tuple) -> str:
+def finish(ctx, layer, y: str, out_shape: tuple) -> str:
     """Back to the layer's data format, then the activation (on the layer's own layout)."""
     return ctx.activation(layer.activation_name, from_first(ctx, y, layer), out_shape)
 
 
-def _out_shape(ctx, layer, x: str) -> tuple:
+def layer_output_shape(ctx, layer, x: str) -> tuple:
     return layer.output_shape(ctx.shape(x))
 
 
-@exporter("Conv1D", "Convolution1D", "Conv2D", "Convolution2D", "Conv3D", "Convolution3D")
-def conv(ctx, layer, inputs, weights):
-    x = inputs[0]
-    kernel, bias = weights[0], weights[1] if layer.use_bias else None
-    pads = pad_attrs(ctx, x, layer, layer.kernel_size, layer.strides, layer.dilation, layer.padding)
-    y = _conv(ctx, layer, to_first(ctx, x, layer), kernel, bias, layer.groups, **pads)  # (N, F, *out)
-    return _finish(ctx, layer, y, _out_shape(ctx, layer, x))
-
-
-def _depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
+def depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
     """(*k, C, M) -> (*k, 1, C*M): output channel c*M + m, one input channel per group."""
     *k, c, m = kernel.shape
     return kernel.reshape(*k, 1, c * m)
 
 
-@exporter("DepthwiseConv1D", "DepthwiseConv2D")
-def depthwise_conv(ctx, layer, inputs, weights):
+@layer_exporter("Conv1D", "Conv2D", "Conv3D")
+def conv(ctx, layer, inputs, weights):
+    x = inputs[0]
+    kernel, bias = weights[0], weights[1] if layer.use_bias else None
+    pads = pad_attrs(ctx, x, layer, layer.kernel_size, layer.strides, layer.dilation, layer.padding)
+    y = conv_node(ctx, layer, to_first(ctx, x, layer), kernel, bias, layer.groups, **pads)  # (N, F, *out)
+    return finish(ctx, layer, y, layer_output_shape(ctx, layer, x))
+
+
+@layer_exporter("DepthwiseConv1D", "DepthwiseConv2D")
+def depthwiseconv_node(ctx, layer, inputs, weights):
     x = inputs[0]
     kernel, bias = weights[0], weights[1] if layer.use_bias else None
     c = layer.known_channels(ctx.shape(x))
     pads = pad_attrs(ctx, x, layer, layer.kernel_size, layer.strides, layer.dilation, layer.padding)
-    y = _conv(ctx, layer, to_first(ctx, x, layer), _depthwise_kernel(kernel), bias, c, **pads)  # (N, C*M, *out)
-    return _finish(ctx, layer, y, _out_shape(ctx, layer, x))
+    y = conv_node(ctx, layer, to_first(ctx, x, layer), depthwise_kernel(kernel), bias, c, **pads)  # (N, C*M, *out)
+    return finish(ctx, layer, y, layer_output_shape(ctx, layer, x))
 
 
-@exporter("SeparableConv1D", "SeparableConvolution1D", "SeparableConv2D", "SeparableConvolution2D")
-def separable_conv(ctx, layer, inputs, weights):
+@layer_exporter("SeparableConv1D", "SeparableConv2D")
+def separableconv_node(ctx, layer, inputs, weights):
     x = inputs[0]
     depthwise, pointwise = weights[0], weights[1]
     bias = weights[2] if layer.use_bias else None
     c = layer.known_channels(ctx.shape(x))
     pads = pad_attrs(ctx, x, layer, layer.kernel_size, layer.strides, layer.dilation, layer.padding)
-    y = _conv(ctx, layer, to_first(ctx, x, layer), _depthwise_kernel(depthwise), None, c, "depthwise_kernel",
+    y = conv_node(ctx, layer, to_first(ctx, x, layer), depthwise_kernel(depthwise), None, c, "depthwise_kernel",
               **pads)  # (N, C*M, *out)
     ones = [1] * layer.rank
-    y = _conv(ctx, layer, y, pointwise, bias, 1, "pointwise_kernel", kernel_shape=ones, strides=ones,
+    y = conv_node(ctx, layer, y, pointwise, bias, 1, "pointwise_kernel", kernel_shape=ones, strides=ones,
               dilations=ones, pads=[0] * (2 * layer.rank))  # 1x1: (N, C*M, *out) -> (N, F, *out)
-    return _finish(ctx, layer, y, _out_shape(ctx, layer, x))
+    return finish(ctx, layer, y, layer_output_shape(ctx, layer, x))
 
 
-@exporter("Conv1DTranspose", "Convolution1DTranspose", "Conv2DTranspose", "Convolution2DTranspose",
-          "Conv3DTranspose", "Convolution3DTranspose")
+@layer_exporter("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
 def conv_transpose(ctx, layer, inputs, weights):
     """Pads and output_padding chosen so ONNX's output size is Keras's, with Keras's alignment.
 
@@ -119,7 +118,7 @@ def conv_transpose(ctx, layer, inputs, weights):
     """
     x = inputs[0]
     kernel, bias = weights[0], weights[1] if layer.use_bias else None
-    out_shape = _out_shape(ctx, layer, x)
+    out_shape = layer_output_shape(ctx, layer, x)
     ops = layer.output_padding or (None,) * layer.rank
     begin, end, extra = [], [], []
     for k, s, d, p in zip(layer.kernel_size, layer.strides, layer.dilation, ops):
@@ -135,29 +134,4 @@ def conv_transpose(ctx, layer, inputs, weights):
     if any(extra):
         attrs["output_padding"] = extra
     y = ctx.op("ConvTranspose", to_first(ctx, x, layer), w, *b, **attrs)  # (N, F, *out)
-    return _finish(ctx, layer, y, out_shape)
-
-
-# ------------------------------------------------------------------ pooling
-@exporter("MaxPooling1D", "MaxPool1D", "MaxPooling2D", "MaxPool2D", "MaxPooling3D", "MaxPool3D",
-          "AveragePooling1D", "AvgPool1D", "AveragePooling2D", "AvgPool2D", "AveragePooling3D", "AvgPool3D")
-def pooling(ctx, layer, inputs, weights):
-    x = inputs[0]
-    ones = (1,) * layer.rank
-    attrs = {"kernel_shape": list(layer.pool_size), "strides": list(layer.strides),
-             **pad_attrs(ctx, x, layer, layer.pool_size, layer.strides, ones, layer.padding)}
-    if layer.mode == "max":
-        y = ctx.op("MaxPool", to_first(ctx, x, layer), **attrs)
-    else:  # TF's mean divides by the real (unpadded) cells of each window
-        y = ctx.op("AveragePool", to_first(ctx, x, layer), count_include_pad=0, **attrs)
-    return from_first(ctx, y, layer)
-
-
-@exporter("GlobalMaxPooling1D", "GlobalMaxPool1D", "GlobalMaxPooling2D", "GlobalMaxPool2D",
-          "GlobalMaxPooling3D", "GlobalMaxPool3D", "GlobalAveragePooling1D", "GlobalAvgPool1D",
-          "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalAveragePooling3D", "GlobalAvgPool3D")
-def global_pooling(ctx, layer, inputs, weights):
-    first = 2 if layer.channels_first else 1
-    axes = list(range(first, first + layer.rank))  # the spatial axes in the layer's own layout
-    op = "ReduceMax" if layer.mode == "max" else "ReduceMean"
-    return ctx.reduce(op, inputs[0], axes, int(layer.keepdims))  # (N, *sp, C) -> (N, C) or (N, 1.., C)
+    return finish(ctx, layer, y, out_shape)

@@ -1,0 +1,121 @@
+"""ONNX normalization ops -> Keras normalization layers: LayerNormalization and RMSNormalization over
+trailing axes, BatchNormalization (folded into the convolution before it when nothing else reads that),
+InstanceNormalization and GroupNormalization. Contract: lowering.py.
+Reference: onnx/reference/ops/op_batch_normalization.py, op_layer_normalization.py.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .builder import Sym
+from .lowering import as_const, as_sym, f32, lowering, refuse
+
+
+def _trailing(b, x: Sym, axis: int, what: str) -> tuple[list[int], list[int]]:
+    """The axes ``axis..`` that LayerNormalization / RMSNormalization normalise, and their (known) sizes."""
+    shape = b.shape(x)
+    if shape is None:
+        raise refuse(f"{what} on a tensor of unknown rank")
+    rank = len(shape)
+    if not -rank <= axis < rank:
+        raise refuse(f"axis={axis} for a rank-{rank} input")
+    axis %= rank
+    if axis == 0:
+        raise refuse("axis=0 (normalises across the batch)")
+    dims = list(shape[axis:])
+    if None in dims:
+        raise refuse(f"normalised axes of unknown size (input shape {list(shape)})")
+    return list(range(axis, rank)), dims
+
+
+def _per_axis(value: Any, dims: list[int], what: str) -> np.ndarray:
+    """A scale / bias that broadcasts against the normalised axes, as an array of exactly their sizes."""
+    v = as_const(value, what)
+    while v.ndim > len(dims) and v.shape[0] == 1:
+        v = v[0]
+    try:
+        return np.ascontiguousarray(np.broadcast_to(v, dims).astype(np.float32))
+    except ValueError:
+        raise refuse(f"{what} of shape {list(v.shape)} for normalised axes of sizes {dims}") from None
+
+
+def _norm_axis(axes: list[int], rank: int) -> Any:
+    """Keras's ``axis``: -1 for the last axis alone (its default), else the list of axes."""
+    return -1 if axes == [rank - 1] else axes
+
+
+@lowering("LayerNormalization")
+def LayerNormalization(b, X, Scale, B=None, axis=-1, epsilon=1e-5, stash_type=1):
+    x = as_sym(b, X)
+    axes, dims = _trailing(b, x, int(axis), "LayerNormalization")
+    gamma = _per_axis(Scale, dims, "Scale")
+    beta = None if B is None else _per_axis(B, dims, "B")
+    scale = not np.all(gamma == 1)  # kcompat writes ones for a Keras layer with scale=False
+    weights = ([gamma] if scale else []) + ([] if beta is None else [beta])
+    return b.layer("LayerNormalization", {"axis": _norm_axis(axes, b.rank(x)), "epsilon": f32(epsilon),
+                                          "center": beta is not None, "scale": bool(scale),
+                                          "rms_scaling": False}, [x], weights)
+
+
+@lowering("RMSNormalization")
+def RMSNormalization(b, X, scale, axis=-1, epsilon=1e-5, stash_type=1):
+    x = as_sym(b, X)
+    axes, dims = _trailing(b, x, int(axis), "RMSNormalization")
+    return b.layer("RMSNormalization", {"axis": _norm_axis(axes, b.rank(x)), "epsilon": f32(epsilon)}, [x],
+                   [_per_axis(scale, dims, "scale")])
+
+
+
+@lowering("BatchNormalization")
+def BatchNormalization(b, X, scale, B, input_mean, input_var, epsilon=1e-5, momentum=0.9, spatial=1, is_test=0,
+                       consumed_inputs=None, training_mode=0):
+    x = as_sym(b, X)
+    if training_mode:
+        raise refuse("training_mode=1")
+    if any(o and (b.g.consumers.get(o) or o in b.g.outputs) for o in b.node.output[1:]):
+        raise refuse("its training outputs (running / saved mean and variance) are read")
+    gamma, beta, mean, var = (as_const(v, n) for v, n in ((scale, "scale"), (B, "B"), (input_mean, "mean"),
+                                                         (input_var, "var")))
+    shape = b.shape(x)
+    c = shape[1] if shape is not None and len(shape) >= 2 else None
+    if spatial or len(shape or ()) == 2:
+        if c is None or any(p.size != c for p in (gamma, beta, mean, var)):
+            raise refuse(f"statistics of shapes {[list(p.shape) for p in (gamma, beta, mean, var)]} for {c} channels")
+        weights = [np.ascontiguousarray(p.reshape(c)) for p in (gamma, beta, mean, var)]
+        return b.layer("BatchNormalization", {"axis": 1, "epsilon": f32(epsilon), "momentum": f32(momentum),
+                                              "center": True, "scale": True}, [x], weights)
+    if any(p.shape != tuple(shape[1:]) for p in (gamma, beta, mean, var)):
+        raise refuse(f"spatial=0 with statistics of shape {list(gamma.shape)} for an input of shape {list(shape)}")
+    # spatial=0 (opset < 9): statistics per activation: y = x * a + (beta - mean * a), a = gamma / sqrt(var + eps)
+    a = (gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(np.float32(epsilon))))
+    offset = beta.astype(np.float64) - mean.astype(np.float64) * a
+    y = b.op("Multiply", [x, a.astype(np.float32)], inner=True, suffix="scale")
+    return b.op("Add", [offset.astype(np.float32), y])  # constant first: see windows.conv_layer
+
+
+def _group_norm(b, x: Sym, groups: int, gamma: np.ndarray, beta: np.ndarray, epsilon: float) -> Sym:
+    """Keras GroupNormalization over axis 1 (per sample: each group's channels and all positions)."""
+    shape = b.shape(x)
+    c = None if shape is None or len(shape) < 3 else shape[1]
+    if c is None or gamma.size != c or beta.size != c or c % groups:
+        raise refuse(f"{c} channels in {groups} groups with scale / bias of {gamma.size} / {beta.size} values")
+    weights = [np.ascontiguousarray(gamma.reshape(c)), np.ascontiguousarray(beta.reshape(c))]
+    return b.layer("GroupNormalization", {"groups": int(groups), "axis": 1, "epsilon": f32(epsilon),
+                                          "center": True, "scale": True}, [x], weights)
+
+
+@lowering("InstanceNormalization")
+def InstanceNormalization(b, input, scale, B, epsilon=1e-5):
+    x = as_sym(b, input)
+    shape = b.shape(x)
+    return _group_norm(b, x, shape[1] if shape and len(shape) > 2 and shape[1] else 0,
+                       as_const(scale, "scale"), as_const(B, "B"), epsilon)  # one group per channel
+
+
+@lowering("GroupNormalization")
+def GroupNormalization(b, X, scale, bias, epsilon=1e-5, num_groups=None, stash_type=1):
+    if b.g.opset < 21:  # GroupNormalization-18: scale and bias per group, not per channel
+        raise refuse("opset < 21 (scale and bias per group)")
+    return _group_norm(b, as_sym(b, X), int(num_groups), as_const(scale, "scale"), as_const(bias, "bias"), epsilon)
