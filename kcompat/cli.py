@@ -98,7 +98,7 @@ def cmd_convert(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from .diff import diff_models
+    from .model_diff import diff_models
     if not 0 <= args.atol < float("inf"):
         raise KcompatError(f"atol must be a finite number >= 0. Received: atol={args.atol!r}")
     a = _load_model(args.a, args.weights_a)

@@ -16,8 +16,9 @@ FIXTURES = ROOT / "fixtures"
 
 @pytest.fixture(scope="session")
 def keras():
-    """The real Keras 3 module (TensorFlow backend)."""
-    keras = pytest.importorskip("keras")
+    """The real Keras 3 module (TensorFlow backend). The dev install always has it: a missing or broken
+    Keras is a failure here, never a skip."""
+    import keras
     return keras
 
 

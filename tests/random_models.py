@@ -16,7 +16,7 @@ def _pad(r, n):
     return tuple(r.randint(0, 2) for _ in range(n))
 
 
-def _makers(L):
+def makers(L):
     """(class name, ranks it accepts (incl. batch), factory(r, shape) -> layer). ``L`` is keras.layers."""
     def spatial(shape):
         return shape[1:-1]
@@ -98,11 +98,12 @@ DEGENERATE_ON_ONE = {"LayerNormalization", "RMSNormalization", "UnitNormalizatio
 MERGES = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"]
 
 
-def build(keras, seed: int, registered: set[str], max_layers: int = 6):
-    """A random valid model using only layer classes in ``registered``; returns (model, classes used)."""
+def build(keras, seed: int, max_layers: int = 6):
+    """A random valid model over every maker (each must be a kcompat layer: test_random_models.py checks);
+    returns (model, classes used)."""
     r = random.Random(seed)
     L = keras.layers
-    makers = [m for m in _makers(L) if m[0] in registered]
+    table = makers(L)
     rank = r.choice([2, 3, 4, 4, 5])
     shape = {2: (r.randint(2, 8),), 3: (r.randint(3, 8), r.randint(1, 4)), 4: (r.randint(4, 8), r.randint(4, 8), r.randint(1, 3)),
              5: (r.randint(2, 4), r.randint(2, 4), r.randint(2, 4), r.randint(1, 2))}[rank]
@@ -111,7 +112,7 @@ def build(keras, seed: int, registered: set[str], max_layers: int = 6):
     used, chain = [], []
     functional = r.random() < 0.5
     for _ in range(r.randint(1, max_layers)):
-        fits = [m for m in makers if len(x.shape) in m[1] and (x.shape[-1] > 1 or m[0] not in DEGENERATE_ON_ONE)]
+        fits = [m for m in table if len(x.shape) in m[1] and (x.shape[-1] > 1 or m[0] not in DEGENERATE_ON_ONE)]
         if not fits:
             break
         name, _, make = r.choice(fits)
@@ -124,9 +125,8 @@ def build(keras, seed: int, registered: set[str], max_layers: int = 6):
             continue
         used.append(name)
         chain.append(layer)
-        merges = [m for m in MERGES if m in registered]
-        if functional and merges and r.random() < 0.4 and tuple(y.shape) == tuple(x.shape):
-            merge = r.choice(merges)
+        if functional and r.random() < 0.4 and tuple(y.shape) == tuple(x.shape):
+            merge = r.choice(MERGES)
             y = getattr(L, merge)()([x, y])
             used.append(merge)
         x = y

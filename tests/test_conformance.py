@@ -12,7 +12,7 @@ ATOL = 1e-6. float32 epsilon is 1.19e-7, so RTOL is ~80 ULP: room for TensorFlow
 tanh / erf / expm1 and NumPy's libm to round differently and for matmuls over 5-8 terms to
 sum in another order (observed worst: ~12% of the tolerance). ATOL covers outputs that
 cancel towards 0 (tanh_shrink, gelu at x < 0, log_softmax near 0), where relative error
-means nothing. Both are 10x tighter than verify's defaults (kcompat/verify/diff.py), as these
+means nothing. Both are 10x tighter than verify's defaults (kcompat/verify/metrics.py), as these
 layers are tiny, and a wrong formula is far outside them: tanh-approximate vs exact gelu
 differs by up to 4.7e-4, Keras 2's hard_sigmoid (0.2x + 0.5) by up to 0.08. Pure data
 movement (Flatten, Dropout) must be exact.

@@ -322,9 +322,6 @@ def test_resnet_dense_block_end_to_end(keras, tmp_path):
 
 def test_resnet_conv_block_end_to_end(keras, tmp_path):
     """A ResNet basic block with a projection shortcut: Conv2D / BN / ReLU / Add, then pooling."""
-    from kcompat.layers import REGISTRY
-    if "Conv2D" not in REGISTRY:
-        pytest.skip("Conv2D is not implemented")
     L = keras.layers
     x_in = keras.Input((12, 12, 3))
     x = L.ZeroPadding2D(1)(x_in)

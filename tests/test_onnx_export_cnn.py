@@ -26,8 +26,8 @@ from onnx_helpers import run_onnx
 import test_layers_conv as conv_tables
 import test_layers_misc as misc_tables
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402  (the dev install always has onnx and onnxruntime: a missing one fails)
+import onnxruntime  # noqa: E402,F401
 pytestmark = pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`:UserWarning")
 OPSETS = [13, None]  # the oldest kcompat writes, and the default (the newest onnxruntime runs)
 BATCH = 2

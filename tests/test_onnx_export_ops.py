@@ -26,8 +26,8 @@ from test_layers_misc import BATCH, row
 
 import test_ops as ops_tables
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402  (the dev install always has onnx and onnxruntime: a missing one fails)
+import onnxruntime  # noqa: E402,F401
 pytestmark = [pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),  # kcompat's expm1(100)
               pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning")]  # logsumexp(-inf)
 OPSETS = [13, None]  # the oldest kcompat writes, and the default (the newest onnxruntime runs)

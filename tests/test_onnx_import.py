@@ -3,7 +3,6 @@ graphs at opsets 6 to newest, and hostile files. Imported models are written as 
 REAL Keras; their outputs must match onnxruntime on the original file."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,8 @@ from kcompat.formats.onnx.export.driver import default_opset, write_onnx
 from kcompat.formats.onnx.import_.driver import read_onnx
 from kcompat.model import Model
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402  (the dev install always has onnx and onnxruntime: a missing one fails)
+import onnxruntime  # noqa: E402,F401
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 ONNX_FIXTURES = sorted((FIXTURES / "onnx").glob("*.onnx"))

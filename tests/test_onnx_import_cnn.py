@@ -21,8 +21,8 @@ from kcompat.verify.keras import KerasReference
 from kcompat.verify.reference import Reference
 from kcompat.verify.run import verify_file
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402  (the dev install always has onnx and onnxruntime: a missing one fails)
+import onnxruntime  # noqa: E402,F401
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 TOL = 1e-4
@@ -440,76 +440,91 @@ def test_torch_cnn_graphs(keras, name, opset, tmp_path):
     _check_structure(name, spec, opset)
 
 
-def _check_structure(name: str, spec, opset: int) -> None:
-    """The Keras layers chosen: the lowerings the module docstring of onnx_lower_cnn.py promises."""
+# The Keras layers each graph must become: the lowerings formats/onnx/import_/ promises.
+# A row is (layer name, what, expected[, oldest opset it holds from]). ``what`` is a config key, or:
+# "class", "module", "absent" (no such layer), "inputs" (tensors in its first call), "classes_of"
+# (the set of classes of the layers whose names start with it), "count" (layers of class ``layer``),
+# "class_in" (its class is one of the expected).
+MNIST = ["InputLayer", "Conv2D", "Activation", "MaxPooling2D", "Conv2D", "Activation", "MaxPooling2D", "Flatten",
+         "Dense", "Activation", "Dense"]
+STRUCTURE = {
+    "conv": [("c1_pad", "class", "ZeroPadding2D"), ("c1_pad", "padding", [[0, 2], [1, 1]]),
+             ("c1", "padding", "valid"), ("c2", "padding", "same"), ("c5", "padding", "same"), ("c5_pad", "absent", True),
+             ("c3", "padding", "same"), ("c3", "dilation_rate", [2, 1]),
+             ("c4_pad", "padding", [[1, 1], [1, 0]]),  # 5x4 -> SAME_LOWER puts the odd pixel first
+             ("c1_bias", "class", "Add"), ("c1", "use_bias", False),  # width 4 == filters 4: the TF bias_add bug
+             *[(c, "data_format", "channels_first") for c in ("c1", "c2", "c3", "c4")]],
+    "groups": [("grouped", "class", "Conv2D"), ("grouped", "groups", 2), ("dw", "class", "DepthwiseConv2D"),
+               ("dw", "depth_multiplier", 2), ("dw1", "class", "DepthwiseConv2D"), ("dw1", "use_bias", False)],
+    "transpose": [("up1", "padding", "same"), ("up1_crop", "absent", True), ("up2", "output_padding", [1, 1]),
+                  ("up2_crop", "class", "Cropping2D")],
+    "pool": [("p2_pad", "class", "ZeroPadding2D"),  # after a relu: zero padding is exact for max pooling
+             ("p1_pad", "classes_of", {"GetItem", "Concatenate"}),  # edge padding
+             ("p4", "padding", "same")],
+    "mnist": [("*", "classes", MNIST), ("flatten", "data_format", "channels_last")],  # raw NCHW order, like ONNX
+    "resnet": [("Add", "count", 2), ("Add", "modules", {"keras.layers"}), ("BatchNormalization", "count", 6),
+               ("maxpool_pad", "class", "ZeroPadding2D"),  # after a relu: zero padding is exact
+               ("layer2.conv1_pad", "class", "ZeroPadding2D"), ("layer2.conv1", "class", "Conv2D")],  # torch names
+    "prelu": [("prelu", "shared_axes", [2, 3]), ("prelu1", "shared_axes", [1, 2, 3])],
+    "embedding": [("embed", "class", "Embedding"), ("tokens", "dtype", "int64")],
+    "concat": [("cat", "class", "Concatenate"), ("cat", "module", "keras.layers")],
+    "squeeze_excite": [("scale", "class", "Multiply"), ("scale", "module", "keras.layers"), ("sum", "class", "Add"),
+                       ("sum", "inputs", 3), ("gap", "class", "GlobalAveragePooling2D"),
+                       ("mean", "class", "GlobalAveragePooling2D"), ("pick", "class", "GetItem"),
+                       ("rows", "class", "GetItem")],
+    "norm": [("ln", "class", "LayerNormalization", 17), ("ln2", "class", "LayerNormalization", 17),
+             ("ln", "axis", -1, 17), ("ln", "center", True, 17), ("ln2", "axis", [2, 3], 17),
+             ("ln2", "center", False, 17), ("rms", "class", "RMSNormalization", 23),
+             ("gn", "class", "GroupNormalization", 21), ("conv", "class", "Conv2D", 21)],
+    "slice": [("crop_cf", "class", "Cropping2D"), ("crop_cf", "data_format", "channels_first"),
+              ("crop_cf", "cropping", [[1, 0], [0, 2]]), ("crop_cl", "class", "Cropping2D"),
+              ("crop_cl", "data_format", "channels_last"), ("crop_cl", "cropping", [[1, 0], [2, 1]]),
+              ("crop1d", "class", "Cropping1D"), ("crop1d", "cropping", [2, 3]), ("tail", "class", "GetItem"),
+              ("stride", "class", "GetItem", 10), ("flip", "class", "GetItem", 10)],
+    "tile": [("rep", "class", "RepeatVector"), ("rep", "n", 4),
+             ("rep_1", "absent", True),  # the Unsqueeze is part of the RepeatVector
+             ("tile", "class_in", {"Tile", "Concatenate"})],  # a Tile op node if kcompat has one, else copies
+    "resize_nhwc": [("up_cl", "class", "UpSampling2D", 7), ("up_cl", "data_format", "channels_last", 7),
+                    ("up_cl", "size", [2, 3], 7), ("up_1d", "class", "UpSampling1D", 7), ("up_1d", "size", 2, 7),
+                    ("up_ncw_to_last", "class", "Permute", 7), ("up_ncw", "class", "UpSampling1D", 7),
+                    ("up_ncw_to_first", "class", "Permute", 7), ("up_bilinear", "interpolation", "bilinear", 11)],
+}
+
+
+def _fact(spec, layer: str, what: str):
+    """One fact of an imported spec, as a STRUCTURE row names it."""
     by_name = {ls.name: ls for ls in spec.layers}
-    classes = {ls.name: ls.class_name for ls in spec.layers}
-    if name == "conv":
-        assert classes["c1_pad"] == "ZeroPadding2D" and by_name["c1_pad"].config["padding"] == [[0, 2], [1, 1]]
-        assert by_name["c1"].config["padding"] == "valid" and by_name["c2"].config["padding"] == "same"
-        assert by_name["c5"].config["padding"] == "same" and "c5_pad" not in classes
-        assert by_name["c3"].config["padding"] == "same" and by_name["c3"].config["dilation_rate"] == [2, 1]
-        assert by_name["c4_pad"].config["padding"] == [[1, 1], [1, 0]]  # 5x4 -> SAME_LOWER puts the odd pixel first
-        assert classes["c1_bias"] == "Add" and not by_name["c1"].config["use_bias"]  # width 4 == filters 4
-        assert all(by_name[c].config["data_format"] == "channels_first" for c in ("c1", "c2", "c3", "c4"))
-    if name == "groups":
-        assert classes["grouped"] == "Conv2D" and by_name["grouped"].config["groups"] == 2
-        assert classes["dw"] == "DepthwiseConv2D" and by_name["dw"].config["depth_multiplier"] == 2
-        assert classes["dw1"] == "DepthwiseConv2D" and not by_name["dw1"].config["use_bias"]
-    if name == "transpose":
-        assert by_name["up1"].config["padding"] == "same" and "up1_crop" not in classes
-        assert by_name["up2"].config["output_padding"] == [1, 1] and classes["up2_crop"] == "Cropping2D"
-    if name == "pool":
-        assert classes["p2_pad"] == "ZeroPadding2D"  # after a relu: zero padding is exact for max pooling
-        assert {c for n, c in classes.items() if n.startswith("p1_pad")} == {"GetItem", "Concatenate"}  # edge
-        assert by_name["p4"].config["padding"] == "same"
-    if name == "mnist":
-        assert [ls.class_name for ls in spec.layers] == [
-            "InputLayer", "Conv2D", "Activation", "MaxPooling2D", "Conv2D", "Activation", "MaxPooling2D",
-            "Flatten", "Dense", "Activation", "Dense"]
-        assert by_name["flatten"].config["data_format"] == "channels_last"  # raw NCHW order, like ONNX
-    if name == "resnet":
-        adds = [ls for ls in spec.layers if ls.class_name == "Add"]
-        assert len(adds) == 2 and all(ls.module == "keras.layers" for ls in adds)
-        assert sum(ls.class_name == "BatchNormalization" for ls in spec.layers) == 6
-        assert by_name["maxpool_pad"].class_name == "ZeroPadding2D"  # after a relu: zero padding is exact
-        assert classes["layer2.conv1_pad"] == "ZeroPadding2D" and classes["layer2.conv1"] == "Conv2D"  # torch names
-    if name == "prelu":
-        assert by_name["prelu"].config["shared_axes"] == [2, 3] and by_name["prelu1"].config["shared_axes"] == [1, 2, 3]
-    if name == "embedding":
-        assert classes["embed"] == "Embedding" and spec.layer("tokens").config["dtype"] == "int64"
-    if name == "concat":
-        assert classes["cat"] == "Concatenate" and by_name["cat"].module == "keras.layers"
-    if name == "squeeze_excite":
-        assert classes["scale"] == "Multiply" and by_name["scale"].module == "keras.layers"
-        assert classes["sum"] == "Add" and len(by_name["sum"].nodes[0].args[0]) == 3
-        assert classes["gap"] == "GlobalAveragePooling2D" and classes["mean"] == "GlobalAveragePooling2D"
-        assert classes["pick"] == classes["rows"] == "GetItem"
-    if name == "norm" and opset >= 17:
-        assert classes["ln"] == classes["ln2"] == "LayerNormalization"
-        assert by_name["ln"].config["axis"] == -1 and by_name["ln"].config["center"]
-        assert by_name["ln2"].config["axis"] == [2, 3] and not by_name["ln2"].config["center"]
-        assert opset < 23 or classes["rms"] == "RMSNormalization"
-        assert opset < 21 or (classes["gn"] == "GroupNormalization" and classes["conv"] == "Conv2D")
-    if name == "slice":
-        assert classes["crop_cf"] == "Cropping2D" and by_name["crop_cf"].config["data_format"] == "channels_first"
-        assert by_name["crop_cf"].config["cropping"] == [[1, 0], [0, 2]]
-        assert classes["crop_cl"] == "Cropping2D" and by_name["crop_cl"].config["data_format"] == "channels_last"
-        assert by_name["crop_cl"].config["cropping"] == [[1, 0], [2, 1]]
-        assert classes["crop1d"] == "Cropping1D" and by_name["crop1d"].config["cropping"] == [2, 3]
-        assert classes["tail"] == "GetItem"
-        assert opset < 10 or classes["stride"] == classes["flip"] == "GetItem"
-    if name == "tile":
-        assert classes["rep"] == "RepeatVector" and by_name["rep"].config["n"] == 4
-        assert "rep_1" not in classes  # the Unsqueeze is part of the RepeatVector
-        assert classes["tile"] in ("Tile", "Concatenate")  # a Tile op node if kcompat has one, else copies
-    if name == "resize_nhwc" and opset >= 7:
-        assert classes["up_cl"] == "UpSampling2D" and by_name["up_cl"].config["data_format"] == "channels_last"
-        assert by_name["up_cl"].config["size"] == [2, 3]
-        assert classes["up_1d"] == "UpSampling1D" and by_name["up_1d"].config["size"] == 2
-        assert [classes[n] for n in ("up_ncw_to_last", "up_ncw", "up_ncw_to_first")] == \
-            ["Permute", "UpSampling1D", "Permute"]
-        assert opset < 11 or by_name["up_bilinear"].config["interpolation"] == "bilinear"
+    if what == "absent":
+        return layer not in by_name
+    if what == "classes":
+        return [ls.class_name for ls in spec.layers]
+    if what == "count":
+        return sum(ls.class_name == layer for ls in spec.layers)
+    if what == "modules":
+        return {ls.module for ls in spec.layers if ls.class_name == layer}
+    if what == "classes_of":
+        return {ls.class_name for ls in spec.layers if ls.name.startswith(layer)}
+    ls = by_name[layer]
+    if what in ("class", "class_in"):
+        return ls.class_name
+    if what == "module":
+        return ls.module
+    if what == "inputs":
+        return len(ls.nodes[0].args[0])
+    return ls.config.get(what)
+
+
+def _check_structure(name: str, spec, opset: int) -> None:
+    for layer, what, expected, *since in STRUCTURE.get(name, []):
+        if opset < (since[0] if since else 0):
+            continue
+        got = _fact(spec, layer, what)
+        ok = got in expected if what == "class_in" else got == expected
+        assert ok, f"{name} (opset {opset}): {layer} {what} = {got!r}, expected {expected!r}"
+
+
+def test_structure_rows_name_real_graphs():
+    assert set(STRUCTURE) <= set(GRAPHS), sorted(set(STRUCTURE) - set(GRAPHS))
 
 
 # ------------------------------------------------------------------ single ops, edge cases, refusals

@@ -6,7 +6,6 @@ import json
 import pytest
 
 from conftest import to_kcompat
-from kcompat.layers import OP_REGISTRY, REGISTRY
 from kcompat.summary import explain_text, summary_json, summary_text
 
 WIDTHS = [(80, None), (120, None), (80, 100), (200, 60)]  # (terminal columns, line_length)
@@ -156,9 +155,7 @@ def test_explain_faq_functional_why(built):
 
 
 def test_op_node_model(keras, tmp_path, monkeypatch):
-    """Keras op nodes (x * 2, ops.exp) show as Keras shows them; skipped until ops are registered."""
-    if "Multiply" not in OP_REGISTRY or "Exp" not in OP_REGISTRY or "Add" not in REGISTRY:
-        pytest.skip("op nodes / merging layers not registered yet")
+    """Keras op nodes (x * 2, ops.exp) show as Keras shows them."""
     L = keras.layers
     inp = keras.Input((4,), name="x")
     h = L.Dense(4, name="d")(inp)

@@ -4,13 +4,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import kcompat
-from kcompat.diff import diff_models
+from kcompat.model_diff import diff_models
 from kcompat.errors import ShapeError
 from kcompat.formats.keras.config import spec_from_config
 from kcompat.model import Model
@@ -77,9 +76,23 @@ def test_diff_ignores_initializers_and_normalises_negative_axis():
     a.spec.layers[1].config["gamma_initializer"] = {"class_name": "Ones", "config": {}}
     a.spec.layers[1].config["momentum"] = 0.99
     assert diff_models(a, b).same, diff_models(a, b).render()
-    from kcompat.diff import _semantic
+    from kcompat.model_diff import _semantic
     assert _semantic({"axis": -1}, 2) == _semantic({"axis": 1}, 2)
     assert _semantic({"axis": -1}, None) != _semantic({"axis": 1}, None)
+
+
+def test_diff_reports_a_weight_that_became_nan():
+    """A NaN weight is a difference (``NaN > atol`` is False, so it used to pass); NaN in both is the same;
+    the NaN reaches the outputs, which are reported too, whatever --atol."""
+    a, b = dense_model(), dense_model()
+    dense = next(i for i, ls in enumerate(b.spec.layers) if ls.weights)
+    b.spec.layers[dense].weights[0][0, 0] = np.nan
+    result = diff_models(a, b, atol=1e9)
+    kinds = {kind for kind, _ in result.differences}
+    assert not result.same and {"weights", "outputs"} <= kinds, result.render()
+    assert any(b.spec.layers[dense].name in m and "kernel" in m for k, m in result.differences if k == "weights")
+    a.spec.layers[dense].weights[0][0, 0] = np.nan
+    assert not [k for k, _ in diff_models(a, b).differences if k == "weights"]
 
 
 def test_unknown_non_batch_dimension_names_the_file():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kcompat.errors import KcompatError, ShapeError, UnsupportedError
-from kcompat.verify.diff import ATOL, RTOL, compare, diff_layer, ulp_distance
+from kcompat.verify.metrics import ATOL, RTOL, compare, diff_layer, ulp_distance
 from kcompat.verify.reference import Reference, ReferenceResult
 from kcompat.verify.report import EXTRA_LAYER_KEYS, LAYER_KEYS
 from kcompat.verify.run import verify_file, verify_model

@@ -1,7 +1,7 @@
 """The Reference interface: another implementation that runs the same model.
 
 A reference is given the kcompat Model (for names and structure) and the inputs, and
-returns what it computed for each layer, so diff.py can line them up by layer name.
+returns what it computed for each layer, so metrics.py can line them up by layer name.
 Implementations: keras.py (real Keras, one multi-output call), onnxruntime.py (ONNX
 Runtime on kcompat's export or on the original .onnx file).
 """

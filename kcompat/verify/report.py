@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from .diff import LayerDiff
+from .metrics import LayerDiff
 
 LAYER_KEYS = ("name", "class_name", "ok", "output_shape", "reference_output_shape", "params", "reference_params",
               "max_abs_err", "max_rel_err", "max_ulp")

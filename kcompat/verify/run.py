@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import KcompatError, ShapeError, UnsupportedError
 from ..layers.base import fmt_shape
-from .diff import ATOL, RTOL, diff_model, first_mismatch, shape_matches
+from .metrics import ATOL, RTOL, diff_model, first_mismatch, shape_matches
 from .reference import Reference, ReferenceResult
 from .report import Report
 
@@ -21,7 +21,7 @@ def verify_file(path: str, weights: str | None = None, reference: str | Referenc
     ``inputs``: a list of arrays or a dict by input name; default seeded standard normal
     float32 with batch ``batch``. A model without weights gets seeded random weights
     (``seed``), and the reference is given the same ones. ``atol`` / ``rtol`` None mean the
-    float32 defaults of diff.py (ATOL = 1e-5, RTOL = 1e-4).
+    float32 defaults of metrics.py (ATOL = 1e-5, RTOL = 1e-4).
     """
     from ..formats import load_spec
     from ..model import Model

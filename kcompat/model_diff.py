@@ -1,16 +1,17 @@
-"""Diff two models: structure and config, shapes, parameter counts, weights, outputs.
+"""Diff two models (``kcompat diff A B``): structure and config, shapes, parameter counts, weights, outputs.
 
 Layers are matched by name. Config keys that do not change what a layer computes at
 inference (initializers, regularizers, constraints, trainable, dtype policy) are ignored.
+Weights and outputs are compared with verify's metrics (verify/metrics.py ``compare``): equal values,
+inf == inf and NaN vs NaN are the same; NaN vs a number, or inf vs anything else, is a difference.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .layers.base import fmt_shape
 from .model import Model
+from .verify.metrics import compare
 
 IGNORED_KEYS = {"name", "trainable", "dtype", "kernel_initializer", "bias_initializer", "kernel_regularizer",
                 "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint",
@@ -107,9 +108,9 @@ def _diff_weights(la, lb, info, atol: float, result: DiffResult) -> None:
         if x.shape != y.shape:
             result.add("weights", f"'{la.name}'/{name}: shape {fmt_shape(x.shape)} vs {fmt_shape(y.shape)}")
             continue
-        d = float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))) if x.size else 0.0
-        if d > atol:
-            result.add("weights", f"'{la.name}'/{name}: max abs diff {d:.6g}")
+        errors = compare(x, y, atol=atol, rtol=0.0)
+        if not errors.ok:
+            result.add("weights", f"'{la.name}'/{name}: max abs diff {errors.max_abs_err:.6g}")
     if len(wa) != len(wb):
         result.add("weights", f"'{la.name}': {len(wa)} vs {len(wb)} weights")
 
@@ -134,8 +135,9 @@ def _diff_outputs(a: Model, b: Model, atol: float, seed: int, batch: int, result
         if p.shape != q.shape:
             result.add("outputs", f"output {i}: shape {fmt_shape(p.shape)} vs {fmt_shape(q.shape)}")
             continue
-        d = float(np.max(np.abs(p.astype(np.float64) - q.astype(np.float64)))) if p.size else 0.0
-        worst = max(worst, d)
-        if not d <= atol:
-            result.add("outputs", f"output {i} ('{a.output_names[i]}'): max abs diff {d:.6g} on seeded inputs")
+        errors = compare(p, q, atol=atol, rtol=0.0)
+        worst = max(worst, errors.max_abs_err)
+        if not errors.ok:
+            result.add("outputs", f"output {i} ('{a.output_names[i]}'): max abs diff {errors.max_abs_err:.6g} "
+                                  f"on seeded inputs")
     result.max_output_abs = worst
