@@ -443,8 +443,7 @@ def test_torch_cnn_graphs(keras, name, opset, tmp_path):
 # The Keras layers each graph must become: the lowerings formats/onnx/import_/ promises.
 # A row is (layer name, what, expected[, oldest opset it holds from]). ``what`` is a config key, or:
 # "class", "module", "absent" (no such layer), "inputs" (tensors in its first call), "classes_of"
-# (the set of classes of the layers whose names start with it), "count" (layers of class ``layer``),
-# "class_in" (its class is one of the expected).
+# (the set of classes of the layers whose names start with it), "count" (layers of class ``layer``).
 MNIST = ["InputLayer", "Conv2D", "Activation", "MaxPooling2D", "Conv2D", "Activation", "MaxPooling2D", "Flatten",
          "Dense", "Activation", "Dense"]
 STRUCTURE = {
@@ -483,7 +482,7 @@ STRUCTURE = {
               ("stride", "class", "GetItem", 10), ("flip", "class", "GetItem", 10)],
     "tile": [("rep", "class", "RepeatVector"), ("rep", "n", 4),
              ("rep_1", "absent", True),  # the Unsqueeze is part of the RepeatVector
-             ("tile", "class_in", {"Tile", "Concatenate"})],  # a Tile op node if kcompat has one, else copies
+             ("tile", "class", "Tile")],
     "resize_nhwc": [("up_cl", "class", "UpSampling2D", 7), ("up_cl", "data_format", "channels_last", 7),
                     ("up_cl", "size", [2, 3], 7), ("up_1d", "class", "UpSampling1D", 7), ("up_1d", "size", 2, 7),
                     ("up_ncw_to_last", "class", "Permute", 7), ("up_ncw", "class", "UpSampling1D", 7),
@@ -505,7 +504,7 @@ def _fact(spec, layer: str, what: str):
     if what == "classes_of":
         return {ls.class_name for ls in spec.layers if ls.name.startswith(layer)}
     ls = by_name[layer]
-    if what in ("class", "class_in"):
+    if what == "class":
         return ls.class_name
     if what == "module":
         return ls.module
@@ -519,8 +518,7 @@ def _check_structure(name: str, spec, opset: int) -> None:
         if opset < (since[0] if since else 0):
             continue
         got = _fact(spec, layer, what)
-        ok = got in expected if what == "class_in" else got == expected
-        assert ok, f"{name} (opset {opset}): {layer} {what} = {got!r}, expected {expected!r}"
+        assert got == expected, f"{name} (opset {opset}): {layer} {what} = {got!r}, expected {expected!r}"
 
 
 def test_structure_rows_name_real_graphs():

@@ -80,6 +80,8 @@ SHAPE_OPS = [
     row("concatenate_last", lambda k, x, y: k.ops.concatenate([x, y], axis=-1), A, (4, 2)),
     row("concatenate_axis1", lambda k, x, y: k.ops.concatenate([x, y], axis=1), A, (2, 3)),
     row("stack_axis1", lambda k, x, y: k.ops.stack([x, y], axis=1), A, A),
+    row("tile_per_axis", lambda k, x: k.ops.tile(x, (1, 2, 3)), A),
+    row("tile_short_repeats_count_from_the_last_axis", lambda k, x: k.ops.tile(x, 2), A),
     row("getitem_slice", lambda k, x: x[:, 1:3], A),
     row("getitem_ellipsis_int", lambda k, x: x[..., 0], A),
     row("getitem_newaxis_int", lambda k, x: x[:, None, 1], A),

@@ -1,5 +1,5 @@
 """Keras 3 op nodes that reduce or rearrange: reductions (Mean ... Logsumexp, Argmax / Argmin), Reshape,
-Transpose, ExpandDims, Squeeze, Concatenate, Stack, GetItem (``x[:, 1:3]``).
+Transpose, ExpandDims, Squeeze, Concatenate, Stack, Tile, GetItem (``x[:, 1:3]``).
 
 Output shapes follow keras/src/ops/operation_utils.py (``reduce_shape``, ``compute_reshape_output_shape``)
 and keras/src/ops/numpy.py. The op base and elementwise ops are in ops.py.
@@ -188,6 +188,32 @@ class Stack(Op):
 
     def node_input_shape(self, args, kwargs):
         return list(args[0])
+
+
+@register("Tile", op=True)
+class Tile(Op):
+    """``ops.tile(x, repeats)``: x repeated along each axis; ``repeats`` shorter than x's rank counts from the
+    last axis, longer prepends size-1 axes to x (keras/src/ops/numpy.py Tile.compute_output_spec)."""
+
+    what = "repeats the tensor along its axes"
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        reps = self.get("repeats")
+        reps = [reps] if isinstance(reps, int) and not isinstance(reps, bool) else reps
+        if (not isinstance(reps, (list, tuple)) or not reps
+                or any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in reps)):
+            raise self.fail(f"'repeats' must be a non-negative integer or a list of them. Received: repeats={reps!r}")
+        self.repeats = tuple(reps)
+
+    def compute(self, x):
+        return np.tile(x, self.repeats)  # (d1, .., dn) -> (d1 * r1, .., dn * rn)
+
+    def shape(self, x):
+        shape, reps = list(shape_of(x)), list(self.repeats)
+        shape = [1] * (len(reps) - len(shape)) + shape
+        reps = [1] * (len(shape) - len(reps)) + reps
+        return tuple(None if d is None else d * r for d, r in zip(shape, reps))
 
 
 def getitem_key(raw: Any, where: str) -> Any:

@@ -1,5 +1,5 @@
 """ONNX exporters of Keras 3 op nodes that reduce or rearrange: reductions (Sum ... Logsumexp, Any / All,
-Argmax / Argmin), Reshape, Transpose, ExpandDims, Squeeze, Concatenate, Stack, GetItem.
+Argmax / Argmin), Reshape, Transpose, ExpandDims, Squeeze, Concatenate, Stack, Tile, GetItem.
 
 Logsumexp as tf.reduce_logsumexp (finite max shifted out); argmax with -0.0 below +0.0 (Keras on TF).
 Reference: keras/src/ops/numpy.py, kcompat/layers/ops_array.py.
@@ -160,6 +160,17 @@ def stack(ctx, layer, inputs, weights):
     tensors, _ = promote(ctx, inputs[0])
     axes = ctx.ints([layer.axis], "axes")
     return ctx.op("Concat", *[ctx.op("Unsqueeze", t, axes) for t in tensors], axis=int(layer.axis))
+
+
+@op_exporter("Tile")
+def tile(ctx, layer, inputs, weights):
+    """ONNX Tile takes one repeat per axis: pad ``repeats`` with 1s in front, or x with leading size-1 axes."""
+    x, reps = inputs[0], list(layer.repeats)
+    rank = len(ctx.shape(x))
+    if len(reps) > rank:
+        x = ctx.op("Unsqueeze", x, ctx.ints(list(range(len(reps) - rank)), "axes"))  # (..) -> (1, .., ..)
+    reps = [1] * (rank - len(reps)) + reps
+    return ctx.op("Tile", x, ctx.ints(reps, "repeats"))
 
 
 @op_exporter("GetItem")

@@ -5,7 +5,6 @@ Contract: lowering.py. Reference: onnx/reference/ops/op_slice.py, op_pad.py, op_
 from __future__ import annotations
 
 
-import math
 
 import numpy as np
 
@@ -233,28 +232,12 @@ def Slice(b, data, starts=None, ends=None, axes=None, steps=None):
 
 @lowering("Tile")
 def Tile(b, input, repeats):
-    """Tiling non-batch axes: a Keras Tile op node if kcompat has one, else a Concatenate of copies per axis.
-    (Unsqueeze -> Tile, Keras's RepeatVector, is a pattern: patterns.py.)"""
-    from ....layers.base import OP_REGISTRY
+    """A Keras Tile op node. (Unsqueeze -> Tile, Keras's RepeatVector, is a pattern: patterns.py.)"""
     x = as_sym(b, input)
     reps = [int(v) for v in np.reshape(as_const(repeats, "repeats"), -1)]
-    rank = b.rank(x)
-    if len(reps) != rank or any(r < 1 for r in reps):
-        raise refuse(f"repeats={reps} for a rank-{rank} input")
-    if reps[0] != 1:
-        raise refuse(f"repeats={reps} (tiling the batch axis)")
-    if all(r == 1 for r in reps):
-        return x
-    if "Tile" in OP_REGISTRY:
-        return b.op("Tile", [x], repeats=reps)
-    if math.prod(reps) > 64:
-        raise refuse(f"repeats={reps} (more than 64 copies as Concatenate)")
-    todo = [(a, r) for a, r in enumerate(reps) if r > 1]
-    y = x
-    for i, (a, r) in enumerate(todo):
-        inner = i < len(todo) - 1
-        y = b.op("Concatenate", [[y] * r], axis=a, inner=inner, suffix="repeat" if inner else None)
-    return y
+    if len(reps) != b.rank(x) or any(r < 0 for r in reps):
+        raise refuse(f"repeats={reps} for a rank-{b.rank(x)} input")
+    return x if all(r == 1 for r in reps) else b.op("Tile", [x], repeats=reps)
 
 
 
