@@ -11,6 +11,7 @@ import numpy as np
 from ....errors import UnsupportedError
 from ....layers.ops_array import getitem_key
 from ..common import INT64_MAX, INT64_MIN
+from .merging import concatenate
 from .operands import BOOL, INT32, as_bool, as_float, cast_to, const_like, kind, promote
 from .registry import op_exporter
 
@@ -123,11 +124,7 @@ def reshape(ctx, layer, inputs, weights):
     return ctx.op("Reshape", inputs[0], ctx.ints(target, "shape"))
 
 
-@op_exporter("Concatenate")
-def concatenate(ctx, layer, inputs, weights):
-    tensors = inputs[0] if isinstance(inputs[0], list) else inputs
-    axis = layer.config.get("axis")
-    return ctx.op("Concat", *[ctx.operand(t) for t in tensors], axis=-1 if axis is None else int(axis))
+op_exporter("Concatenate")(concatenate)  # ops.concatenate computes what the Concatenate layer does
 
 
 @op_exporter("Transpose")
