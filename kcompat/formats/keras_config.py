@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import FormatError, UnsupportedError
 from ..spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
+from .keras_dialect import from_keras2, to_keras3
 
 # Layer classes that carry Python code: refused by name, never deserialized.
 CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TorchModuleWrapper"}
@@ -54,6 +55,8 @@ def spec_from_config(data: dict, source: str, keras_version: str | None = None) 
             f"{source}: model class {class_name!r} is not supported; expected 'Sequential' or 'Functional'")
     spec.keras_version = keras_version
     _refuse_code(spec, source)
+    if str(keras_version or "").startswith("2"):
+        from_keras2(spec.layers)  # what Keras 2 meant by words Keras 3 reads differently (keras_dialect.py)
     return spec
 
 
@@ -235,14 +238,6 @@ def _check_refs(spec: ModelSpec, source: str) -> None:
 
 # ---------------------------------------------------------------- writing (Keras 3 dialect)
 
-def _dtype_policy(cfg: dict) -> dict:
-    cfg = dict(cfg)
-    if isinstance(cfg.get("dtype"), str):
-        cfg["dtype"] = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": cfg["dtype"]},
-                        "registered_name": None}
-    return cfg
-
-
 def _tensor_json(ref: TensorRef, shapes: dict) -> dict:
     shape = shapes.get(ref)
     return {"class_name": "__keras_tensor__",
@@ -251,14 +246,15 @@ def _tensor_json(ref: TensorRef, shapes: dict) -> dict:
 
 
 def layer_config_json(layer: LayerSpec) -> dict:
-    """A layer's config as Keras 3 writes it (dtype as a DTypePolicy)."""
-    cfg = copy.deepcopy(layer.config)
-    if layer.class_name == "InputLayer" or layer.is_op:
-        return cfg
-    cfg.pop("batch_input_shape", None)
-    if layer.class_name.endswith("Transpose") and cfg.get("groups") == 1:
-        del cfg["groups"]  # tf.keras writes groups=1 on Conv*DTranspose; Keras 3's refuses the keyword
-    return _dtype_policy(cfg)
+    """A layer's config as Keras 3 writes it: Keras 2 keys dropped or rewritten (keras_dialect.to_keras3)."""
+    return layer_entry_json(layer)["config"]
+
+
+def layer_entry_json(layer: LayerSpec) -> dict:
+    """A layer's ``module`` / ``class_name`` / ``config`` / ``registered_name`` as Keras 3 writes them."""
+    entry = {"module": layer.module or ("keras.layers" if not layer.is_op else None), "class_name": layer.class_name,
+             "config": copy.deepcopy(layer.config), "registered_name": layer.class_name if layer.is_op else None}
+    return entry if layer.is_op else to_keras3(entry)
 
 
 def config_from_spec(spec: ModelSpec, shapes: dict | None = None) -> dict:
@@ -266,9 +262,7 @@ def config_from_spec(spec: ModelSpec, shapes: dict | None = None) -> dict:
     shapes = shapes or {}
     entries = []
     for layer in spec.layers:
-        entry = {"module": layer.module or ("keras.layers" if not layer.is_op else None),
-                 "class_name": layer.class_name, "config": layer_config_json(layer),
-                 "registered_name": layer.class_name if layer.is_op else None}
+        entry = layer_entry_json(layer)
         if layer.class_name != "InputLayer" and not layer.is_op and layer.nodes:
             first = layer.nodes[0].refs()
             in_shapes = [shapes.get(r) for r in first]
