@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import FormatError, UnsupportedError
 from ..spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
-from .keras_dialect import from_keras2, to_keras3
+from .keras_dialect import CLASSES, from_keras2, to_keras3
 
 # Layer classes that carry Python code: refused by name, never deserialized.
 CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TorchModuleWrapper"}
@@ -68,6 +68,9 @@ def _layer_base(entry: Any, source: str, index: int) -> LayerSpec:
     cfg.setdefault("name", name)
     layer = LayerSpec(name=name, class_name=entry["class_name"], config=cfg, module=entry.get("module"),
                       build_config=entry.get("build_config"))
+    if CLASSES.get(layer.class_name, ("", ""))[0] is None:  # Keras 2 only, no Keras 3 equivalent (keras_dialect)
+        raise UnsupportedError(f"{source}: layer '{name}' ({layer.class_name}) is not supported: "
+                               f"{CLASSES[layer.class_name][1]}")
     if not layer.is_op and isinstance(cfg.get("axis"), list) and len(cfg["axis"]) == 1:
         cfg["axis"] = int(cfg["axis"][0])  # Keras 2 wrote axis=[3]; Keras 3 from_config wants 3 (its legacy
         # loader converts the same way: keras/src/legacy/saving/saving_utils.py model_from_config)

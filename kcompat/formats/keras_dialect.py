@@ -103,9 +103,10 @@ ROWS: tuple[Row, ...] = (
     Row((ANY,), "rng_type", "drop", None,
         "K2 engine/base_layer.py:3935-3944 (BaseRandomLayer) writes it; K3 random layers refuse it; it picks "
         "the training-time random generator only"),
-    Row((ANY,), "activation", "rewrite", _activation,
+    Row((ANY,), "*activation", "rewrite", _activation,
         "K2 activations.py:426-450 + backend.py:5939-5944 hard_sigmoid = clip(0.2x + 0.5); K3 "
-        "backend/tensorflow/nn.py:108-110 = relu6(x + 3) / 6 (from_keras2 marks the Keras 2 one)"),
+        "backend/tensorflow/nn.py:108-110 = relu6(x + 3) / 6 (from_keras2 marks the Keras 2 one). Also "
+        "recurrent_activation: K2 rnn/conv_lstm*.py default it to hard_sigmoid, K3 to sigmoid"),
     Row((ANY,), "*_constraint", "rewrite", _keras3_constraint,
         "K2 constraints.py:259 RadialConstraint; K3 constraints/__init__.py:12-18 has no such class"),
     Row(("InputLayer",), "batch_input_shape", "rename", "batch_shape",
@@ -202,16 +203,25 @@ def _apply(row: Row, cfg: dict, key: str, where: str) -> None:
 
 
 def from_keras2(layers: list) -> None:
-    """Mark, in place, what a Keras 2 file means differently from the same words in Keras 3 (LayerSpecs).
+    """Rewrite, in place, what a Keras 2 file says in words Keras 3 reads differently or not at all (LayerSpecs).
 
-    Only ``hard_sigmoid`` so far: Keras 2's clip(0.2 x + 0.5, 0, 1) becomes ``keras2:hard_sigmoid``,
-    which kcompat computes and the Keras 3 writers refuse (``to_keras3``)."""
+    ``hard_sigmoid`` (Keras 2: clip(0.2 x + 0.5, 0, 1)) becomes ``keras2:hard_sigmoid``, which kcompat
+    computes and the Keras 3 writers refuse; ThresholdedReLU becomes the ReLU that computes the same."""
     for layer in layers:
-        if layer.config.get("activation") == "hard_sigmoid":
-            layer.config["activation"] = KERAS2_HARD_SIGMOID
+        for key in _activation_keys(layer.config):
+            if layer.config[key] == "hard_sigmoid":
+                layer.config[key] = KERAS2_HARD_SIGMOID
+        if layer.class_name in CLASSES and CLASSES[layer.class_name][0] is not None:
+            entry = to_keras3({"class_name": layer.class_name, "config": layer.config})
+            layer.class_name, layer.config = entry["class_name"], entry["config"]
 
 
 def keras2_meanings(layers: list) -> list[str]:
     """Layers whose Keras 2 meaning Keras 3 would read differently (from_keras2's marks), one line each."""
     return [f"layer '{l.name}' ({l.class_name}) uses Keras 2's hard_sigmoid, which Keras 3 computes differently"
-            for l in layers if l.config.get("activation") == KERAS2_HARD_SIGMOID]
+            for l in layers if any(l.config[k] == KERAS2_HARD_SIGMOID for k in _activation_keys(l.config))]
+
+
+def _activation_keys(config: dict) -> list[str]:
+    """``activation``, ``recurrent_activation``: the keys naming an activation function."""
+    return [k for k in config if k.endswith("activation")]
