@@ -312,6 +312,10 @@ def test_keras2_hard_sigmoid_is_computed_as_keras2_and_verified_against_it(tfk, 
     report = verify_file(str(path))
     assert report.ok and report.reference.startswith("tf_keras"), report.render()
     assert "uses Keras 2's hard_sigmoid" in report.notes[0]
+    import onnxruntime as ort  # .onnx can say it: HardSigmoid with Keras 2's alpha 0.2, beta 0.5
+    kcompat.save(kcompat.load(str(path)), str(tmp_path / "hs.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "hs.onnx"))
+    close(session.run(None, {session.get_inputs()[0].name: data})[0], model(data), "ONNX Runtime vs tf_keras")
 
 
 # ---------------------------------------------------------------- whole models
