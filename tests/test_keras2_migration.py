@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -112,7 +112,6 @@ class Case:
     layer: str = "t"
     atol: float = ATOL
     level: str = "file"
-    extra: dict = field(default_factory=dict)
 
 
 def one(layer_fn, shape, dtype="float32"):
