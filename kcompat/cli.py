@@ -140,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="compare every layer against real Keras or ONNX Runtime")
     v.add_argument("model")
     v.add_argument("--weights")
-    v.add_argument("--reference", choices=["keras", "onnxruntime"],
-                   help="default: keras for Keras files, onnxruntime (on the original file) for .onnx")
+    v.add_argument("--reference", choices=["keras", "tf_keras", "onnxruntime"],
+                   help="default: keras for Keras files (Keras 2 files Keras 3 cannot read run in tf_keras, with a "
+                        "note), onnxruntime (on the original file) for .onnx; tf_keras: Keras 2 itself")
     v.add_argument("--input", help=".npy/.npz inputs (default: seeded standard normal)")
     v.add_argument("--batch", type=int, default=4)
     v.add_argument("--seed", type=int, default=0)

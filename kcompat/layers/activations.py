@@ -133,6 +133,18 @@ def hard_sigmoid(x):
     return relu6(x + _c(3, x)) / _c(6, x)
 
 
+# Names only Keras 2 files mean (formats/keras/dialect.py from_keras2 writes them): not Keras 3 names.
+KERAS2_HARD_SIGMOID = "keras2:hard_sigmoid"
+
+
+def keras2_hard_sigmoid(x):
+    """tf_keras/src/backend.py hard_sigmoid: clip(0.2 x + 0.5, 0, 1), in its order of operations."""
+    return np.clip(x * _c(0.2, x) + _c(0.5, x), _c(0, x), _c(1, x))
+
+
+KERAS2_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {KERAS2_HARD_SIGMOID: keras2_hard_sigmoid}
+
+
 @activation("hard_silu", "hard_swish")
 def hard_silu(x):
     return x * hard_sigmoid(x)
@@ -267,7 +279,7 @@ def activation_name(value: Any, where: str = "") -> str:
 def get_activation(value: Any, where: str = "") -> Callable[[np.ndarray], np.ndarray]:
     """Look up an activation by Keras name; unknown names are refused with the list of known ones."""
     name = activation_name(value, where)
-    fn = ACTIVATIONS.get(name)  # case-sensitive, as Keras: "ReLU" is refused there too
+    fn = ACTIVATIONS.get(name) or KERAS2_ACTIVATIONS.get(name)  # case-sensitive, as Keras: "ReLU" is refused
     if fn is None:
         prefix = f"{where}: " if where else ""
         raise UnsupportedError(f"{prefix}unknown activation; expected one of {sorted(ACTIVATIONS)}. "

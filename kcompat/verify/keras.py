@@ -2,7 +2,9 @@
 
 The model is read by Keras itself (``keras.models.load_model`` / ``model_from_json`` +
 ``load_weights``), never from kcompat's re-write, so kcompat reader bugs show up as
-mismatches. Only when Keras cannot read the file (an .onnx, a file Keras 3 refuses) does
+mismatches. A file Keras 2 wrote that Keras 3 refuses (or would compute differently:
+formats/keras/dialect.py keras2_meanings) runs in Keras 2 itself (tf_keras.py), and the notes say so.
+Only when Keras cannot read the file otherwise (an .onnx, a Keras 3 file it refuses) does
 kcompat write a temporary .keras for it, and the notes say so. Every layer's output
 comes from ONE call of ``keras.Model(inputs, [each layer's first-call output])``.
 Reference: keras/src/models/functional.py, keras/src/ops/function.py (``_nodes``).
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KcompatError
+from ..formats.keras.dialect import keras2_meanings
 from .reference import Reference, ReferenceResult
 
 
@@ -65,9 +68,13 @@ class KerasReference(Reference):
     """
 
     name = "keras"
+    who = "Keras"  # in notes
+    keras2_fallback = True  # a Keras 2 file Keras 3 cannot read (or reads differently) runs in tf_keras
 
-    def __init__(self, path: str, weights: str | None = None, use_model_weights: bool | None = None):
+    def __init__(self, path: str, weights: str | None = None, use_model_weights: bool | None = None,
+                 keras2: type | None = None):
         self.path = str(path)
+        self.keras2 = keras2  # the Keras 2 reference class for the fallback (verify/tf_keras.py; run.py gives it)
         if weights is None and Path(self.path).suffix.lower() == ".json":
             from ..formats.keras.json_file import weights_path_for  # kcompat's own rule: <stem>.weights.h5 beside
             beside = weights_path_for(self.path)
@@ -77,19 +84,25 @@ class KerasReference(Reference):
             if use_model_weights is None else use_model_weights
 
     def run(self, model, inputs: list[np.ndarray]) -> ReferenceResult:
-        keras = import_keras()
+        module = self.import_module()
         notes: list[str] = []
-        with warnings.catch_warnings():  # Keras's advice to the model's author ("Do not pass an input_shape")
-            warnings.simplefilter("ignore")
-            kmodel = self._load(keras, model, notes)
+        changed = self.keras2_fallback and keras2_meanings(model.spec.layers)
+        if changed:  # Keras 3 reads this Keras 2 file, but computes something else: Keras 2 is the oracle
+            return self._keras2(model, inputs, changed[0])
+        try:
+            with warnings.catch_warnings():  # Keras's advice to the model's author ("Do not pass an input_shape")
+                warnings.simplefilter("ignore")
+                kmodel = self._load(module, model, notes)
+        except _Keras2File as e:
+            return self._keras2(model, inputs, f"Keras 3 could not read {self.path} ({e})")
         low = sorted({(l.dtype_policy.name, l.compute_dtype) for l in kmodel._flatten_layers(include_self=False)
                       if getattr(l, "compute_dtype", "float32") not in ("float32", "float64")})
         for policy, dtype in low:
-            notes.append(f"Keras computes layers with dtype policy '{policy}' in {dtype}; kcompat computes in "
+            notes.append(f"{self.who} computes layers with dtype policy '{policy}' in {dtype}; kcompat computes in "
                          f"float32, so differences of order 1e-3 are expected there (raise --atol / --rtol)")
         graph = getattr(kmodel, "_functional", None) or kmodel  # a Sequential runs through its Functional
-        first = _first_nodes(graph)
-        k_inputs = _match_inputs(graph, model)  # kcompat input name -> Keras input tensor
+        first = self.first_nodes(graph)
+        k_inputs = _match_inputs(self.input_names(graph), graph.inputs, model, self)  # kcompat name -> tensor
         fed = dict(zip(model.input_names, inputs))
         feed = [fed[name] for name in _names_in_order(k_inputs, graph.inputs)]
         probe_names, probe_outputs, outputs, params, declared = [], [], {}, {}, {}
@@ -99,27 +112,66 @@ class KerasReference(Reference):
                 outputs[name], params[name], declared[name] = fed[name], 0, tuple(k_inputs[name].shape)
                 continue
             if name not in first:
-                notes.append(f"layer '{name}' was not found in the Keras model; not compared")
+                notes.append(f"layer '{name}' was not found in the {self.who} model; not compared")
                 continue
-            op, node = first[name]
-            tensors = node.output_tensors
+            op, tensors = first[name]
             params[name] = int(op.count_params()) if hasattr(op, "count_params") and op.built else 0
             declared[name] = tuple(tensors[0].shape) if len(tensors) == 1 else [tuple(t.shape) for t in tensors]
             probe_names.append((name, len(tensors)))
             probe_outputs.extend(tensors)
         if probe_outputs:
             try:
-                probe = keras.Model(inputs=graph.inputs, outputs=probe_outputs)
+                probe = module.Model(inputs=graph.inputs, outputs=probe_outputs)
                 values = probe(feed, training=False)  # the ONE Keras call
             except Exception as e:  # Keras itself cannot run the model (e.g. glu's wrong declared shape)
-                raise KcompatError(f"keras reference: Keras could not run {self.path}: {_first_line(e, 300)}") from None
-            values = [keras.ops.convert_to_numpy(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+                raise KcompatError(f"{self.name} reference: {self.who} could not run {self.path}: "
+                                   f"{first_line(e, 300)}") from None
+            values = [np.asarray(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
             i = 0
             for name, n in probe_names:
                 outputs[name] = values[i] if n == 1 else values[i:i + n]
                 i += n
-        label = f"keras {keras.__version__} ({keras.backend.backend()})"
-        return ReferenceResult(label, outputs, params, declared, notes)
+        return ReferenceResult(self.label(module), outputs, params, declared, notes)
+
+    # -- what differs between Keras 3 and Keras 2 (tf_keras.py overrides these)
+    def import_module(self):
+        return import_keras()
+
+    def label(self, keras) -> str:
+        return f"keras {keras.__version__} ({keras.backend.backend()})"
+
+    def first_nodes(self, graph) -> dict:
+        """Operation name -> (operation, output tensors of its first call node inside this model)."""
+        from keras.src.ops.function import make_node_key
+        own = graph._nodes
+        first = {}
+        for op in graph.operations:
+            for i, node in enumerate(op._inbound_nodes):
+                if make_node_key(op, i) in own:
+                    first[op.name] = (op, list(node.output_tensors))
+                    break
+        return first
+
+    def input_names(self, graph) -> list[str]:
+        return [t._keras_history.operation.name for t in graph.inputs]
+
+    def operations(self, graph) -> dict:
+        return {op.name: op for op in graph.operations}
+
+    def _keras2(self, model, inputs, why: str) -> ReferenceResult:
+        """Keras 2 (tf_keras) as the reference, ``why`` noted first; without tf_keras, Keras 3 as before."""
+        try:
+            if self.keras2 is None:
+                raise KcompatError("no Keras 2 reference was given (make_reference gives verify/tf_keras.py's)")
+            ref = self.keras2(self.path, self.weights, self.use_model_weights)
+            ref.import_module()
+        except KcompatError as e:
+            result = _Keras3Only(self).run(model, inputs)
+            result.notes.insert(0, f"{why}; Keras 2 could not be the reference: {e}")
+            return result
+        result = ref.run(model, inputs)
+        result.notes.insert(0, f"{why}; the reference is Keras 2 (tf_keras), which wrote it")
+        return result
 
     def _load(self, keras, model, notes: list[str]):
         """Keras's own reading of the original file; kcompat's re-write only if Keras cannot read it."""
@@ -132,25 +184,60 @@ class KerasReference(Reference):
             else:
                 raise ValueError(f"Keras does not read {ext!r} files")
         except Exception as e:  # Keras raises many types; any of them means "Keras cannot read it"
-            notes.append(f"Keras could not read {self.path} ({_first_line(e)}); the reference ran on kcompat's "
+            if str(model.spec.keras_version or "").startswith("2") and self.keras2_fallback:
+                raise _Keras2File(first_line(e)) from None
+            notes.append(f"Keras could not read {self.path} ({first_line(e)}); the reference ran on kcompat's "
                          f"re-write as .keras, so kcompat reader bugs are not caught")
             try:
                 return _load_rewrite(keras, model)
             except Exception as e2:
-                raise KcompatError(f"keras reference: Keras could not read {self.path} ({_first_line(e)}) nor "
-                                   f"kcompat's re-write of it ({_first_line(e2)}); try --reference onnxruntime"
+                raise KcompatError(f"keras reference: Keras could not read {self.path} ({first_line(e)}) nor "
+                                   f"kcompat's re-write of it ({first_line(e2)}); try --reference onnxruntime"
                                    ) from None
+        return self._own_weights(kmodel, model, notes)
+
+    def _own_weights(self, kmodel, model, notes: list[str]):
+        """--weights over the file's own, or kcompat's random weights for an architecture-only file."""
         if self.use_model_weights:
-            _set_weights(kmodel, model)
-            notes.append("Keras was given kcompat's weights layer by layer (the file has none of its own)")
+            self.set_weights(kmodel, model)
+            notes.append(f"{self.who} was given kcompat's weights layer by layer (the file has none of its own)")
         elif self.weights is not None:  # --weights given: both sides load them over the file's own
             try:
                 kmodel.load_weights(self.weights)
             except Exception as e:
-                _set_weights(kmodel, model)
-                notes.append(f"Keras could not load weights {self.weights} ({_first_line(e)}); Keras was given "
-                             f"the weights kcompat read, layer by layer, so weight-reader bugs are not caught")
+                self.set_weights(kmodel, model)
+                notes.append(f"{self.who} could not load weights {self.weights} ({first_line(e)}); {self.who} was "
+                             f"given the weights kcompat read, layer by layer, so weight-reader bugs are not caught")
         return kmodel
+
+    def set_weights(self, kmodel, model) -> None:
+        """Give each Keras layer the kcompat layer's weights (same name, Keras order)."""
+        graph = getattr(kmodel, "_functional", None) or kmodel
+        ops = self.operations(graph)
+        for ls in model.spec.layers:
+            if not ls.weights:
+                continue
+            if ls.name not in ops:
+                raise KcompatError(f"{self.name} reference: layer '{ls.name}' is not in the model; cannot give it "
+                                   f"weights")
+            try:
+                ops[ls.name].set_weights(ls.weights)
+            except ValueError as e:
+                raise KcompatError(f"{self.name} reference: layer '{ls.name}': {self.who} refused kcompat's "
+                                   f"weights: {first_line(e)}") from None
+
+
+class _Keras2File(Exception):
+    """Keras 3 could not read a file Keras 2 wrote (the message is Keras 3's reason)."""
+
+
+class _Keras3Only(KerasReference):
+    """Keras 3 even for a Keras 2 file (tf_keras is missing): the re-write path where Keras 3 cannot read it."""
+
+    keras2_fallback = False
+
+    def __init__(self, ref: KerasReference):
+        super().__init__(ref.path, ref.weights, ref.use_model_weights)
 
 
 def _model_from_json(keras, text: str):
@@ -176,29 +263,15 @@ def _load_rewrite(keras, model):
         return keras.models.load_model(path, compile=False)
 
 
-def _first_nodes(graph) -> dict:
-    """Operation name -> (operation, its first call node inside this model)."""
-    from keras.src.ops.function import make_node_key
-    own = graph._nodes
-    first = {}
-    for op in graph.operations:
-        for i, node in enumerate(op._inbound_nodes):
-            if make_node_key(op, i) in own:
-                first[op.name] = (op, node)
-                break
-    return first
-
-
-def _match_inputs(graph, model) -> dict:
+def _match_inputs(names: list[str], tensors: list, model, ref: KerasReference) -> dict:
     """kcompat input name -> Keras input tensor: by name, else by position (Keras 2 files
     without an InputLayer get a made-up input name on each side)."""
-    names = [t._keras_history.operation.name for t in graph.inputs]
     if set(names) == set(model.input_names):
-        return {n: t for n, t in zip(names, graph.inputs)}
+        return {n: t for n, t in zip(names, tensors)}
     if len(names) != len(model.input_names):
-        raise KcompatError(f"keras reference: Keras sees {len(names)} input(s) {names}; kcompat sees "
+        raise KcompatError(f"{ref.name} reference: {ref.who} sees {len(names)} input(s) {names}; kcompat sees "
                            f"{len(model.input_names)} {model.input_names}")
-    return dict(zip(model.input_names, graph.inputs))
+    return dict(zip(model.input_names, tensors))
 
 
 def _names_in_order(k_inputs: dict, tensors: list) -> list[str]:
@@ -206,23 +279,7 @@ def _names_in_order(k_inputs: dict, tensors: list) -> list[str]:
     return [by_id[id(t)] for t in tensors]
 
 
-def _set_weights(kmodel, model) -> None:
-    """Give each Keras layer the kcompat layer's weights (same name, Keras order)."""
-    graph = getattr(kmodel, "_functional", None) or kmodel
-    ops = {op.name: op for op in graph.operations}
-    for ls in model.spec.layers:
-        if not ls.weights:
-            continue
-        if ls.name not in ops:
-            raise KcompatError(f"keras reference: layer '{ls.name}' is not in the Keras model; cannot give it weights")
-        try:
-            ops[ls.name].set_weights(ls.weights)
-        except ValueError as e:
-            raise KcompatError(f"keras reference: layer '{ls.name}': Keras refused kcompat's weights: "
-                               f"{_first_line(e)}") from None
-
-
-def _first_line(e: Exception, limit: int = 160) -> str:
+def first_line(e: Exception, limit: int = 160) -> str:
     text = str(e).strip()
     text = text.rsplit("Exception encountered: ", 1)[-1]  # Keras nests causes; the last is the root one
     lines = text.splitlines()

@@ -16,7 +16,8 @@ from .report import Report
 def verify_file(path: str, weights: str | None = None, reference: str | Reference = "keras",
                 inputs: Any = None, batch: int = 4, seed: int = 0,
                 atol: float | None = None, rtol: float | None = None) -> Report:
-    """Verify the model in ``path`` layer by layer against ``reference`` ("keras", "onnxruntime" or a Reference).
+    """Verify the model in ``path`` layer by layer against ``reference`` ("keras", "tf_keras", "onnxruntime" or a
+    Reference). "keras" runs a Keras 2 file Keras 3 cannot read in Keras 2 (tf_keras) instead, with a note.
 
     ``inputs``: a list of arrays or a dict by input name; default seeded standard normal
     float32 with batch ``batch``. A model without weights gets seeded random weights
@@ -55,15 +56,19 @@ def verify_model(model, reference: Reference, inputs: Any = None, batch: int = 4
 
 def make_reference(reference: str | Reference, path: str, weights: str | None = None,
                    random_weights: bool = False) -> Reference:
-    """A Reference from a name ("keras", "onnxruntime"), or the instance given.
+    """A Reference from a name ("keras", "tf_keras", "onnxruntime"), or the instance given.
 
     ``random_weights``: kcompat made up the weights, so Keras must be given the same ones.
     """
     if isinstance(reference, Reference):
         return reference
-    if reference == "keras":
+    if reference in ("keras", "tf_keras"):
         from .keras import KerasReference
-        return KerasReference(path, weights, use_model_weights=True if random_weights else None)
+        from .tf_keras import TfKerasReference
+        use = True if random_weights else None
+        if reference == "tf_keras":
+            return TfKerasReference(path, weights, use_model_weights=use)
+        return KerasReference(path, weights, use_model_weights=use, keras2=TfKerasReference)
     if reference == "onnxruntime":
         try:
             module = importlib.import_module("kcompat.verify.onnxruntime")
@@ -72,8 +77,8 @@ def make_reference(reference: str | Reference, path: str, weights: str | None = 
                 raise
             raise UnsupportedError("the onnxruntime reference is not available in this kcompat") from None
         return module.OnnxRuntimeReference(path, weights)
-    raise UnsupportedError(f"unknown reference; expected 'keras', 'onnxruntime' or a Reference instance. "
-                           f"Received: reference={reference!r}")
+    raise UnsupportedError(f"unknown reference; expected 'keras', 'tf_keras', 'onnxruntime' or a Reference "
+                           f"instance. Received: reference={reference!r}")
 
 
 def make_inputs(model, batch: int = 4, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ...errors import FormatError, UnsupportedError
 from ...spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
+from .dialect import CLASSES, from_keras2, to_keras3
 
 KERAS_VERSION = "3.15.1"  # the Keras 3 dialect kcompat's writers follow (and claim in the files they write)
 # Layer classes that carry Python code: refused by name, never deserialized.
@@ -55,6 +56,8 @@ def spec_from_config(data: dict, source: str, keras_version: str | None = None) 
             f"{source}: model class {class_name!r} is not supported; expected 'Sequential' or 'Functional'")
     spec.keras_version = keras_version
     _refuse_code(spec, source)
+    if str(keras_version or "").startswith("2"):
+        from_keras2(spec.layers)  # what Keras 2 meant by words Keras 3 reads differently (dialect.py)
     return spec
 
 
@@ -66,6 +69,9 @@ def _layer_base(entry: Any, source: str, index: int) -> LayerSpec:
     cfg.setdefault("name", name)
     layer = LayerSpec(name=name, class_name=entry["class_name"], config=cfg, module=entry.get("module"),
                       build_config=entry.get("build_config"))
+    if CLASSES.get(layer.class_name, ("", ""))[0] is None:  # Keras 2 only, no Keras 3 equivalent (dialect.py)
+        raise UnsupportedError(f"{source}: layer '{name}' ({layer.class_name}) is not supported: "
+                               f"{CLASSES[layer.class_name][1]}")
     if not layer.is_op and isinstance(cfg.get("axis"), list) and len(cfg["axis"]) == 1:
         cfg["axis"] = int(cfg["axis"][0])  # Keras 2 wrote axis=[3]; Keras 3 from_config wants 3 (its legacy
         # loader converts the same way: keras/src/legacy/saving/saving_utils.py model_from_config)
@@ -236,14 +242,6 @@ def _check_refs(spec: ModelSpec, source: str) -> None:
 
 # ---------------------------------------------------------------- writing (Keras 3 dialect)
 
-def _dtype_policy(cfg: dict) -> dict:
-    cfg = dict(cfg)
-    if isinstance(cfg.get("dtype"), str):
-        cfg["dtype"] = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": cfg["dtype"]},
-                        "registered_name": None}
-    return cfg
-
-
 def _tensor_json(ref: TensorRef, shapes: dict) -> dict:
     shape = shapes.get(ref)
     return {"class_name": "__keras_tensor__",
@@ -252,14 +250,15 @@ def _tensor_json(ref: TensorRef, shapes: dict) -> dict:
 
 
 def layer_config_json(layer: LayerSpec) -> dict:
-    """A layer's config as Keras 3 writes it (dtype as a DTypePolicy)."""
-    cfg = copy.deepcopy(layer.config)
-    if layer.class_name == "InputLayer" or layer.is_op:
-        return cfg
-    cfg.pop("batch_input_shape", None)
-    if layer.class_name.endswith("Transpose") and cfg.get("groups") == 1:
-        del cfg["groups"]  # tf.keras writes groups=1 on Conv*DTranspose; Keras 3's refuses the keyword
-    return _dtype_policy(cfg)
+    """A layer's config as Keras 3 writes it: Keras 2 keys dropped or rewritten (dialect.to_keras3)."""
+    return layer_entry_json(layer)["config"]
+
+
+def layer_entry_json(layer: LayerSpec) -> dict:
+    """A layer's ``module`` / ``class_name`` / ``config`` / ``registered_name`` as Keras 3 writes them."""
+    entry = {"module": layer.module or ("keras.layers" if not layer.is_op else None), "class_name": layer.class_name,
+             "config": copy.deepcopy(layer.config), "registered_name": layer.class_name if layer.is_op else None}
+    return entry if layer.is_op else to_keras3(entry)
 
 
 def config_from_spec(spec: ModelSpec, shapes: dict | None = None) -> dict:
@@ -267,9 +266,7 @@ def config_from_spec(spec: ModelSpec, shapes: dict | None = None) -> dict:
     shapes = shapes or {}
     entries = []
     for layer in spec.layers:
-        entry = {"module": layer.module or ("keras.layers" if not layer.is_op else None),
-                 "class_name": layer.class_name, "config": layer_config_json(layer),
-                 "registered_name": layer.class_name if layer.is_op else None}
+        entry = layer_entry_json(layer)
         if layer.class_name != "InputLayer" and not layer.is_op and layer.nodes:
             first = layer.nodes[0].refs()
             in_shapes = [shapes.get(r) for r in first]

@@ -72,6 +72,11 @@ def hard_sigmoid(ctx, x, shape):
     return ctx.op("HardSigmoid", x, alpha=1 / 6, beta=0.5)  # relu6(x + 3) / 6
 
 
+@activation_exporter("keras2:hard_sigmoid")
+def keras2_hard_sigmoid(ctx, x, shape):
+    return ctx.op("HardSigmoid", x, alpha=0.2, beta=0.5)  # Keras 2's clip(0.2 x + 0.5, 0, 1)
+
+
 @activation_exporter("hard_silu", "hard_swish")
 def hard_silu(ctx, x, shape):
     if ctx.opset >= 14:
