@@ -1,7 +1,8 @@
 """Diff two models (``kcompat diff A B``): structure and config, shapes, parameter counts, weights, outputs.
 
-Layers are matched by name. Config keys that do not change what a layer computes at
-inference (initializers, regularizers, constraints, trainable, dtype policy) are ignored.
+Layers are matched by name, configs compared in Keras 3's dialect (formats/keras/dialect.py), so a Keras 2
+file and its faithful Keras 3 conversion are the same. Config keys that do not change what a layer computes
+at inference (initializers, regularizers, constraints, trainable, dtype policy) are ignored.
 Weights and outputs are compared with verify's metrics (verify/metrics.py ``compare``): equal values,
 inf == inf and NaN vs NaN are the same; NaN vs a number, or inf vs anything else, is a difference.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import KcompatError
+from .formats.keras.dialect import to_keras3
 from .layers.base import fmt_shape
 from .model import Model
 from .verify.metrics import compare
@@ -55,6 +58,18 @@ def _semantic(config: dict, rank: int | None = None) -> dict:
     return out
 
 
+def _keras3(ls) -> tuple[str, dict]:
+    """A layer's class and config in Keras 3's dialect, so a faithful Keras 2 -> 3 conversion (DepthwiseConv2D's
+    dropped ``groups``, ThresholdedReLU as ReLU) compares equal; as read where Keras 3 has no form."""
+    if ls.is_op:
+        return ls.class_name, ls.config
+    try:
+        entry = to_keras3({"class_name": ls.class_name, "config": ls.config})
+    except KcompatError:
+        return ls.class_name, ls.config
+    return entry["class_name"], entry["config"]
+
+
 def _rank(info) -> int | None:
     """The rank a layer's ``axis`` counts in, when input and output ranks agree."""
     ins = info.input_shape if isinstance(info.input_shape, list) else [info.input_shape]
@@ -79,11 +94,12 @@ def diff_models(a: Model, b: Model, atol: float = 0.0, seed: int = 0, batch: int
         if la.name not in names_b:
             continue
         lb = b.spec.layer(la.name)
-        if la.class_name != lb.class_name:
+        (class_a, config_a), (class_b, config_b) = _keras3(la), _keras3(lb)
+        if class_a != class_b:
             result.add("config", f"'{la.name}': class {la.class_name} vs {lb.class_name}")
             continue
         ia, ib = a.info[la.name], b.info[la.name]
-        ca, cb = _semantic(la.config, _rank(ia)), _semantic(lb.config, _rank(ib))
+        ca, cb = _semantic(config_a, _rank(ia)), _semantic(config_b, _rank(ib))
         for key in sorted(set(ca) | set(cb)):
             if ca.get(key) != cb.get(key):
                 result.add("config", f"'{la.name}': {key} = {ca.get(key)!r} vs {cb.get(key)!r}")

@@ -410,3 +410,17 @@ def test_verify_reference_tf_keras_on_a_file_keras3_reads(tfk, tmp_path):
     model.save(tmp_path / "m.h5")
     report = verify_file(str(tmp_path / "m.h5"), reference="tf_keras")
     assert report.ok and report.reference.startswith("tf_keras") and not report.notes, report.render()
+
+
+def test_diff_of_a_keras2_file_and_its_conversion_is_the_same(tfk, tmp_path):
+    """Keys the conversion drops (DepthwiseConv2D's groups) or respells are not differences: diff exits 0."""
+    import kcompat
+    from kcompat.model_diff import diff_models
+    k2 = tfk.Sequential([tfk.Input((6, 6, 3)), tfk.layers.DepthwiseConv2D(3, name="dw"),
+                         tfk.layers.ThresholdedReLU(theta=0.3, name="th"), tfk.layers.Flatten(), tfk.layers.Dense(2)])
+    old, new = tmp_path / "old.h5", tmp_path / "new.keras"
+    k2.save(old)
+    assert "groups" in h5_layers(old)["dw"]["config"]
+    kcompat.save(kcompat.load(str(old)), str(new))
+    result = diff_models(kcompat.load(str(old)), kcompat.load(str(new)))
+    assert result.same, result.render()
