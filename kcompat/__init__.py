@@ -7,10 +7,15 @@ from .spec import LayerSpec, ModelSpec, TensorRef
 from .version import __version__
 
 
-def load(path: str, weights: str | None = None) -> Model:
-    """Read a model file (.keras, .h5, .json [+ weights], .onnx) into a runnable Model."""
+def load(path: str, weights: str | None = None, layout: str = "auto", inputs: str = "keep") -> Model:
+    """Read a model file (.keras, .h5, .json [+ weights], .onnx) into a runnable Model.
+
+    ``layout``: "auto" (an ONNX export of a channels-last Keras model comes back channels-last; an NCHW
+    model stays as ONNX has it), "onnx" (as read), "channels_last" (an NCHW model rewritten channels-last,
+    kcompat/layout.py); ``inputs``: "keep" or "channels_last" (rank-3+ inputs become (N, *spatial, C))."""
     from .formats import load_spec
-    return Model(load_spec(path, weights))
+    from .layout import apply_layout
+    return apply_layout(Model(load_spec(path, weights)), layout, inputs)
 
 
 def save(model: Model, path: str, **options) -> list[str]:

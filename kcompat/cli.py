@@ -18,17 +18,20 @@ EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 _python_format_warning = warnings.formatwarning
 
 
-def _load_model(path: str, weights: str | None, random_weights: int | None = None):
+def _load_model(path: str, weights: str | None, random_weights: int | None = None, args=None):
     from .formats import load_spec
+    from .layout import apply_layout
     from .model import Model
     model = Model(load_spec(path, weights))
+    if args is not None:
+        model = apply_layout(model, args.layout, args.inputs)
     if random_weights is not None and not model.spec.has_weights:
         model.init_weights(random_weights)
     return model
 
 
 def cmd_summary(args) -> int:
-    model = _load_model(args.model, args.weights)
+    model = _load_model(args.model, args.weights, args=args)
     from . import summary
     if args.json:
         print(json.dumps(summary.summary_json(model), indent=2))
@@ -45,7 +48,7 @@ def _print_text(text: str) -> None:
 
 def cmd_run(args) -> int:
     from .arrays import read_inputs, write_outputs
-    model = _load_model(args.model, args.weights)
+    model = _load_model(args.model, args.weights, args=args)
     if not model.spec.has_weights:
         raise KcompatError(f"{args.model}: the model has no weights; give --weights FILE")
     inputs = read_inputs(args.input, model.input_names)
@@ -73,7 +76,8 @@ def cmd_verify(args) -> int:
     reference = args.reference or ("onnxruntime" if Path(args.model).suffix.lower() == ".onnx" else "keras")
     try:
         report = verify_file(args.model, weights=args.weights, reference=reference, inputs=inputs,
-                             batch=args.batch, seed=args.seed, atol=args.atol, rtol=args.rtol)
+                             batch=args.batch, seed=args.seed, atol=args.atol, rtol=args.rtol,
+                             layout=args.layout, layout_inputs=args.inputs)
     except ShapeError as e:
         if not args.input or str(e).startswith(args.input):
             raise
@@ -88,7 +92,7 @@ def cmd_verify(args) -> int:
 
 def cmd_convert(args) -> int:
     from .formats import save
-    model = _load_model(args.src, args.weights, args.random_weights)
+    model = _load_model(args.src, args.weights, args.random_weights, args=args)
     options = {"opset": args.opset} if args.opset is not None else {}
     if options and Path(args.dst).suffix.lower() != ".onnx":
         raise KcompatError(f"{args.dst}: --opset applies only to .onnx output")
@@ -115,6 +119,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"kcompat: error: {self.prog}: {_one_line(message)} (see {self.prog} --help)\n")
 
 
+def _layout_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layout", choices=["auto", "onnx", "channels_last"], default="auto",
+                        help="auto (default): an ONNX export of a channels-last Keras model reads back channels-last, "
+                             "an NCHW model as ONNX has it; onnx: as read; channels_last: an NCHW model rewritten "
+                             "channels-last (kernels kept, Flatten order kept, transposes at the edges)")
+    parser.add_argument("--inputs", choices=["keep", "channels_last"], default="keep",
+                        help="with --layout channels_last: keep (default) the inputs' layout, or make rank-3+ "
+                             "inputs (N, ..., C)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kcompat", description="Keras layers in NumPy; Keras/ONNX files; layer-by-layer "
                                 "verification against real Keras and ONNX Runtime.")
@@ -128,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--explain", action="store_true", help="each layer's shape and parameter arithmetic in words")
     s.add_argument("--width", type=int, help="terminal width to render for (default: the terminal's)")
     s.add_argument("--line-length", type=int, help="table width, as Keras's summary(line_length=...)")
+    _layout_options(s)
     s.set_defaults(func=cmd_summary)
 
     r = sub.add_parser("run", help="run the model on inputs from .npy/.npz")
@@ -135,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-i", "--input", required=True, help=".npy (one input) or .npz keyed by input layer names")
     r.add_argument("-o", "--output", required=True, help=".npy (one output) or .npz (every output, by name)")
     r.add_argument("--weights")
+    _layout_options(r)
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("verify", help="compare every layer against real Keras or ONNX Runtime")
@@ -149,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--atol", type=float, default=None, help="absolute tolerance (default documented in README)")
     v.add_argument("--rtol", type=float, default=None, help="relative tolerance (default documented in README)")
     v.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    _layout_options(v)
     v.set_defaults(func=cmd_verify)
 
     c = sub.add_parser("convert", help="convert between .keras, .h5, .json(+weights) and .onnx")
@@ -157,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--weights")
     c.add_argument("--opset", type=int, help="ONNX opset for .onnx output (default: newest onnxruntime runs)")
     c.add_argument("--random-weights", type=int, metavar="SEED", help="seeded random weights for an architecture-only JSON")
+    _layout_options(c)
     c.set_defaults(func=cmd_convert)
 
     d = sub.add_parser("diff", help="diff two models: config, shapes, params, weights, outputs")

@@ -91,6 +91,7 @@ class ModelSpec:
     source: str = "<memory>"
     keras_version: str | None = None
     onnx_names: dict[str, str] | None = None  # layer name -> ONNX tensor it computes (set by the ONNX reader)
+    onnx_layouts: dict[str, tuple] | None = None  # layer -> P where its output = transpose(ONNX tensor, P)
 
     def layer(self, name: str) -> LayerSpec:
         """The layer called ``name`` (KeyError if absent)."""

@@ -18,6 +18,8 @@ def _leaky(x: np.ndarray, slope: float) -> np.ndarray:
 
 
 class _Elementwise(Layer):
+    layout = "elementwise"
+
     """Shape-preserving layer reading float config values."""
 
     def number(self, key: str, default, minimum: float | None = 0.0):
@@ -87,6 +89,8 @@ class ELU(_Elementwise):
 class PReLU(Layer):
     """max(x, 0) - alpha * max(-x, 0), with a learned alpha shared over ``shared_axes``."""
 
+    layout = "prelu"
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         axes = self.get("shared_axes")
@@ -113,6 +117,8 @@ class PReLU(Layer):
 @register("Softmax")
 class Softmax(Layer):
     """exp(x - logsumexp(x)) over ``axis`` (an int or a list); an optional mask input zeroes entries."""
+
+    layout = "axis"
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

@@ -224,6 +224,9 @@ def mish(x):
     return x * np.tanh(softplus(x))
 
 
+AXIS_ACTIVATIONS = {"softmax", "log_softmax", "sparsemax", "glu"}  # along an axis, not elementwise
+
+
 @activation("softmax")
 def softmax(x, axis=-1):
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))  # (..., n): max-shifted, exp <= 1

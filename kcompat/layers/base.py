@@ -47,6 +47,9 @@ class Layer:
     has_activation: ClassVar[bool] = False  # an ``activation`` config key applied last (Dense, Conv*)
     tf_bias_add: ClassVar[bool] = False  # Keras 3 on TF adds the bias with ops.add, which becomes an NHWC
     # bias_add when the last axis has the bias's size: wrong for channels_first (verify names it)
+    layout: ClassVar[str] = "logical"  # how kcompat/layout.py may move its axes: "logical" (it reads the
+    # original layout), "elementwise", "axis" (an ``axis`` config to renumber), "spatial" (data_format),
+    # "last_axis" (Dense), "flatten", "permute", "prelu", "getitem"
 
     def __init__(self, config: dict, name: str | None = None):
         self.config = config

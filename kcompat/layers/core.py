@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ..errors import ShapeError
-from .activations import activation_name, activation_shape, get_activation
+from .activations import AXIS_ACTIVATIONS, activation_name, activation_shape, get_activation
 from .base import Layer, Weight, fmt_shape, register
 
 
@@ -44,6 +44,11 @@ class WithActivation(Layer):
 
     has_activation = True
 
+    @property
+    def pointwise_activation(self) -> bool:
+        """The activation acts on each value alone (not softmax / glu... along the last axis)."""
+        return self.activation_name not in AXIS_ACTIVATIONS
+
     def init_activation(self):
         self.activation_name = activation_name(self.config.get("activation"), self.where)
         self.activation = get_activation(self.activation_name, self.where)
@@ -62,6 +67,8 @@ class WithActivation(Layer):
 @register("Dense")
 class Dense(WithActivation):
     """y = activation(x @ kernel + bias), on the last axis of an input of any rank >= 2."""
+
+    layout = "last_axis"
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
@@ -108,6 +115,8 @@ class Dense(WithActivation):
 class Flatten(Layer):
     """Collapse every non-batch axis; channels_first moves channels last first (Keras order)."""
 
+    layout = "flatten"
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.data_format = self.choice("data_format", ("channels_last", "channels_first"), "channels_last")
@@ -137,6 +146,10 @@ class Flatten(Layer):
 class Activation(WithActivation):
     """Apply a named activation elementwise (glu halves the last axis)."""
 
+    @property
+    def layout(self) -> str:
+        return "elementwise" if self.pointwise_activation else "logical"
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.init_activation()
@@ -156,6 +169,8 @@ class Activation(WithActivation):
 @register("Dropout")
 class Dropout(Layer):
     """Identity at inference."""
+
+    layout = "elementwise"
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

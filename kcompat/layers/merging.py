@@ -64,32 +64,44 @@ class _Merge(Layer):
 
 @register("Add")
 class Add(_Merge):
+    layout = "elementwise"
+
     op = staticmethod(np.add)
 
 
 @register("Subtract")
 class Subtract(_Merge):
+    layout = "elementwise"
+
     exactly = 2
     op = staticmethod(np.subtract)
 
 
 @register("Multiply")
 class Multiply(_Merge):
+    layout = "elementwise"
+
     op = staticmethod(np.multiply)
 
 
 @register("Maximum")
 class Maximum(_Merge):
+    layout = "elementwise"
+
     op = staticmethod(np.maximum)
 
 
 @register("Minimum")
 class Minimum(_Merge):
+    layout = "elementwise"
+
     op = staticmethod(np.minimum)
 
 
 @register("Average")
 class Average(_Merge):
+    layout = "elementwise"
+
     op = staticmethod(np.add)
 
     def forward(self, x):
@@ -100,6 +112,8 @@ class Average(_Merge):
 @register("Concatenate")
 class Concatenate(_Merge):
     """Join the inputs along ``axis``; the other axes must match."""
+
+    layout = "axis"
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

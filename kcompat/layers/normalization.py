@@ -19,6 +19,8 @@ def rsqrt(x: np.ndarray) -> np.ndarray:
 
 
 class _AxisLayer(Layer):
+    layout = "axis"
+
     """A layer with an ``axis`` config key: an int or a list of ints."""
 
     def _axis_list(self, default=-1) -> list[int]:

@@ -146,6 +146,8 @@ class Op(Layer):
 class _Unary(Op):
     """y = fn(x), same shape."""
 
+    layout = "elementwise"
+
     what = "elementwise, shape unchanged"
 
     fn = staticmethod(np.negative)
@@ -156,6 +158,8 @@ class _Unary(Op):
 
 class _Binary(Op):
     """y = fn(x1, x2) with broadcasting; either side may be a constant."""
+
+    layout = "elementwise"
 
     what = "elementwise with broadcasting"
 
@@ -210,6 +214,8 @@ register_table(_Binary, {
 
 class _Parametric(Op):
     """An elementwise nn op whose parameter is in its config."""
+
+    layout = "elementwise"
 
     key, default = "", None
 
@@ -276,6 +282,8 @@ class SoftShrink(_Parametric):
 
 @register("Softmax", op=True)
 class Softmax(_Parametric):
+    layout = "axis"
+
     key, default = "axis", -1
 
     def compute(self, x):
@@ -284,6 +292,8 @@ class Softmax(_Parametric):
 
 @register("LogSoftmax", op=True)
 class LogSoftmax(_Parametric):
+    layout = "axis"
+
     key, default = "axis", -1
 
     def compute(self, x):
@@ -292,6 +302,8 @@ class LogSoftmax(_Parametric):
 
 @register("Clip", op=True)
 class Clip(Op):
+
+    layout = "elementwise"
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.x_min, self.x_max = self.get("x_min"), self.get("x_max")
@@ -302,6 +314,8 @@ class Clip(Op):
 
 @register("Round", op=True)
 class Round(Op):
+
+    layout = "elementwise"
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.decimals = int(self.get("decimals", 0))
@@ -312,6 +326,8 @@ class Round(Op):
 
 @register("Cast", op=True)
 class Cast(Op):
+
+    layout = "elementwise"
     def __init__(self, config, name=None):
         super().__init__(config, name)
         dtype = self.get("dtype", "float32")
@@ -329,6 +345,8 @@ class Cast(Op):
 @register("Where", op=True)
 class Where(Op):
     """condition ? x1 : x2."""
+
+    layout = "elementwise"
 
     def compute(self, condition, x1=None, x2=None):
         if x1 is None or x2 is None:

@@ -102,9 +102,15 @@ class Reshape(Op):
 
 @register("Transpose", op=True)
 class Transpose(Op):
+    layout = "permute"
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.axes = axes_tuple(self.config.get("axes"))
+
+    def permutation(self, rank: int) -> tuple:
+        """Output axis i is input axis ``permutation[i]`` (batch included)."""
+        return tuple(a % rank for a in self.axes) if self.axes is not None else tuple(reversed(range(rank)))
 
     def compute(self, x):
         return np.transpose(x, self.axes)
@@ -153,6 +159,8 @@ class Squeeze(Op):
 
 @register("Concatenate", op=True)
 class Concatenate(Op):
+    layout = "axis"
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.axis = self.get("axis", 0)
@@ -233,6 +241,8 @@ def getitem_key(raw: Any, where: str) -> Any:
 @register("GetItem", op=True)
 class GetItem(Op):
     """x[key] with a constant key."""
+
+    layout = "getitem"
 
     def call_node(self, args, kwargs, weights):
         x, key = args  # the key stays raw: a list of slices is not an array constant

@@ -12,6 +12,8 @@ from .base import Layer, register
 
 
 class _InferenceIdentity(Layer):
+    layout = "elementwise"
+
     """Returns its input; ``what`` says what the layer does in training."""
 
     what = "identity"

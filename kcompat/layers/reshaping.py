@@ -56,6 +56,12 @@ class Reshape(Layer):
 class Permute(Layer):
     """Transpose the non-batch axes by ``dims`` (1-based)."""
 
+    layout = "permute"
+
+    def permutation(self, rank: int) -> tuple:
+        """Output axis i is input axis ``permutation[i]`` (the batch axis stays first)."""
+        return (0, *self.dims)
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         dims = self.get("dims")

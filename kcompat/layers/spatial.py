@@ -22,6 +22,7 @@ class Spatial(Layer):
 
     rank: ClassVar[int] = 2
     has_data_format: ClassVar[bool] = True  # Cropping1D / UpSampling1D have none: always channels_last
+    layout = "spatial"
 
     def init_spatial(self) -> None:
         """Read ``data_format`` (call from ``__init__``)."""

@@ -65,7 +65,9 @@ class OnnxRuntimeReference(Reference):
         except Exception as e:  # onnxruntime raises its own exception types
             raise KcompatError(f"onnxruntime reference: {self.path}: {str(e).strip().splitlines()[0]}") from None
         by_tensor = dict(zip(wanted, values)) | feed
-        outputs = {layer: by_tensor[t] for layer, t in names.items() if t in by_tensor}
+        layouts = model.spec.onnx_layouts or {}  # a layer kcompat moved to channels-last: its tensor, moved too
+        outputs = {layer: np.transpose(by_tensor[t], layouts[layer]) if layer in layouts else by_tensor[t]
+                   for layer, t in names.items() if t in by_tensor}
         return ReferenceResult(f"onnxruntime {ort.__version__}", outputs, {}, {}, notes)
 
     @staticmethod
@@ -79,7 +81,8 @@ class OnnxRuntimeReference(Reference):
             if tensor not in graph_inputs:
                 raise KcompatError(f"onnxruntime reference: input '{name}' is not an input of the ONNX graph "
                                    f"{graph_inputs}")
-            feed[tensor] = array
+            perm = (model.spec.onnx_layouts or {}).get(name)
+            feed[tensor] = array if perm is None else np.transpose(array, np.argsort(perm))  # back to ONNX's
         return feed
 
 

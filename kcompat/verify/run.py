@@ -15,19 +15,22 @@ from .report import Report
 
 def verify_file(path: str, weights: str | None = None, reference: str | Reference = "keras",
                 inputs: Any = None, batch: int = 4, seed: int = 0,
-                atol: float | None = None, rtol: float | None = None) -> Report:
+                atol: float | None = None, rtol: float | None = None, layout: str = "auto",
+                layout_inputs: str = "keep") -> Report:
     """Verify the model in ``path`` layer by layer against ``reference`` ("keras", "tf_keras", "onnxruntime" or a
     Reference). "keras" runs a Keras 2 file Keras 3 cannot read in Keras 2 (tf_keras) instead, with a note.
 
     ``inputs``: a list of arrays or a dict by input name; default seeded standard normal
     float32 with batch ``batch``. A model without weights gets seeded random weights
     (``seed``), and the reference is given the same ones. ``atol`` / ``rtol`` None mean the
-    float32 defaults of metrics.py (ATOL = 1e-5, RTOL = 1e-4).
+    float32 defaults of metrics.py (ATOL = 1e-5, RTOL = 1e-4). ``layout`` / ``layout_inputs``: as
+    kcompat.load (kcompat/layout.py), so verify checks the model load, run and convert give.
     """
     from ..formats import load_spec
     from ..model import Model
 
-    model = Model(load_spec(path, weights))
+    from ..layout import apply_layout
+    model = apply_layout(Model(load_spec(path, weights)), layout, layout_inputs)
     notes = []
     random_weights = not model.spec.has_weights
     if random_weights:
