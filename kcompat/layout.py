@@ -489,7 +489,8 @@ def apply_layout(model: Model, layout: str = "auto", inputs: str = "keep") -> Mo
         raise UnsupportedError(f"layout must be one of {list(LAYOUTS)}. Received: layout={layout!r}")
     if layout == "channels_last":
         return to_channels_last(model, inputs)
-    if layout == "onnx" or model.spec.onnx_names is None or not _channels_first(model) or not model.spec.has_weights:
-        return model
+    if (layout == "onnx" or model.spec.onnx_names is None or not _moves(model) or not _channels_first(model)
+            or not model.spec.has_weights):
+        return model  # without a layout change to remove, the rewrite cannot win
     candidate = to_channels_last(model, inputs)
     return candidate if _moves(candidate) < _moves(model) else model

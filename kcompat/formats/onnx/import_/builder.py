@@ -175,8 +175,8 @@ class Builder:
     # ------------------------------------------------------------ Dense and its peepholes
     def dense(self, x: Sym, kernel: np.ndarray, bias: np.ndarray | None = None) -> Sym:
         """A Dense layer with Keras-order weights (kernel (in, units), bias (units,))."""
-        kernel = np.ascontiguousarray(kernel)
-        weights = [kernel] + ([np.ascontiguousarray(bias)] if bias is not None else [])
+        weights = [kernel] + ([np.ascontiguousarray(bias)] if bias is not None else [])  # kernel: Gemm's
+        # transposed (out, in) weight as a view; matmul reads it as is, and a 100M-entry copy costs seconds
         return self.layer("Dense", {"units": int(kernel.shape[1]), "activation": "linear",
                                     "use_bias": bias is not None}, [x], weights)
 

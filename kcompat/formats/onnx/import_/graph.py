@@ -297,7 +297,8 @@ class OnnxGraph:
         static = self._static_nodes()
         need_data = self._data_needed(static)
         with np.errstate(all="ignore"):  # dummy data may overflow; only shapes and shape values are kept
-            runs = [self._run(static, need_data, k) for k in (0, 1)]
+            first = self._run(static, need_data, 0)
+            runs = [first, self._run(static, need_data, 1, reuse=first)]
         inputs = {v.name for v in self.inputs}
         for name, v0 in runs[0].items():
             v1 = runs[1].get(name)
@@ -310,7 +311,7 @@ class OnnxGraph:
                         tuple(d if isinstance(d, int) else p for d, p in zip(sym, v.shape))
                         if sym is not None and len(sym) == v.ndim else tuple(v.shape) for v in (v0, v1))
                 continue
-            if v0.shape == v1.shape and np.array_equal(v0, v1, equal_nan=True):
+            if v0 is v1 or (v0.shape == v1.shape and np.array_equal(v0, v1, equal_nan=True)):
                 self.consts[name] = v0
             else:
                 self.dynamic[name] = (v0, v1)
@@ -334,13 +335,18 @@ class OnnxGraph:
         """Data nodes to run on dummy inputs: all of them when shape inference left a shape unknown
         (tf2onnx's Reshape to a computed shape), none otherwise."""
         data = [i for i in range(len(self.nodes)) if i not in static]
-        unresolved = any(self.concrete_shape(o, 0) is None for i in data for o in self.nodes[i].output if o)
+        used = {n for node in self.nodes for n in node.input} | set(self.outputs)  # an unread output (Dropout's
+        unresolved = any(self.concrete_shape(o, 0) is None  # mask) needs no value: the slow run is for reads
+                         for i in data for o in self.nodes[i].output if o and o in used)
         needed = set(data) if unresolved else set()
         return {"nodes": needed, "tensors": {o for i in needed for o in self.nodes[i].output if o}}
 
-    def _run(self, static: set[int], need_data: dict, probe: int) -> dict[str, np.ndarray]:
+    def _run(self, static: set[int], need_data: dict, probe: int, reuse: dict | None = None) -> dict[str, np.ndarray]:
+        """Values at one probe size. ``reuse``: the other probe's values, taken as they are for nodes that read
+        only constants (ConstantOfShape weights, folded initializers: the same at every size, run once)."""
         from onnx import numpy_helper
         values = {t.name: numpy_helper.to_array(t) for t in self.model.graph.initializer}
+        constant = set(values) if reuse is not None else set()  # tensors that do not depend on the input
         if need_data["nodes"]:
             rng = np.random.default_rng(probe)
             for v in self.inputs:
@@ -357,6 +363,13 @@ class OnnxGraph:
                 continue
             if any(n and n not in values for n in node.input):
                 continue
+            if reuse is not None and node.op_type not in ("Shape", "Size") and all(not n or n in constant
+                                                                                  for n in node.input):
+                outs = [o for o in node.output if o]
+                if all(o in reuse for o in outs):
+                    values.update({o: reuse[o] for o in outs})
+                    constant.update(outs)
+                    continue
             try:
                 outs = _evaluate(node, [values[n] if n else None for n in node.input], self.opset)
             except Exception:  # an op onnx.reference cannot run here: left for the lowering to report
