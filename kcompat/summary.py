@@ -4,6 +4,11 @@ Reference: keras/src/utils/summary_utils.py (``print_summary``). The table is bu
 same rich markup, column widths and console settings, so at the same width the characters
 are the same. Shapes are kcompat's own: for ``Activation("glu")`` Keras 3's summary shows the
 unhalved input shape, kcompat the real (halved) one.
+
+A nested model is one row with its class (Sequential / Functional), the output shape of its last
+call and the parameters of all its layers, as Keras prints it; ``expand_nested`` adds its layers
+below it, indented ("   └ name"), with the shapes Keras's own graph of the nested model gives them
+(built on its own InputLayers) and no connections.
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ import numpy as np
 from .errors import KcompatError
 from .layers.base import fmt_shape
 from .model import Model
-from .spec import LayerSpec, Node, TensorRef
+from .nested import without_weights
+from .spec import LayerSpec, ModelSpec, Node, TensorRef, keras_layers
 
 
 # ------------------------------------------------------------------ Keras's rich markup helpers
@@ -83,7 +89,7 @@ def _sequential_like(model: Model) -> bool:
     # depth = longest path from a node to the outputs (keras/src/ops/function.py map_graph)
     nodes = {ls.name: ls.nodes for ls in spec.layers}
     depth: dict[str, int] = {}
-    for name, _ in reversed(model.order):
+    for name, _ in reversed([key for key in model.order if key[0] in nodes]):  # the file's layers (not nested ones')
         depth.setdefault(name, 0)
         for node in nodes[name]:
             for ref in _flat_refs(node):
@@ -113,10 +119,10 @@ def _bytes_per_weight(config: dict) -> int:
 
 
 def _totals(model: Model) -> dict[str, tuple[int, float]]:
-    """(count, bytes) of trainable and non-trainable weights; each layer counted once."""
+    """(count, bytes) of trainable and non-trainable weights; each layer counted once (nested models' too)."""
     t = n = 0
     tb = nb = 0.0
-    for ls in model.spec.layers:
+    for ls in model.leaves():
         info = model.info[ls.name]
         size = _bytes_per_weight(ls.config)
         t += info.trainable_params
@@ -126,14 +132,69 @@ def _totals(model: Model) -> dict[str, tuple[int, float]]:
     return {"Total": (t + n, tb + nb), "Trainable": (t, tb), "Non-trainable": (n, nb)}
 
 
-def summary_text(model: Model, line_length: int | None = None, width: int | None = None) -> str:
+class _View:
+    """The shapes and parameter counts of one model's layers: ``model``'s layers named ``prefix + name``."""
+
+    def __init__(self, model: Model, prefix: str = ""):
+        self.model, self.prefix = model, prefix
+
+    def shape(self, ls: LayerSpec) -> Any:
+        key = (self.prefix + ls.name, max(len(ls.nodes), 1) - 1)  # Keras shows the last call
+        if key in self.model.shapes:
+            return self.model.shapes[key]
+        nested = self.prefix.rstrip("/")  # an inner InputLayer: the tensor the nested model's first call fed it
+        fed = dict(zip([r.layer for r in self.model.expansion.origin[nested].model.inputs],
+                       self.model.expansion.calls[nested][0]))[ls.name]
+        shape = self.model.shapes[(fed.layer, fed.node)]
+        return shape[fed.index] if isinstance(shape, list) else shape
+
+    def params(self, ls: LayerSpec) -> int:
+        info = self.model.info.get(self.prefix + ls.name)
+        return 0 if info is None else info.params
+
+    def inside(self, ls: LayerSpec) -> "_View":
+        """The view of nested model ``ls``'s layers: its own graph when its inputs have shapes, as Keras builds it."""
+        inner = ls.model
+        if all(l.config.get("batch_shape") is not None for l in inner.layers if l.class_name == "InputLayer"):
+            try:
+                return _View(Model(without_weights(inner)))
+            except KcompatError:
+                pass
+        return _View(self.model, f"{self.prefix}{ls.name}/")
+
+
+def _rows(view: _View, layers: list[LayerSpec], expand: bool, with_connections: bool, level: int = 0) -> list:
+    """Keras's print_layer: a row per layer, and with ``expand`` a nested model's layers after it, indented."""
+    import rich.markup
+    rows = []
+    prefix = "   " * level + "└ " if level else ""
+    for ls in layers:
+        name = rich.markup.escape(prefix + ls.name) + f" ([color(33)]{rich.markup.escape(_keras_class(ls))}[/])"
+        row = [name, _shape_markup(view.shape(ls)), _number(f"{view.params(ls):,}")]
+        if with_connections:
+            row.append(_connections(ls) if level == 0 else "-")
+        rows.append(row)
+        if expand and ls.model is not None:
+            rows += _rows(view.inside(ls), keras_layers(ls.model), expand, with_connections, level + 1)
+    return rows
+
+
+def _keras_class(ls: LayerSpec) -> str:
+    """The class name Keras shows: a nested functional model is a ``Functional`` (Keras 2 wrote ``Model``)."""
+    if ls.model is not None and not ls.model.sequential:
+        return "Functional"
+    return ls.class_name.rpartition(">")[2]
+
+
+def summary_text(model: Model, line_length: int | None = None, width: int | None = None,
+                 expand_nested: bool = False) -> str:
     """Exactly what Keras 3's ``model.summary()`` prints for this model (ending in a newline).
 
     ``width`` is the terminal width to render for (None: what rich and shutil find, as in
-    Keras, e.g. from COLUMNS). No "Optimizer params" line: a file's model is not compiled here.
+    Keras, e.g. from COLUMNS). ``expand_nested``: as Keras's ``summary(expand_nested=True)``.
+    No "Optimizer params" line: a file's model is not compiled here.
     """
     import rich.console
-    import rich.markup
     import rich.table
 
     sequential_like = _sequential_like(model)
@@ -158,12 +219,7 @@ def summary_text(model: Model, line_length: int | None = None, width: int | None
         current += w
     table = rich.table.Table(*[rich.table.Column(h, justify=j, width=w) for h, j, w in zip(header, justify, widths)],
                              width=line_length, show_lines=True)
-    for ls in _table_layers(model):
-        name = rich.markup.escape(ls.name) + f" ([color(33)]{rich.markup.escape(ls.class_name)}[/])"
-        shape = _shape_markup(model.shapes[(ls.name, max(len(ls.nodes), 1) - 1)])  # Keras shows the last call
-        row = [name, shape, _number(f"{model.info[ls.name].params:,}")]
-        if not sequential_like:
-            row.append(_connections(ls))
+    for row in _rows(_View(model), _table_layers(model), expand_nested, not sequential_like):
         table.add_row(*row)
 
     console = rich.console.Console(highlight=False, force_terminal=False, color_system=None, width=width)
