@@ -228,6 +228,7 @@ class Model:
             self._store(ls.name, [random_weight(layer, w, rng) for w in self.info[ls.name].weights])
         for name in self.expansion.nested:
             self.expansion.origin[name].weights = None
+        weightless_to_empty(self.spec)  # a nested model's InputLayers and op nodes
         return self
 
     def weights_of(self, name: str) -> list[np.ndarray]:

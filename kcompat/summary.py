@@ -238,14 +238,27 @@ def _json_shape(shape: Any) -> Any:
     return [None if d is None else int(d) for d in shape]
 
 
+def _json_layers(model: Model, spec: ModelSpec, prefix: str = "") -> list[dict]:
+    out = []
+    for ls in spec.layers:
+        info = model.info.get(prefix + ls.name)
+        if info is None:  # a nested model's InputLayer: it passes its call's tensor through
+            continue
+        entry = {"name": prefix + ls.name, "class_name": ls.class_name,
+                 "output_shape": _json_shape(info.output_shape), "params": info.params}
+        if ls.model is not None:
+            entry["layers"] = _json_layers(model, ls.model, f"{prefix}{ls.name}/")
+        out.append(entry)
+    return out
+
+
 def summary_json(model: Model) -> dict:
-    """The summary as data: every layer (InputLayer included), output shape of its first call, params."""
+    """The summary as data: every layer (InputLayer included), output shape of its first call, params; a
+    nested model's layers (named ``outer/inner``) under its own entry."""
     totals = _totals(model)
     return {
         "name": model.spec.name,
-        "layers": [{"name": ls.name, "class_name": ls.class_name,
-                    "output_shape": _json_shape(model.info[ls.name].output_shape),
-                    "params": model.info[ls.name].params} for ls in model.spec.layers],
+        "layers": _json_layers(model, model.spec),
         "total_params": totals["Total"][0],
         "trainable_params": totals["Trainable"][0],
         "non_trainable_params": totals["Non-trainable"][0],
@@ -263,15 +276,7 @@ def _words_shape(shape: Any) -> str:
 def explain_text(model: Model, line_length: int | None = None, width: int | None = None) -> str:
     """The Keras summary table, then one line per layer saying why its shape and parameter count are what they are."""
     lines = [summary_text(model, line_length, width), "Why these shapes and counts:"]
-    for ls in model.spec.layers:
-        layer, info = model.layers[ls.name], model.info[ls.name]
-        shapes = _words_shape(info.output_shape)
-        if info.input_shape is not None:
-            shapes = f"{_words_shape(info.input_shape)} -> {shapes}"
-        why = layer.explain(info.input_shape, info.output_shape)
-        why = why.removeprefix(f"{shapes}; ")  # the default explain starts with the shapes already shown
-        calls = f"; called {len(ls.nodes)} times, weights shared" if len(ls.nodes) > 1 else ""
-        lines.append(f" {ls.name} ({ls.class_name}): {shapes}; {why}{calls}")
+    lines += _explain_lines(model, model.spec)
     totals = _totals(model)
     weighted = [(ls.name, model.info[ls.name].params) for ls in model.spec.layers if model.info[ls.name].params]
     count, size = totals["Total"]
@@ -279,3 +284,30 @@ def explain_text(model: Model, line_length: int | None = None, width: int | None
     lines.append(f" Total: {sum_words}{count:,} params, {readable_size(size)} of weights "
                  f"({totals['Trainable'][0]:,} trainable, {totals['Non-trainable'][0]:,} non-trainable)")
     return "\n".join(lines)
+
+
+def _explain_lines(model: Model, spec: ModelSpec, prefix: str = "") -> list[str]:
+    """One line per layer, a nested model's line followed by its layers' (``outer/inner``)."""
+    lines = []
+    for ls in spec.layers:
+        name = prefix + ls.name
+        if name not in model.info:  # a nested model's InputLayer
+            continue
+        layer, info = model.layers[name], model.info[name]
+        calls = f"; called {len(model.specs[name].nodes)} times, weights shared" if len(model.specs[name].nodes) > 1 else ""
+        if ls.model is not None:
+            fed = [model.shapes[(r.layer, r.node)] for r in model.expansion.calls[name][0]]
+            fed = [f[r.index] if isinstance(f, list) else f for f, r in zip(fed, model.expansion.calls[name][0])]
+            shapes = f"{_words_shape(fed[0] if len(fed) == 1 else fed)} -> {_words_shape(info.output_shape)}"
+            n = len(model.expansion.children[name])
+            lines.append(f" {name} ({ls.class_name}): {shapes}; a nested model of {n} layer{'s' * (n != 1)}, listed "
+                         f"below as '{name}/...'; {info.params:,} params, its layers' sum{calls}")
+            lines += _explain_lines(model, ls.model, f"{name}/")
+            continue
+        shapes = _words_shape(info.output_shape)
+        if info.input_shape is not None:
+            shapes = f"{_words_shape(info.input_shape)} -> {shapes}"
+        why = layer.explain(info.input_shape, info.output_shape)
+        why = why.removeprefix(f"{shapes}; ")  # the default explain starts with the shapes already shown
+        lines.append(f" {name} ({ls.class_name}): {shapes}; {why}{calls}")
+    return lines

@@ -193,18 +193,19 @@ def make_layer(class_name: str, config: dict, name: str, is_op: bool = False, so
 
 def missing_class_message(class_name: str, names: list[str], is_op: bool = False, module: str | None = None,
                           registered_name: str | None = None) -> str:
-    """One sentence for every layer of a class kcompat has no implementation for, and how to add one."""
+    """One sentence for every layer of a class kcompat has no implementation for (the class named once),
+    and how to add one."""
     kind = "Keras op" if is_op else "layer class"
-    where = [f"module {module}"] if module and is_custom(class_name, module, registered_name) else []
-    if registered_name and registered_name != class_name:
-        where.append(f"registered as {registered_name!r}")
+    key = registered_name if registered_name and registered_name.endswith(class_name.rpartition(">")[2]) \
+        else class_name
+    custom = is_custom(class_name, module, registered_name)
+    where = f" (a custom class from module {module})" if custom and module else " (a custom class)" if custom else ""
     listed = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
-    count = f"{len(names)} layers" if len(names) > 1 else "layer"
-    key = registered_name or class_name
-    return (f"no NumPy implementation of {kind} {class_name!r}" + (f" ({', '.join(where)})" if where else "")
-            + f", used by {count} {listed}; add one: a kcompat.layers.Layer subclass decorated with "
-            f"@register({key!r}), given with --layers FILE.py or installed as a 'kcompat.layers' entry point "
-            f"(README: Custom layers)")
+    count = f"{len(names)} layers" if len(names) > 1 else "1 layer"
+    return (f"no NumPy implementation of {kind} {key!r}{where}, used by {count} ({listed}); add one: a "
+            f"kcompat.layers.Layer subclass decorated with @register(that name{', op=True' if is_op else ''}), given "
+            f"with --layers FILE.py "
+            f"or installed as a 'kcompat.layers' entry point (README: Custom layers)")
 
 
 # ------------------------------------------------------------------ users' layers

@@ -5,6 +5,10 @@ The model is read by Keras itself (``keras.models.load_model`` / ``model_from_js
 mismatches. Only when Keras cannot read the file (an .onnx, a file Keras 3 refuses) does
 kcompat write a temporary .keras for it, and the notes say so. Every layer's output
 comes from ONE call of ``keras.Model(inputs, [each layer's first-call output])``.
+A nested model's layers (kcompat's ``outer/inner``) live in the nested model's own graph, not the
+outer one: the outer call also returns the tensors the nested model's first call was given, and one
+call of a model over the nested model's own graph, on those arrays, gives its layers' outputs (at
+any depth, the same way). Keras computes them; kcompat feeds nothing of its own.
 Reference: keras/src/models/functional.py, keras/src/ops/function.py (``_nodes``).
 """
 from __future__ import annotations
@@ -88,36 +92,17 @@ class KerasReference(Reference):
             notes.append(f"Keras computes layers with dtype policy '{policy}' in {dtype}; kcompat computes in "
                          f"float32, so differences of order 1e-3 are expected there (raise --atol / --rtol)")
         graph = getattr(kmodel, "_functional", None) or kmodel  # a Sequential runs through its Functional
-        first = _first_nodes(graph)
         k_inputs = _match_inputs(graph, model)  # kcompat input name -> Keras input tensor
         fed = dict(zip(model.input_names, inputs))
         feed = [fed[name] for name in _names_in_order(k_inputs, graph.inputs)]
-        probe_names, probe_outputs, outputs, params, declared = [], [], {}, {}, {}
-        for ls in model.spec.layers:
-            name = ls.name
-            if name in k_inputs:  # an input layer's output is the array fed
-                outputs[name], params[name], declared[name] = fed[name], 0, tuple(k_inputs[name].shape)
-                continue
-            if name not in first:
-                notes.append(f"layer '{name}' was not found in the Keras model; not compared")
-                continue
-            op, node = first[name]
-            tensors = node.output_tensors
-            params[name] = int(op.count_params()) if hasattr(op, "count_params") and op.built else 0
-            declared[name] = tuple(tensors[0].shape) if len(tensors) == 1 else [tuple(t.shape) for t in tensors]
-            probe_names.append((name, len(tensors)))
-            probe_outputs.extend(tensors)
-        if probe_outputs:
-            try:
-                probe = keras.Model(inputs=graph.inputs, outputs=probe_outputs)
-                values = probe(feed, training=False)  # the ONE Keras call
-            except Exception as e:  # Keras itself cannot run the model (e.g. glu's wrong declared shape)
-                raise KcompatError(f"keras reference: Keras could not run {self.path}: {_first_line(e, 300)}") from None
-            values = [keras.ops.convert_to_numpy(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-            i = 0
-            for name, n in probe_names:
-                outputs[name] = values[i] if n == 1 else values[i:i + n]
-                i += n
+        outputs, params, declared = {}, {}, {}
+        for name, tensor in k_inputs.items():  # an input layer's output is the array fed
+            outputs[name], params[name], declared[name] = fed[name], 0, tuple(tensor.shape)
+        scopes: dict[tuple, list[str]] = {}  # nested model path -> the graph layers directly inside it
+        for ls in model.graph.layers:
+            if ls.name not in k_inputs:
+                scopes.setdefault(model.expansion.path[ls.name][:-1], []).append(ls.name)
+        _probe(keras, self.path, graph, feed, (), model, scopes, (outputs, params, declared), notes)
         label = f"keras {keras.__version__} ({keras.backend.backend()})"
         return ReferenceResult(label, outputs, params, declared, notes)
 
@@ -168,6 +153,47 @@ def _model_from_json(keras, text: str):
         return saving_utils.model_from_config({"class_name": data["class_name"], "config": data["config"]})
 
 
+def _probe(keras, path: str, graph, feed: list, scope: tuple, model, scopes: dict, results: tuple,
+           notes: list[str]) -> None:
+    """Run ``graph`` once on ``feed`` for the outputs of the layers of ``scopes[scope]``, and the inputs of each
+    nested model's first call; then the same inside each nested model, on those inputs."""
+    outputs, params, declared = results
+    first = _first_nodes(graph)
+    probe_names, probe_outputs, nested = [], [], []
+    for flat in scopes.get(scope, []):
+        name = model.expansion.path[flat][-1]
+        if name not in first:
+            notes.append(f"layer '{flat}' was not found in the Keras model; not compared")
+            continue
+        op, node = first[name]
+        tensors = node.output_tensors
+        params[flat] = int(op.count_params()) if hasattr(op, "count_params") and op.built else 0
+        declared[flat] = tuple(tensors[0].shape) if len(tensors) == 1 else [tuple(t.shape) for t in tensors]
+        probe_names.append((flat, len(tensors)))
+        probe_outputs.extend(tensors)
+        if flat in model.expansion.children:
+            fed = [t for t in keras.tree.flatten(node.arguments.args) if isinstance(t, keras.KerasTensor)]
+            nested.append((flat, op, len(fed)))
+            probe_outputs.extend(fed)
+    if not probe_outputs:
+        return
+    try:
+        probe = keras.Model(inputs=graph.inputs, outputs=probe_outputs)
+        values = probe(feed, training=False)  # the ONE Keras call of this graph
+    except Exception as e:  # Keras itself cannot run the model (e.g. glu's wrong declared shape)
+        raise KcompatError(f"keras reference: Keras could not run {path}: {_first_line(e, 300)}") from None
+    values = [keras.ops.convert_to_numpy(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+    i = 0
+    for flat, n in probe_names:
+        outputs[flat] = values[i] if n == 1 else values[i:i + n]
+        i += n
+        if nested and nested[0][0] == flat:
+            _, op, n_fed = nested.pop(0)
+            inner = getattr(op, "_functional", None) or op
+            _probe(keras, path, inner, values[i:i + n_fed], model.expansion.path[flat], model, scopes, results, notes)
+            i += n_fed
+
+
 def _load_rewrite(keras, model):
     from ..formats.keras.archive import write_keras  # as is: no renaming, so layer names still line up
     with tempfile.TemporaryDirectory(prefix="kcompat-verify-") as tmp:
@@ -206,19 +232,23 @@ def _names_in_order(k_inputs: dict, tensors: list) -> list[str]:
     return [by_id[id(t)] for t in tensors]
 
 
-def _set_weights(kmodel, model) -> None:
-    """Give each Keras layer the kcompat layer's weights (same name, Keras order)."""
+def _set_weights(kmodel, model, layers: list | None = None, where: str = "") -> None:
+    """Give each Keras layer the kcompat layer's weights (same name, Keras order), inside nested models too."""
     graph = getattr(kmodel, "_functional", None) or kmodel
     ops = {op.name: op for op in graph.operations}
-    for ls in model.spec.layers:
-        if not ls.weights:
+    for ls in model.spec.layers if layers is None else layers:
+        if not ls.weights and ls.model is None:
             continue
         if ls.name not in ops:
-            raise KcompatError(f"keras reference: layer '{ls.name}' is not in the Keras model; cannot give it weights")
+            raise KcompatError(f"keras reference: layer '{where}{ls.name}' is not in the Keras model; cannot give "
+                               f"it weights")
+        if ls.model is not None:
+            _set_weights(ops[ls.name], model, ls.model.layers, f"{where}{ls.name}/")
+            continue
         try:
             ops[ls.name].set_weights(ls.weights)
         except ValueError as e:
-            raise KcompatError(f"keras reference: layer '{ls.name}': Keras refused kcompat's weights: "
+            raise KcompatError(f"keras reference: layer '{where}{ls.name}': Keras refused kcompat's weights: "
                                f"{_first_line(e)}") from None
 
 

@@ -378,11 +378,12 @@ def config_from_spec(spec: ModelSpec, shapes: dict | None = None, prefix: str = 
     functional = {ls.name for ls in spec.layers if ls.model is not None and ls.class_name in FUNCTIONAL}
     # Keras 3 numbers a nested Functional's calls from 1 in input_layers / output_layers (see the docstring)
     refs = lambda rs: [[r.layer, r.node + (r.layer in functional), r.index] for r in rs]  # noqa: E731
-    inputs = refs(spec.inputs)
+    inputs, outputs = refs(spec.inputs), refs(spec.outputs)
+    # one tensor is written bare, as Keras does: a nested model returning [x] would hand its caller a list
     return {"module": "keras.src.models.functional", "class_name": "Functional",
             "config": {"name": spec.name, "trainable": True, "layers": entries,
                        "input_layers": inputs[0] if len(inputs) == 1 else inputs,
-                       "output_layers": refs(spec.outputs)},
+                       "output_layers": outputs[0] if len(outputs) == 1 else outputs},
             "registered_name": "Functional", "build_config": {"input_shape": None}}
 
 
