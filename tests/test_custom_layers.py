@@ -20,7 +20,7 @@ from kcompat.summary import summary_text
 from kcompat.verify.run import verify_file
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), "COLUMNS": "200"}  # tables unclipped
 KEY = "KcompatTest>ScaleShift"
 
 # The user's file: the kcompat layer (and its ONNX exporter) for the Keras class below.

@@ -116,7 +116,18 @@ def convnext_like(K):
     return K.Model(inp, L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="gap")(x)), name="convnext_like")
 
 
-KERAS3 = [seq_in_functional, functional_in_sequential, two_levels, siamese, frozen_base, convnext_like]
+def multi_io(K):
+    """A nested Functional with two inputs and two outputs."""
+    L = K.layers
+    i, j = K.Input((4,), name="i"), K.Input((3,), name="j")
+    both = L.Concatenate(name="cat")([L.Dense(3, name="di")(i), j])
+    inner = K.Model([i, j], [L.Dense(2, name="p")(both), L.Dense(5, name="q")(j)], name="two_way")
+    a, b = K.Input((4,), name="a"), K.Input((3,), name="b")
+    p, q = inner([a, b])
+    return K.Model([a, b], L.Dense(2, name="head")(L.Concatenate(name="join")([p, q])), name="multi_io")
+
+
+KERAS3 = [seq_in_functional, functional_in_sequential, two_levels, siamese, frozen_base, convnext_like, multi_io]
 NAMES = [f.__name__ for f in KERAS3]
 FORMATS = [".keras", ".h5", ".json"]
 
@@ -285,7 +296,7 @@ def lazy_sequential(K):
     return K.Model(inp, L.Dense(2, name="head")(inner(inp)), name="lazy_sequential")
 
 
-KERAS2 = [seq_in_functional, two_levels, siamese, frozen_base, lazy_sequential]
+KERAS2 = [seq_in_functional, two_levels, siamese, frozen_base, lazy_sequential, multi_io]
 
 
 @pytest.fixture(scope="module")
@@ -386,3 +397,23 @@ def test_transfer_learning_mobilenetv2_tf_keras_h5(tmp_path):
     model = kcompat.load(str(tmp_path / "tl.h5"))
     assert model.total_params == kmodel.count_params() and model.trainable_params == 1281
     assert_outputs(model.predict(xs), run_keras(kmodel, xs))
+
+
+def test_keras2_names_with_slashes_inside_a_nested_model(keras, tmp_path):
+    """Keras 2 allowed '/' in names, Keras 3 refuses them at any depth: the writer renames them in nested
+    models too, with one note, and Keras 3 loads the result."""
+    import tf_keras
+    L = tf_keras.layers
+    inner = tf_keras.Sequential([tf_keras.Input((4,)), L.Dense(3, name="blk/dense")], name="enc/seq")
+    inp = tf_keras.Input((4,), name="x")
+    kmodel = tf_keras.Model(inp, L.Dense(2, name="head")(inner(inp)))
+    randomize(kmodel, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kmodel.save(tmp_path / "slash.h5")
+    with pytest.warns(UserWarning, match="enc/seq -> enc_seq, enc_seq/blk/dense -> enc_seq/blk_dense"):
+        kcompat.save(kcompat.load(str(tmp_path / "slash.h5")), str(tmp_path / "slash.keras"))
+    loaded = keras.models.load_model(tmp_path / "slash.keras", compile=False)
+    xs = data(kmodel)
+    assert_outputs(run_keras(loaded, xs), run_keras(kmodel, xs))
+    assert loaded.get_layer("enc_seq").get_layer("blk_dense").count_params() == 15

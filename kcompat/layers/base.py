@@ -160,9 +160,13 @@ def fmt_shape(shape: Any) -> str:
     return _fmt(shape)
 
 
+KERAS_MODULES = ("keras", "tf_keras", "tensorflow")  # where Keras 3 and Keras 2 files say their own classes live
+
+
 def is_custom(class_name: str, module: str | None = None, registered_name: str | None = None) -> bool:
     """A user's class: registered under a package ("MyPackage>MyScale"), or from a module outside Keras."""
-    return ">" in class_name or ">" in (registered_name or "") or bool(module) and not module.startswith("keras")
+    outside = bool(module) and module.split(".")[0] not in KERAS_MODULES
+    return ">" in class_name or ">" in (registered_name or "") or outside
 
 
 def lookup(class_name: str, is_op: bool = False, module: str | None = None,
