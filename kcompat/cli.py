@@ -38,7 +38,8 @@ def cmd_summary(args) -> int:
     elif args.explain:
         _print_text(summary.explain_text(model, line_length=args.line_length, width=args.width))
     else:
-        _print_text(summary.summary_text(model, line_length=args.line_length, width=args.width))
+        _print_text(summary.summary_text(model, line_length=args.line_length, width=args.width,
+                                         expand_nested=args.expand))
     return EXIT_OK
 
 
@@ -142,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--explain", action="store_true", help="each layer's shape and parameter arithmetic in words")
     s.add_argument("--width", type=int, help="terminal width to render for (default: the terminal's)")
     s.add_argument("--line-length", type=int, help="table width, as Keras's summary(line_length=...)")
+    s.add_argument("--expand", action="store_true", help="show nested models' layers, as Keras's "
+                   "summary(expand_nested=True)")
     _layout_options(s)
     s.set_defaults(func=cmd_summary)
 
@@ -186,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_diff)
+    for command in (s, r, v, c, d):
+        command.add_argument("--layers", action="append", default=[], metavar="FILE.py",
+                             help="a Python file defining kcompat layers for custom Keras classes (repeatable; "
+                                  "README: Custom layers). It is run: give only files you trust")
     return p
 
 
@@ -203,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         import os
         os.environ["KCOMPAT_DEBUG"] = "1"  # keep TensorFlow's native stderr too
     try:
+        if args.layers:
+            from .layers import load_layer_file
+            for path in args.layers:
+                load_layer_file(path)
         return args.func(args)
     except KcompatError as e:
         if args.debug:

@@ -3,6 +3,11 @@
 Every call node is evaluated once, in dependency order, so Functional DAGs (several
 inputs and outputs, branches, a layer used twice) and Sequential chains run the same
 way. ``run`` returns the outputs; ``run_all`` every node's output, for per-layer checks.
+
+``spec`` is the model as the file holds it (a nested model is one layer); ``graph`` is the flat call
+graph that runs (kcompat/nested.py: a nested model's layers as ``outer/inner``; the same object as
+``spec`` when nothing is nested). ``layers``, ``specs``, ``order``, ``shapes`` and ``info`` are about
+``graph``; ``info`` of a nested model counts its layers' parameters.
 """
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from .errors import KcompatError, ShapeError, UnsupportedError
-from .layers import Layer, Weight, make_layer
+from .layers import Layer, Weight, lookup, missing_class_message
 from .layers.base import fmt_shape
+from .nested import expand, legacy_weight_order, weightless_to_empty
 from .spec import LayerSpec, ModelSpec, TensorRef, map_refs
 
 NodeKey = tuple  # (layer name, node index)
@@ -41,24 +47,41 @@ class Model:
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
-        self.layers: dict[str, Layer] = {}
-        problems = []
-        for ls in spec.layers:
-            try:
-                self.layers[ls.name] = make_layer(ls.class_name, ls.config, ls.name, ls.is_op)
-            except UnsupportedError as e:
-                problems.append(str(e))
-            except KcompatError as e:
-                raise type(e)(f"{spec.source}: {e}") from None
-        if problems:
-            raise UnsupportedError(f"{spec.source}: " + "; ".join(problems) if len(problems) > 1
-                                   else f"{spec.source}: {problems[0]}")
-        self.specs: dict[str, LayerSpec] = {ls.name: ls for ls in spec.layers}  # layer name -> its LayerSpec
+        self.expansion = expand(spec)
+        self.graph: ModelSpec = self.expansion.graph
+        self.layers: dict[str, Layer] = self._make_layers()
+        self.specs: dict[str, LayerSpec] = {ls.name: ls for ls in self.graph.layers}  # flat name -> LayerSpec
         self.order = self._topological_order()
         self.shapes = self._infer_shapes()
         self.info = self._layer_info()
         if spec.has_weights:
+            self._give_nested_weights()
             self._check_weights()
+
+    def _make_layers(self) -> dict[str, Layer]:
+        """Every layer of the graph; every class kcompat cannot build reported in one error, once per class."""
+        layers: dict[str, Layer] = {}
+        missing: dict[tuple, list[str]] = {}  # (class, is_op, module, registered name) -> layer names
+        refused: dict[str, list] = {}  # class -> [first message, layer names]
+        for ls in self.graph.layers:
+            cls = lookup(ls.class_name, ls.is_op, ls.module, ls.registered_name)
+            if cls is None:
+                missing.setdefault((ls.class_name, ls.is_op, ls.module, ls.registered_name), []).append(ls.name)
+                continue
+            try:
+                layers[ls.name] = cls(ls.config, ls.name)
+            except UnsupportedError as e:
+                refused.setdefault(ls.class_name, [str(e), []])[1].append(ls.name)
+            except KcompatError as e:
+                raise type(e)(f"{self.spec.source}: {e}") from None
+        problems = [missing_class_message(c, names, op, module, reg) for (c, op, module, reg), names in missing.items()]
+        for class_name, (first, names) in refused.items():
+            more = names[1:]
+            listed = ", ".join(repr(n) for n in more[:3]) + (", ..." if len(more) > 3 else "")
+            problems.append(first + (f" (and {len(more)} more {class_name} layer(s) refused: {listed})" if more else ""))
+        if problems:
+            raise UnsupportedError(f"{self.spec.source}: " + "; ".join(problems))
+        return layers
 
     # ------------------------------------------------------------------ graph
     def _node_deps(self, key: NodeKey) -> list[NodeKey]:
@@ -68,7 +91,7 @@ class Model:
         return [(r.layer, r.node) for r in ls.nodes[key[1]].refs()]
 
     def _topological_order(self) -> list[NodeKey]:
-        keys = [(ls.name, i) for ls in self.spec.layers for i in range(max(len(ls.nodes), 1))]
+        keys = [(ls.name, i) for ls in self.graph.layers for i in range(max(len(ls.nodes), 1))]
         done: set = set()
         order: list[NodeKey] = []
         for start in keys:
@@ -127,7 +150,8 @@ class Model:
 
     def _layer_info(self) -> dict[str, LayerInfo]:
         info = {}
-        for ls in self.spec.layers:
+        frozen = self.expansion.frozen
+        for ls in self.graph.layers:
             layer = self.layers[ls.name]
             in_shape = self.input_shape_of(ls.name)
             try:
@@ -136,14 +160,53 @@ class Model:
                 raise type(e)(f"{self.spec.source}: {e}") from None
             t = sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws if w.trainable)
             n = sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws if not w.trainable)
-            if ls.config.get("trainable") is False:  # a frozen layer: every weight non-trainable, as in Keras
+            if ls.name in frozen:  # a frozen layer (or in a frozen model): every weight non-trainable, as in Keras
                 t, n = 0, t + n
             info[ls.name] = LayerInfo(ls.name, ls.class_name, self.shapes[(ls.name, 0)], in_shape, t, n, ws)
+        for name in reversed(self.expansion.nested):  # inner models first: a nested model counts its layers
+            kids = [info[c] for c in self.expansion.children[name]]
+            info[name].trainable_params = sum(k.trainable_params for k in kids)
+            info[name].non_trainable_params = sum(k.non_trainable_params for k in kids)
         return info
 
+    def leaves(self) -> list[LayerSpec]:
+        """The graph's layers that own weights (every layer but nested models' pass-through nodes)."""
+        nested = self.expansion.children
+        return [ls for ls in self.graph.layers if ls.name not in nested]
+
     # ---------------------------------------------------------------- weights
+    def _store(self, name: str, weights: list[np.ndarray]) -> None:
+        """Set a graph layer's weights, and those of the file's layer it expands (what writers write)."""
+        self.specs[name].weights = weights
+        self.expansion.origin[name].weights = weights
+
+    def _give_nested_weights(self) -> None:
+        """A nested model read from a legacy .h5 holds all its weights in Keras's legacy order: hand them out."""
+        trainable = {n: [w.trainable for w in self.info[n].weights] for n in self.expansion.origin}
+        for name in self.expansion.nested:
+            origin = self.expansion.origin[name]
+            if origin.weights is None:
+                continue
+            slots = legacy_weight_order(self.expansion, name, trainable)
+            if len(slots) != len(origin.weights):
+                raise ShapeError(f"{self.spec.source}: nested model '{name}' ({origin.class_name}) expected "
+                                 f"{len(slots)} weight(s); received {len(origin.weights)}")
+            given: dict[str, list] = {}
+            for (layer, i), value in zip(slots, origin.weights):
+                given.setdefault(layer, [None] * len(self.info[layer].weights))[i] = value
+            for layer in self._leaves_under(name):
+                self._store(layer, given.get(layer, []))
+            origin.weights = None
+            weightless_to_empty(origin.model)
+
+    def _leaves_under(self, name: str) -> list[str]:
+        out = []
+        for child in self.expansion.children[name]:
+            out += self._leaves_under(child) if child in self.expansion.children else [child]
+        return out
+
     def _check_weights(self) -> None:
-        for ls in self.spec.layers:
+        for ls in self.leaves():
             expected = self.info[ls.name].weights
             got = ls.weights or []
             where = f"{self.spec.source}: layer '{ls.name}' ({ls.class_name})"
@@ -154,15 +217,18 @@ class Model:
                 if tuple(arr.shape) != tuple(w.shape):
                     raise ShapeError(f"{where}: weight '{w.name}' expected shape {fmt_shape(w.shape)}; "
                                      f"received {fmt_shape(tuple(arr.shape))}")
-            ls.weights = [np.asarray(a, dtype=np.float32) if a.dtype != np.float32 and a.dtype.kind == "f" else a
-                          for a in got]
+            self._store(ls.name, [np.asarray(a, dtype=np.float32) if a.dtype != np.float32 and a.dtype.kind == "f"
+                                  else a for a in got])
 
     def init_weights(self, seed: int = 0) -> "Model":
         """Give every layer seeded random weights (for an architecture-only JSON)."""
         rng = np.random.default_rng(seed)
-        for ls in self.spec.layers:
+        for ls in self.leaves():
             layer = self.layers[ls.name]
-            ls.weights = [random_weight(layer, w, rng) for w in self.info[ls.name].weights]
+            self._store(ls.name, [random_weight(layer, w, rng) for w in self.info[ls.name].weights])
+        for name in self.expansion.nested:
+            self.expansion.origin[name].weights = None
+        weightless_to_empty(self.spec)  # a nested model's InputLayers and op nodes
         return self
 
     def weights_of(self, name: str) -> list[np.ndarray]:
@@ -253,25 +319,26 @@ class Model:
         return out
 
     def layer_outputs(self, inputs: Any) -> dict[str, Any]:
-        """Each layer's output at its first call, keyed by layer name."""
+        """Each layer's output at its first call, keyed by layer name (a nested model's layers as ``outer/inner``)."""
         values = self.run_all(inputs)
-        return {ls.name: values[(ls.name, 0)] for ls in self.spec.layers}
+        return {ls.name: values[(ls.name, 0)] for ls in self.graph.layers}
 
     # ----------------------------------------------------------------- counts
     @property
     def total_params(self) -> int:
-        return sum(i.params for i in self.info.values())
+        return sum(self.info[ls.name].params for ls in self.leaves())
 
     @property
     def trainable_params(self) -> int:
-        return sum(i.trainable_params for i in self.info.values())
+        return sum(self.info[ls.name].trainable_params for ls in self.leaves())
 
     @property
     def non_trainable_params(self) -> int:
-        return sum(i.non_trainable_params for i in self.info.values())
+        return sum(self.info[ls.name].non_trainable_params for ls in self.leaves())
 
     def tensor_shapes(self) -> dict[TensorRef, tuple]:
-        """TensorRef -> shape, for writers that record keras tensor shapes."""
+        """TensorRef -> shape, for writers that record keras tensor shapes (a nested model's inner
+        InputLayers as ``outer/input``: the shapes of its first call)."""
         out = {}
         for (name, node), shape in self.shapes.items():
             if isinstance(shape, list):
@@ -279,6 +346,10 @@ class Model:
                     out[TensorRef(name, node, i)] = s
             else:
                 out[TensorRef(name, node, 0)] = shape
+        for name, calls in self.expansion.calls.items():
+            inner = self.expansion.origin[name].model
+            for ref, fed in zip(inner.inputs, calls[0] if calls else []):
+                out[TensorRef(f"{name}/{ref.layer}", 0, 0)] = out.get(fed)
         return out
 
 

@@ -82,18 +82,18 @@ def _rank(info) -> int | None:
 def diff_models(a: Model, b: Model, atol: float = 0.0, seed: int = 0, batch: int = 2) -> DiffResult:
     """Compare two models; ``atol`` is the weight/output difference still counted as the same."""
     result = DiffResult()
-    names_a = [l.name for l in a.spec.layers]
-    names_b = [l.name for l in b.spec.layers]
+    names_a = [l.name for l in a.graph.layers]  # nested models' layers as outer/inner
+    names_b = [l.name for l in b.graph.layers]
     for n in names_a:
         if n not in names_b:
-            result.add("layers", f"'{n}' only in A ({a.spec.layers[names_a.index(n)].class_name})")
+            result.add("layers", f"'{n}' only in A ({a.specs[n].class_name})")
     for n in names_b:
         if n not in names_a:
-            result.add("layers", f"'{n}' only in B ({b.spec.layers[names_b.index(n)].class_name})")
-    for la in a.spec.layers:
+            result.add("layers", f"'{n}' only in B ({b.specs[n].class_name})")
+    for la in a.graph.layers:
         if la.name not in names_b:
             continue
-        lb = b.spec.layer(la.name)
+        lb = b.specs[la.name]
         (class_a, config_a), (class_b, config_b) = _keras3(la), _keras3(lb)
         if class_a != class_b:
             result.add("config", f"'{la.name}': class {la.class_name} vs {lb.class_name}")

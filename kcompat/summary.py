@@ -4,6 +4,11 @@ Reference: keras/src/utils/summary_utils.py (``print_summary``). The table is bu
 same rich markup, column widths and console settings, so at the same width the characters
 are the same. Shapes are kcompat's own: for ``Activation("glu")`` Keras 3's summary shows the
 unhalved input shape, kcompat the real (halved) one.
+
+A nested model is one row with its class (Sequential / Functional), the output shape of its last
+call and the parameters of all its layers, as Keras prints it; ``expand_nested`` adds its layers
+below it, indented ("   └ name"), with the shapes Keras's own graph of the nested model gives them
+(built on its own InputLayers) and no connections.
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ import numpy as np
 from .errors import KcompatError
 from .layers.base import fmt_shape
 from .model import Model
-from .spec import LayerSpec, Node, TensorRef
+from .nested import without_weights
+from .spec import LayerSpec, ModelSpec, Node, TensorRef, keras_layers
 
 
 # ------------------------------------------------------------------ Keras's rich markup helpers
@@ -83,7 +89,7 @@ def _sequential_like(model: Model) -> bool:
     # depth = longest path from a node to the outputs (keras/src/ops/function.py map_graph)
     nodes = {ls.name: ls.nodes for ls in spec.layers}
     depth: dict[str, int] = {}
-    for name, _ in reversed(model.order):
+    for name, _ in reversed([key for key in model.order if key[0] in nodes]):  # the file's layers (not nested ones')
         depth.setdefault(name, 0)
         for node in nodes[name]:
             for ref in _flat_refs(node):
@@ -113,10 +119,10 @@ def _bytes_per_weight(config: dict) -> int:
 
 
 def _totals(model: Model) -> dict[str, tuple[int, float]]:
-    """(count, bytes) of trainable and non-trainable weights; each layer counted once."""
+    """(count, bytes) of trainable and non-trainable weights; each layer counted once (nested models' too)."""
     t = n = 0
     tb = nb = 0.0
-    for ls in model.spec.layers:
+    for ls in model.leaves():
         info = model.info[ls.name]
         size = _bytes_per_weight(ls.config)
         t += info.trainable_params
@@ -126,14 +132,69 @@ def _totals(model: Model) -> dict[str, tuple[int, float]]:
     return {"Total": (t + n, tb + nb), "Trainable": (t, tb), "Non-trainable": (n, nb)}
 
 
-def summary_text(model: Model, line_length: int | None = None, width: int | None = None) -> str:
+class _View:
+    """The shapes and parameter counts of one model's layers: ``model``'s layers named ``prefix + name``."""
+
+    def __init__(self, model: Model, prefix: str = ""):
+        self.model, self.prefix = model, prefix
+
+    def shape(self, ls: LayerSpec) -> Any:
+        key = (self.prefix + ls.name, max(len(ls.nodes), 1) - 1)  # Keras shows the last call
+        if key in self.model.shapes:
+            return self.model.shapes[key]
+        nested = self.prefix.rstrip("/")  # an inner InputLayer: the tensor the nested model's first call fed it
+        fed = dict(zip([r.layer for r in self.model.expansion.origin[nested].model.inputs],
+                       self.model.expansion.calls[nested][0]))[ls.name]
+        shape = self.model.shapes[(fed.layer, fed.node)]
+        return shape[fed.index] if isinstance(shape, list) else shape
+
+    def params(self, ls: LayerSpec) -> int:
+        info = self.model.info.get(self.prefix + ls.name)
+        return 0 if info is None else info.params
+
+    def inside(self, ls: LayerSpec) -> "_View":
+        """The view of nested model ``ls``'s layers: its own graph when its inputs have shapes, as Keras builds it."""
+        inner = ls.model
+        if all(l.config.get("batch_shape") is not None for l in inner.layers if l.class_name == "InputLayer"):
+            try:
+                return _View(Model(without_weights(inner)))
+            except KcompatError:
+                pass
+        return _View(self.model, f"{self.prefix}{ls.name}/")
+
+
+def _rows(view: _View, layers: list[LayerSpec], expand: bool, with_connections: bool, level: int = 0) -> list:
+    """Keras's print_layer: a row per layer, and with ``expand`` a nested model's layers after it, indented."""
+    import rich.markup
+    rows = []
+    prefix = "   " * level + "└ " if level else ""
+    for ls in layers:
+        name = rich.markup.escape(prefix + ls.name) + f" ([color(33)]{rich.markup.escape(_keras_class(ls))}[/])"
+        row = [name, _shape_markup(view.shape(ls)), _number(f"{view.params(ls):,}")]
+        if with_connections:
+            row.append(_connections(ls) if level == 0 else "-")
+        rows.append(row)
+        if expand and ls.model is not None:
+            rows += _rows(view.inside(ls), keras_layers(ls.model), expand, with_connections, level + 1)
+    return rows
+
+
+def _keras_class(ls: LayerSpec) -> str:
+    """The class name Keras shows: a nested functional model is a ``Functional`` (Keras 2 wrote ``Model``)."""
+    if ls.model is not None and not ls.model.sequential:
+        return "Functional"
+    return ls.class_name.rpartition(">")[2]
+
+
+def summary_text(model: Model, line_length: int | None = None, width: int | None = None,
+                 expand_nested: bool = False) -> str:
     """Exactly what Keras 3's ``model.summary()`` prints for this model (ending in a newline).
 
     ``width`` is the terminal width to render for (None: what rich and shutil find, as in
-    Keras, e.g. from COLUMNS). No "Optimizer params" line: a file's model is not compiled here.
+    Keras, e.g. from COLUMNS). ``expand_nested``: as Keras's ``summary(expand_nested=True)``.
+    No "Optimizer params" line: a file's model is not compiled here.
     """
     import rich.console
-    import rich.markup
     import rich.table
 
     sequential_like = _sequential_like(model)
@@ -158,12 +219,7 @@ def summary_text(model: Model, line_length: int | None = None, width: int | None
         current += w
     table = rich.table.Table(*[rich.table.Column(h, justify=j, width=w) for h, j, w in zip(header, justify, widths)],
                              width=line_length, show_lines=True)
-    for ls in _table_layers(model):
-        name = rich.markup.escape(ls.name) + f" ([color(33)]{rich.markup.escape(ls.class_name)}[/])"
-        shape = _shape_markup(model.shapes[(ls.name, max(len(ls.nodes), 1) - 1)])  # Keras shows the last call
-        row = [name, shape, _number(f"{model.info[ls.name].params:,}")]
-        if not sequential_like:
-            row.append(_connections(ls))
+    for row in _rows(_View(model), _table_layers(model), expand_nested, not sequential_like):
         table.add_row(*row)
 
     console = rich.console.Console(highlight=False, force_terminal=False, color_system=None, width=width)
@@ -182,14 +238,27 @@ def _json_shape(shape: Any) -> Any:
     return [None if d is None else int(d) for d in shape]
 
 
+def _json_layers(model: Model, spec: ModelSpec, prefix: str = "") -> list[dict]:
+    out = []
+    for ls in spec.layers:
+        info = model.info.get(prefix + ls.name)
+        if info is None:  # a nested model's InputLayer: it passes its call's tensor through
+            continue
+        entry = {"name": prefix + ls.name, "class_name": ls.class_name,
+                 "output_shape": _json_shape(info.output_shape), "params": info.params}
+        if ls.model is not None:
+            entry["layers"] = _json_layers(model, ls.model, f"{prefix}{ls.name}/")
+        out.append(entry)
+    return out
+
+
 def summary_json(model: Model) -> dict:
-    """The summary as data: every layer (InputLayer included), output shape of its first call, params."""
+    """The summary as data: every layer (InputLayer included), output shape of its first call, params; a
+    nested model's layers (named ``outer/inner``) under its own entry."""
     totals = _totals(model)
     return {
         "name": model.spec.name,
-        "layers": [{"name": ls.name, "class_name": ls.class_name,
-                    "output_shape": _json_shape(model.info[ls.name].output_shape),
-                    "params": model.info[ls.name].params} for ls in model.spec.layers],
+        "layers": _json_layers(model, model.spec),
         "total_params": totals["Total"][0],
         "trainable_params": totals["Trainable"][0],
         "non_trainable_params": totals["Non-trainable"][0],
@@ -207,15 +276,7 @@ def _words_shape(shape: Any) -> str:
 def explain_text(model: Model, line_length: int | None = None, width: int | None = None) -> str:
     """The Keras summary table, then one line per layer saying why its shape and parameter count are what they are."""
     lines = [summary_text(model, line_length, width), "Why these shapes and counts:"]
-    for ls in model.spec.layers:
-        layer, info = model.layers[ls.name], model.info[ls.name]
-        shapes = _words_shape(info.output_shape)
-        if info.input_shape is not None:
-            shapes = f"{_words_shape(info.input_shape)} -> {shapes}"
-        why = layer.explain(info.input_shape, info.output_shape)
-        why = why.removeprefix(f"{shapes}; ")  # the default explain starts with the shapes already shown
-        calls = f"; called {len(ls.nodes)} times, weights shared" if len(ls.nodes) > 1 else ""
-        lines.append(f" {ls.name} ({ls.class_name}): {shapes}; {why}{calls}")
+    lines += _explain_lines(model, model.spec)
     totals = _totals(model)
     weighted = [(ls.name, model.info[ls.name].params) for ls in model.spec.layers if model.info[ls.name].params]
     count, size = totals["Total"]
@@ -223,3 +284,30 @@ def explain_text(model: Model, line_length: int | None = None, width: int | None
     lines.append(f" Total: {sum_words}{count:,} params, {readable_size(size)} of weights "
                  f"({totals['Trainable'][0]:,} trainable, {totals['Non-trainable'][0]:,} non-trainable)")
     return "\n".join(lines)
+
+
+def _explain_lines(model: Model, spec: ModelSpec, prefix: str = "") -> list[str]:
+    """One line per layer, a nested model's line followed by its layers' (``outer/inner``)."""
+    lines = []
+    for ls in spec.layers:
+        name = prefix + ls.name
+        if name not in model.info:  # a nested model's InputLayer
+            continue
+        layer, info = model.layers[name], model.info[name]
+        calls = f"; called {len(model.specs[name].nodes)} times, weights shared" if len(model.specs[name].nodes) > 1 else ""
+        if ls.model is not None:
+            fed = [model.shapes[(r.layer, r.node)] for r in model.expansion.calls[name][0]]
+            fed = [f[r.index] if isinstance(f, list) else f for f, r in zip(fed, model.expansion.calls[name][0])]
+            shapes = f"{_words_shape(fed[0] if len(fed) == 1 else fed)} -> {_words_shape(info.output_shape)}"
+            n = len(model.expansion.children[name])
+            lines.append(f" {name} ({ls.class_name}): {shapes}; a nested model of {n} layer{'s' * (n != 1)}, listed "
+                         f"below as '{name}/...'; {info.params:,} params, its layers' sum{calls}")
+            lines += _explain_lines(model, ls.model, f"{name}/")
+            continue
+        shapes = _words_shape(info.output_shape)
+        if info.input_shape is not None:
+            shapes = f"{_words_shape(info.input_shape)} -> {shapes}"
+        why = layer.explain(info.input_shape, info.output_shape)
+        why = why.removeprefix(f"{shapes}; ")  # the default explain starts with the shapes already shown
+        lines.append(f" {name} ({ls.class_name}): {shapes}; {why}{calls}")
+    return lines

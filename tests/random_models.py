@@ -134,6 +134,12 @@ def build(keras, seed: int, max_layers: int = 6):
         model = keras.Model(inp, x, name=f"random_{seed}")
     else:
         fresh = [l.__class__.from_config(l.get_config()) for l in chain]  # unbuilt copies, called once by Sequential
+        nest = random.Random(seed * 7 + 1)  # its own stream: the layers drawn above stay what they were
+        if len(fresh) >= 2 and nest.random() < 0.3:  # a run of them as a nested Sequential (no Input of its own)
+            i = nest.randrange(len(fresh) - 1)
+            j = nest.randint(i + 1, len(fresh))
+            fresh[i:j] = [keras.Sequential(fresh[i:j], name=f"nested_{seed}")]
+            used.append("Sequential")
         model = keras.Sequential([keras.Input(shape)] + fresh, name=f"random_{seed}")
     _randomize(model, seed)
     return model, used

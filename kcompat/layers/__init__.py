@@ -1,4 +1,5 @@
 """NumPy layers, registered by Keras class name. Importing this package registers them all."""
-from . import (activation_layers, activations, conv, core, embedding, merging, normalization,  # noqa: F401
+from . import (activation_layers, activations, conv, core, embedding, merging, models, normalization,  # noqa: F401
                ops, ops_array, pooling, preprocessing, regularization, reshaping, spatial)
-from .base import OP_REGISTRY, REGISTRY, Layer, Weight, make_layer, register  # noqa: F401
+from .base import (OP_REGISTRY, REGISTRY, Layer, Weight, load_entry_points, load_layer_file,  # noqa: F401
+                   lookup, make_layer, missing_class_message, register)

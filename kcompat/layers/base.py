@@ -7,12 +7,17 @@ layer body stays the math and nothing else (like onnx/reference/ops/op_relu.py).
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import importlib.util
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, UnsupportedError
+from ..errors import ConfigError, KcompatError, UnsupportedError
 
 Shape = tuple  # (None, 3, 2)
 
@@ -21,13 +26,30 @@ OP_REGISTRY: dict[str, type["Layer"]] = {}
 
 
 def register(*class_names: str, op: bool = False):
-    """Class decorator: make a layer available under its Keras class name(s)."""
+    """Class decorator: make a layer available under its Keras class name(s) or registered name(s)
+    ("MyPackage>MyScale"); the first name is its canonical one. A user's layer may not take a name
+    that a built-in or another user's layer already has."""
     def wrap(cls):
+        table = OP_REGISTRY if op else REGISTRY
         for name in class_names:
-            (OP_REGISTRY if op else REGISTRY)[name] = cls
+            old = table.get(name)
+            if old is not None and not _builtin(cls) and _where(old) != _where(cls):
+                what = "a built-in kcompat layer" if _builtin(old) else f"already registered by {_where(old)}"
+                raise KcompatError(f"{_where(cls)}: cannot register {name!r}: it is {what}. Register the custom "
+                                   f"class under its Keras registered name (e.g. 'MyPackage>{name}')")
+        for name in class_names:
+            table[name] = cls
         cls.class_name = class_names[0]
         return cls
     return wrap
+
+
+def _builtin(cls: type) -> bool:
+    return cls.__module__.startswith("kcompat.")
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 @dataclass(frozen=True)
@@ -141,12 +163,102 @@ def fmt_shape(shape: Any) -> str:
     return _fmt(shape)
 
 
-def make_layer(class_name: str, config: dict, name: str, is_op: bool = False, source: str = "") -> Layer:
-    """Instantiate a registered layer; unknown classes are refused by name."""
+KERAS_MODULES = ("keras", "tf_keras", "tensorflow")  # where Keras 3 and Keras 2 files say their own classes live
+
+
+def is_custom(class_name: str, module: str | None = None, registered_name: str | None = None) -> bool:
+    """A user's class: registered under a package ("MyPackage>MyScale"), or from a module outside Keras."""
+    outside = bool(module) and module.split(".")[0] not in KERAS_MODULES
+    return ">" in class_name or ">" in (registered_name or "") or outside
+
+
+def lookup(class_name: str, is_op: bool = False, module: str | None = None,
+           registered_name: str | None = None) -> type[Layer] | None:
+    """The layer class for a Keras layer: by registered name, then class name (a custom class only among
+    users' layers); installed ``kcompat.layers`` entry points are loaded on the first miss."""
     table = OP_REGISTRY if is_op else REGISTRY
-    cls = table.get(class_name)
+    custom = is_custom(class_name, module, registered_name)
+    for attempt in range(2):
+        for key in (registered_name, class_name, class_name.rpartition(">")[2]):
+            cls = table.get(key) if key else None
+            if cls is not None and (key == registered_name or not custom or not _builtin(cls)):
+                return cls
+        if attempt == 0 and not load_entry_points():
+            break
+    return None
+
+
+def make_layer(class_name: str, config: dict, name: str, is_op: bool = False, source: str = "",
+               module: str | None = None, registered_name: str | None = None) -> Layer:
+    """Instantiate a registered layer; unknown classes are refused by name."""
+    cls = lookup(class_name, is_op, module, registered_name)
     if cls is None:
-        kind = "Keras op" if is_op else "layer class"
         prefix = f"{source}: " if source else ""
-        raise UnsupportedError(f"{prefix}layer '{name}': unknown or unsupported {kind} {class_name!r}")
+        raise UnsupportedError(prefix + missing_class_message(class_name, [name], is_op, module, registered_name))
     return cls(config, name)
+
+
+def missing_class_message(class_name: str, names: list[str], is_op: bool = False, module: str | None = None,
+                          registered_name: str | None = None) -> str:
+    """One sentence for every layer of a class kcompat has no implementation for (the class named once),
+    and how to add one."""
+    kind = "Keras op" if is_op else "layer class"
+    key = registered_name if registered_name and registered_name.endswith(class_name.rpartition(">")[2]) \
+        else class_name
+    custom = is_custom(class_name, module, registered_name)
+    where = f" (a custom class from module {module})" if custom and module else " (a custom class)" if custom else ""
+    listed = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+    count = f"{len(names)} layers" if len(names) > 1 else "1 layer"
+    return (f"no NumPy implementation of {kind} {key!r}{where}, used by {count} ({listed}); add one: a "
+            f"kcompat.layers.Layer subclass decorated with @register(that name{', op=True' if is_op else ''}), given "
+            f"with --layers FILE.py "
+            f"or installed as a 'kcompat.layers' entry point (README: Custom layers)")
+
+
+# ------------------------------------------------------------------ users' layers
+_loaded_files: dict[Path, str] = {}  # resolved path -> module name
+_entry_points_loaded = False
+
+
+def load_layer_file(path: str) -> None:
+    """Run a user's Python file that defines kcompat layers (``@register``); each file once."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise KcompatError(f"--layers {path}: no such file")
+    real = p.resolve()
+    if real in _loaded_files:
+        return
+    name = f"kcompat_user_layers.{p.stem}_{hashlib.sha1(str(real).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(name, real)
+    if spec is None or spec.loader is None:
+        raise KcompatError(f"--layers {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except KcompatError as e:
+        del sys.modules[name]
+        raise KcompatError(f"--layers {path}: {e}") from None
+    except Exception as e:  # the user's code: any error, reported with where it came from
+        del sys.modules[name]
+        raise KcompatError(f"--layers {path}: running it raised {type(e).__name__}: {e}") from None
+    _loaded_files[real] = name
+
+
+def load_entry_points() -> bool:
+    """Import every installed ``kcompat.layers`` entry point once (a module that registers layers, or a
+    function to call that does); True when this call loaded any."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return False
+    _entry_points_loaded = True
+    found = list(importlib.metadata.entry_points(group="kcompat.layers"))
+    for ep in found:
+        try:
+            obj = ep.load()
+            if callable(obj) and not isinstance(obj, type):
+                obj()
+        except Exception as e:  # an installed package's code
+            raise KcompatError(f"the installed 'kcompat.layers' entry point {ep.name!r} ({ep.value}) failed to "
+                               f"load: {type(e).__name__}: {e}") from None
+    return bool(found)

@@ -7,6 +7,10 @@ formats/keras/dialect.py keras2_meanings) runs in Keras 2 itself (tf_keras.py), 
 Only when Keras cannot read the file otherwise (an .onnx, a Keras 3 file it refuses) does
 kcompat write a temporary .keras for it, and the notes say so. Every layer's output
 comes from ONE call of ``keras.Model(inputs, [each layer's first-call output])``.
+A nested model's layers (kcompat's ``outer/inner``) live in the nested model's own graph, not the
+outer one: the outer call also returns the tensors the nested model's first call was given, and one
+call of a model over the nested model's own graph, on those arrays, gives its layers' outputs (at
+any depth, the same way). Keras computes them; kcompat feeds nothing of its own.
 Reference: keras/src/models/functional.py, keras/src/ops/function.py (``_nodes``).
 """
 from __future__ import annotations
@@ -101,37 +105,58 @@ class KerasReference(Reference):
             notes.append(f"{self.who} computes layers with dtype policy '{policy}' in {dtype}; kcompat computes in "
                          f"float32, so differences of order 1e-3 are expected there (raise --atol / --rtol)")
         graph = getattr(kmodel, "_functional", None) or kmodel  # a Sequential runs through its Functional
-        first = self.first_nodes(graph)
         k_inputs = _match_inputs(self.input_names(graph), graph.inputs, model, self)  # kcompat name -> tensor
         fed = dict(zip(model.input_names, inputs))
         feed = [fed[name] for name in _names_in_order(k_inputs, graph.inputs)]
-        probe_names, probe_outputs, outputs, params, declared = [], [], {}, {}, {}
-        for ls in model.spec.layers:
-            name = ls.name
-            if name in k_inputs:  # an input layer's output is the array fed
-                outputs[name], params[name], declared[name] = fed[name], 0, tuple(k_inputs[name].shape)
-                continue
-            if name not in first:
-                notes.append(f"layer '{name}' was not found in the {self.who} model; not compared")
-                continue
-            op, tensors = first[name]
-            params[name] = int(op.count_params()) if hasattr(op, "count_params") and op.built else 0
-            declared[name] = tuple(tensors[0].shape) if len(tensors) == 1 else [tuple(t.shape) for t in tensors]
-            probe_names.append((name, len(tensors)))
-            probe_outputs.extend(tensors)
-        if probe_outputs:
-            try:
-                probe = module.Model(inputs=graph.inputs, outputs=probe_outputs)
-                values = probe(feed, training=False)  # the ONE Keras call
-            except Exception as e:  # Keras itself cannot run the model (e.g. glu's wrong declared shape)
-                raise KcompatError(f"{self.name} reference: {self.who} could not run {self.path}: "
-                                   f"{first_line(e, 300)}") from None
-            values = [np.asarray(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-            i = 0
-            for name, n in probe_names:
-                outputs[name] = values[i] if n == 1 else values[i:i + n]
-                i += n
+        outputs, params, declared = {}, {}, {}
+        for name, tensor in k_inputs.items():  # an input layer's output is the array fed
+            outputs[name], params[name], declared[name] = fed[name], 0, tuple(tensor.shape)
+        scopes: dict[tuple, list[str]] = {}  # nested model path -> the graph layers directly inside it
+        for ls in model.graph.layers:
+            if ls.name not in k_inputs:
+                scopes.setdefault(model.expansion.path[ls.name][:-1], []).append(ls.name)
+        self._probe(module, graph, feed, (), model, scopes, (outputs, params, declared), notes)
         return ReferenceResult(self.label(module), outputs, params, declared, notes)
+
+    def _probe(self, module, graph, feed: list, scope: tuple, model, scopes: dict, results: tuple,
+               notes: list[str]) -> None:
+        """Run ``graph`` once on ``feed`` for the outputs of the layers of ``scopes[scope]``, and the inputs of
+        each nested model's first call; then the same inside each nested model, on those inputs."""
+        outputs, params, declared = results
+        first = self.first_nodes(graph)
+        probe_names, probe_outputs, nested = [], [], []
+        for flat in scopes.get(scope, []):
+            name = model.expansion.path[flat][-1]
+            if name not in first:
+                notes.append(f"layer '{flat}' was not found in the {self.who} model; not compared")
+                continue
+            op, tensors, fed = first[name]
+            params[flat] = int(op.count_params()) if hasattr(op, "count_params") and op.built else 0
+            declared[flat] = tuple(tensors[0].shape) if len(tensors) == 1 else [tuple(t.shape) for t in tensors]
+            probe_names.append((flat, len(tensors)))
+            probe_outputs.extend(tensors)
+            if flat in model.expansion.children:
+                nested.append((flat, op, len(fed)))
+                probe_outputs.extend(fed)
+        if not probe_outputs:
+            return
+        try:
+            probe = module.Model(inputs=graph.inputs, outputs=probe_outputs)
+            values = probe(feed, training=False)  # the ONE Keras call of this graph
+        except Exception as e:  # Keras itself cannot run the model (e.g. glu's wrong declared shape)
+            raise KcompatError(f"{self.name} reference: {self.who} could not run {self.path}: "
+                               f"{first_line(e, 300)}") from None
+        values = [np.asarray(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+        i = 0
+        for flat, n in probe_names:
+            outputs[flat] = values[i] if n == 1 else values[i:i + n]
+            i += n
+            if nested and nested[0][0] == flat:
+                _, op, n_fed = nested.pop(0)
+                inner = getattr(op, "_functional", None) or op
+                self._probe(module, inner, values[i:i + n_fed], model.expansion.path[flat], model, scopes,
+                            results, notes)
+                i += n_fed
 
     # -- what differs between Keras 3 and Keras 2 (tf_keras.py overrides these)
     def import_module(self):
@@ -141,14 +166,16 @@ class KerasReference(Reference):
         return f"keras {keras.__version__} ({keras.backend.backend()})"
 
     def first_nodes(self, graph) -> dict:
-        """Operation name -> (operation, output tensors of its first call node inside this model)."""
+        """Operation name -> (operation, output tensors, input tensors) of its first call inside this model."""
+        import keras
         from keras.src.ops.function import make_node_key
         own = graph._nodes
         first = {}
         for op in graph.operations:
             for i, node in enumerate(op._inbound_nodes):
                 if make_node_key(op, i) in own:
-                    first[op.name] = (op, list(node.output_tensors))
+                    fed = [t for t in keras.tree.flatten(node.arguments.args) if isinstance(t, keras.KerasTensor)]
+                    first[op.name] = (op, list(node.output_tensors), fed)
                     break
         return first
 
@@ -210,20 +237,23 @@ class KerasReference(Reference):
                              f"given the weights kcompat read, layer by layer, so weight-reader bugs are not caught")
         return kmodel
 
-    def set_weights(self, kmodel, model) -> None:
-        """Give each Keras layer the kcompat layer's weights (same name, Keras order)."""
+    def set_weights(self, kmodel, model, layers: list | None = None, where: str = "") -> None:
+        """Give each Keras layer the kcompat layer's weights (same name, Keras order), inside nested models too."""
         graph = getattr(kmodel, "_functional", None) or kmodel
         ops = self.operations(graph)
-        for ls in model.spec.layers:
-            if not ls.weights:
+        for ls in model.spec.layers if layers is None else layers:
+            if not ls.weights and ls.model is None:
                 continue
             if ls.name not in ops:
-                raise KcompatError(f"{self.name} reference: layer '{ls.name}' is not in the model; cannot give it "
-                                   f"weights")
+                raise KcompatError(f"{self.name} reference: layer '{where}{ls.name}' is not in the model; cannot "
+                                   f"give it weights")
+            if ls.model is not None:
+                self.set_weights(ops[ls.name], model, ls.model.layers, f"{where}{ls.name}/")
+                continue
             try:
                 ops[ls.name].set_weights(ls.weights)
             except ValueError as e:
-                raise KcompatError(f"{self.name} reference: layer '{ls.name}': {self.who} refused kcompat's "
+                raise KcompatError(f"{self.name} reference: layer '{where}{ls.name}': {self.who} refused kcompat's "
                                    f"weights: {first_line(e)}") from None
 
 

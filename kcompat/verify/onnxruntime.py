@@ -50,7 +50,7 @@ class OnnxRuntimeReference(Reference):
         else:
             from ..formats.onnx.export.driver import to_onnx
             proto = to_onnx(model, self.opset, optimize=False)  # every layer's output kept
-            names = {ls.name: ls.name for ls in model.spec.layers}
+            names = {ls.name: ls.name for ls in model.graph.layers}  # nested models' layers as outer/inner
             notes.append(f"onnxruntime ran kcompat's own ONNX export (opset {proto.opset_import[0].version}) of "
                          f"{self.path}; an exporter bug that matches a NumPy bug would not show")
         feed = self._feed(proto, model, names, inputs)

@@ -43,7 +43,7 @@ class TfKerasReference(KerasReference):
         for layer in graph.layers:
             for i, node in enumerate(layer._inbound_nodes):
                 if f"{layer.name}_ib-{i}" in own:
-                    first[layer.name] = (layer, _flat(node.outputs))
+                    first[layer.name] = (layer, _flat(node.outputs), _flat(node.input_tensors))
                     break
         return first
 

@@ -3,8 +3,15 @@
 Reads both dialects: Keras 3 (inbound nodes as ``{"args", "kwargs"}`` with
 ``__keras_tensor__`` leaves; ``batch_shape``) and Keras 2 / tf.keras (inbound nodes as
 ``[[layer, node, index, kwargs], ...]``; ``batch_input_shape``). Writes Keras 3.
-Reference: keras/src/models/functional.py (functional_from_config / get_config) and
-keras/src/models/sequential.py.
+
+A nested model (a Sequential or Functional in the layer list, at any depth) becomes one LayerSpec
+whose ``model`` is its parsed spec. Its call nodes are counted differently by each dialect, and both
+are followed: Keras 3 numbers the calls of any layer from 0 in ``inbound_nodes``, but from 1 for a
+nested Functional in ``input_layers`` / ``output_layers`` (its "pre-existing node");
+Keras 2 / tf_keras numbers them from 1 everywhere for a nested Functional, and for a nested
+Sequential whose config starts with an InputLayer (``_should_skip_first_node``).
+Reference: keras/src/models/functional.py (functional_from_config / get_config / serialize_node),
+keras/src/models/sequential.py, tf_keras/src/engine/functional.py (get_network_config).
 """
 from __future__ import annotations
 
@@ -19,7 +26,9 @@ from .dialect import CLASSES, from_keras2, to_keras3
 KERAS_VERSION = "3.15.1"  # the Keras 3 dialect kcompat's writers follow (and claim in the files they write)
 # Layer classes that carry Python code: refused by name, never deserialized.
 CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TorchModuleWrapper"}
-NESTED_MODELS = {"Sequential", "Functional", "Model"}
+NESTED_MODELS = {"Sequential", "Functional", "Model"}  # model classes whose config kcompat reads as a graph
+FUNCTIONAL = {"Functional", "Model"}
+MODEL_KEYS = ("layers", "input_layers", "output_layers")  # what a nested model's spec holds (not its config)
 
 
 def parse_json_text(text: str | bytes, source: str) -> dict:
@@ -47,13 +56,10 @@ def spec_from_config(data: dict, source: str, keras_version: str | None = None) 
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise FormatError(f"{source}: model config has no 'config.layers' list")
     keras_version = keras_version or data.get("keras_version")
-    if class_name == "Sequential":
-        spec = _sequential(config, source)
-    elif class_name in ("Functional", "Model"):
-        spec = _functional(config, source)
-    else:
+    if class_name not in NESTED_MODELS:
         raise UnsupportedError(
             f"{source}: model class {class_name!r} is not supported; expected 'Sequential' or 'Functional'")
+    spec = _model(class_name, config, source, source, None)
     spec.keras_version = keras_version
     _refuse_code(spec, source)
     if str(keras_version or "").startswith("2"):
@@ -61,34 +67,58 @@ def spec_from_config(data: dict, source: str, keras_version: str | None = None) 
     return spec
 
 
-def _layer_base(entry: Any, source: str, index: int) -> LayerSpec:
+def _model(class_name: str, config: dict, source: str, where: str, dialect: str | None,
+           nested: bool = False) -> ModelSpec:
+    """A Sequential or Functional config as a ModelSpec (``where``: how errors name it)."""
+    if class_name == "Sequential":
+        spec = _sequential(config, where, dialect, nested)
+    else:
+        spec = _functional(config, where, dialect)
+    spec.source = source
+    return spec
+
+
+def _dialect(config: dict, inherited: str | None) -> str | None:
+    """"keras2" (inbound nodes as lists) or "keras3" (as dicts), from the first layer that has a call."""
+    for entry in config.get("layers") or []:
+        nodes = entry.get("inbound_nodes") if isinstance(entry, dict) else None
+        if nodes:
+            return "keras2" if isinstance(nodes[0], list) else "keras3"
+    return inherited
+
+
+def _layer_base(entry: Any, source: str, index: int, dialect: str | None = None) -> LayerSpec:
     if not isinstance(entry, dict) or "class_name" not in entry or not isinstance(entry.get("config"), dict):
         raise FormatError(f"{source}: layer #{index} is not a Keras layer config (needs 'class_name' and 'config')")
     cfg = copy.deepcopy(entry["config"])
     name = entry.get("name") or cfg.get("name") or f"{entry['class_name'].lower()}_{index}"
     cfg.setdefault("name", name)
     layer = LayerSpec(name=name, class_name=entry["class_name"], config=cfg, module=entry.get("module"),
-                      build_config=entry.get("build_config"))
+                      build_config=entry.get("build_config"), registered_name=entry.get("registered_name"))
     if CLASSES.get(layer.class_name, ("", ""))[0] is None:  # Keras 2 only, no Keras 3 equivalent (dialect.py)
         raise UnsupportedError(f"{source}: layer '{name}' ({layer.class_name}) is not supported: "
                                f"{CLASSES[layer.class_name][1]}")
+    if layer.class_name in NESTED_MODELS:
+        if not isinstance(cfg.get("layers"), list):
+            raise FormatError(f"{source}: nested model '{name}' ({layer.class_name}) has no 'config.layers' list")
+        layer.model = _model(layer.class_name, cfg, source, f"{source}: nested model '{name}'", dialect, nested=True)
+        layer.config = {k: v for k, v in cfg.items() if k not in MODEL_KEYS}
+        return layer
     if not layer.is_op and isinstance(cfg.get("axis"), list) and len(cfg["axis"]) == 1:
         cfg["axis"] = int(cfg["axis"][0])  # Keras 2 wrote axis=[3]; Keras 3 from_config wants 3 (its legacy
         # loader converts the same way: keras/src/legacy/saving/saving_utils.py model_from_config)
     return layer
 
 
-def _refuse_code(spec: ModelSpec, source: str) -> None:
+def _refuse_code(spec: ModelSpec, source: str, prefix: str = "") -> None:
     for layer in spec.layers:
         if layer.class_name in CODE_LAYERS:
             raise UnsupportedError(
-                f"{source}: layer '{layer.name}' ({layer.class_name}) holds Python code; kcompat never runs "
+                f"{source}: layer '{prefix}{layer.name}' ({layer.class_name}) holds Python code; kcompat never runs "
                 f"code found in a model file. Replace it with built-in layers or keras.ops calls")
-        if layer.class_name in NESTED_MODELS:
-            raise UnsupportedError(
-                f"{source}: layer '{layer.name}' is a nested {layer.class_name} model; nested models are not "
-                f"supported yet (flatten them into one Functional model)")
-        _refuse_code_values(layer.config, f"{source}: layer '{layer.name}' ({layer.class_name})")
+        if layer.model is not None:
+            _refuse_code(layer.model, source, f"{prefix}{layer.name}/")
+        _refuse_code_values(layer.config, f"{source}: layer '{prefix}{layer.name}' ({layer.class_name})")
 
 
 def _refuse_code_values(obj: Any, where: str) -> None:
@@ -116,15 +146,16 @@ def _input_shape_of(cfg: dict) -> list | None:
     return None
 
 
-def input_layer_spec(name: str, batch_shape: list, dtype: str = "float32") -> LayerSpec:
+def input_layer_spec(name: str, batch_shape: list | None, dtype: str = "float32") -> LayerSpec:
+    """An InputLayer; ``batch_shape`` None only for a nested Sequential that its caller's tensor shapes."""
     return LayerSpec(name=name, class_name="InputLayer", module="keras.layers",
-                     config={"batch_shape": list(batch_shape), "dtype": dtype, "sparse": False,
-                             "ragged": False, "name": name, "optional": False})
+                     config={"batch_shape": None if batch_shape is None else list(batch_shape), "dtype": dtype,
+                             "sparse": False, "ragged": False, "name": name, "optional": False})
 
 
-def _sequential(config: dict, source: str) -> ModelSpec:
+def _sequential(config: dict, source: str, dialect: str | None = None, nested: bool = False) -> ModelSpec:
     entries = config["layers"]
-    layers = [_layer_base(e, source, i) for i, e in enumerate(entries)]
+    layers = [_layer_base(e, source, i, dialect) for i, e in enumerate(entries)]
     if not layers:
         raise FormatError(f"{source}: Sequential model has no layers")
     if layers[0].class_name != "InputLayer":
@@ -133,7 +164,7 @@ def _sequential(config: dict, source: str) -> ModelSpec:
             shape = layers[0].build_config.get("input_shape")
         if shape is None and config.get("build_input_shape") is not None:
             shape = config["build_input_shape"]
-        if shape is None:
+        if shape is None and not nested:
             raise FormatError(f"{source}: Sequential model has no input shape (no InputLayer, batch_input_shape "
                               f"or build_input_shape); kcompat needs one to compute shapes")
         layers.insert(0, input_layer_spec(f"{layers[0].name}_input", shape))
@@ -170,10 +201,11 @@ def _ref_list(value: Any, source: str, what: str) -> list[TensorRef]:
     return [TensorRef(str(v[0]), int(v[1]), int(v[2])) for v in value]
 
 
-def _functional(config: dict, source: str) -> ModelSpec:
+def _functional(config: dict, source: str, dialect: str | None = None) -> ModelSpec:
+    dialect = _dialect(config, dialect)
     layers = []
     for i, entry in enumerate(config["layers"]):
-        layer = _layer_base(entry, source, i)
+        layer = _layer_base(entry, source, i, dialect)
         if layer.class_name == "InputLayer":
             _normalize_input(layer)
         layer.nodes = [_parse_node(n, source, layer.name) for n in entry.get("inbound_nodes") or []]
@@ -185,8 +217,49 @@ def _functional(config: dict, source: str) -> ModelSpec:
     spec = ModelSpec(name=config.get("name", "model"), layers=layers,
                      inputs=_ref_list(config.get("input_layers"), source, "input_layers"),
                      outputs=_ref_list(config.get("output_layers"), source, "output_layers"), source=source)
+    _count_calls_from_zero(spec, config["layers"], dialect, source)
     _check_refs(spec, source)
     return spec
+
+
+def _counted_from_one(layer: LayerSpec, entry: dict, dialect: str | None) -> tuple[bool, bool]:
+    """(in inbound nodes, in input/output layers): whether the file numbers this nested model's calls from 1."""
+    if layer.model is None:
+        return False, False
+    if dialect == "keras2":  # tf_keras _should_skip_first_node
+        first = (entry["config"]["layers"] or [{}])[0]
+        skip = layer.class_name in FUNCTIONAL or (isinstance(first, dict) and first.get("class_name") == "InputLayer")
+        return skip, skip
+    return False, layer.class_name in FUNCTIONAL  # Keras 3: node_reindexing_map starts Functionals at 1
+
+
+def _count_calls_from_zero(spec: ModelSpec, entries: list, dialect: str | None, source: str) -> None:
+    """Renumber references to nested models' calls as kcompat counts them (from 0)."""
+    in_nodes, in_ends = set(), set()
+    for layer, entry in zip(spec.layers, entries):
+        nodes, ends = _counted_from_one(layer, entry, dialect)
+        if nodes:
+            in_nodes.add(layer.name)
+        if ends:
+            in_ends.add(layer.name)
+    if not in_nodes and not in_ends:
+        return
+
+    def shift(names: set):
+        def fix(ref: TensorRef) -> TensorRef:
+            if ref.layer not in names:
+                return ref
+            if ref.node < 1:
+                raise FormatError(f"{source}: a reference to nested model '{ref.layer}' names call {ref.node}; this "
+                                  f"file's Keras numbers a nested model's calls from 1")
+            return TensorRef(ref.layer, ref.node - 1, ref.index)
+        return fix
+    fix_nodes, fix_ends = shift(in_nodes), shift(in_ends)
+    for layer in spec.layers:
+        for node in layer.nodes:
+            node.args, node.kwargs = map_refs(node.args, fix_nodes), map_refs(node.kwargs, fix_nodes)
+    spec.inputs = [fix_ends(r) for r in spec.inputs]
+    spec.outputs = [fix_ends(r) for r in spec.outputs]
 
 
 def _parse_node(node: Any, source: str, layer_name: str) -> Node:
@@ -242,8 +315,8 @@ def _check_refs(spec: ModelSpec, source: str) -> None:
 
 # ---------------------------------------------------------------- writing (Keras 3 dialect)
 
-def _tensor_json(ref: TensorRef, shapes: dict) -> dict:
-    shape = shapes.get(ref)
+def _tensor_json(ref: TensorRef, shapes: dict, prefix: str = "") -> dict:
+    shape = shapes.get(TensorRef(prefix + ref.layer, ref.node, ref.index))
     return {"class_name": "__keras_tensor__",
             "config": {"shape": None if shape is None else list(shape), "dtype": "float32",
                        "keras_history": [ref.layer, ref.node, ref.index]}}
@@ -257,19 +330,30 @@ def layer_config_json(layer: LayerSpec) -> dict:
 def layer_entry_json(layer: LayerSpec) -> dict:
     """A layer's ``module`` / ``class_name`` / ``config`` / ``registered_name`` as Keras 3 writes them."""
     entry = {"module": layer.module or ("keras.layers" if not layer.is_op else None), "class_name": layer.class_name,
-             "config": copy.deepcopy(layer.config), "registered_name": layer.class_name if layer.is_op else None}
+             "config": copy.deepcopy(layer.config),
+             "registered_name": layer.registered_name if layer.registered_name is not None
+             else layer.class_name if layer.is_op else None}
+    if ">" in layer.class_name:  # a Keras 2 file names a custom class by its registered name
+        entry["class_name"] = layer.class_name.rpartition(">")[2]
+        entry["registered_name"] = layer.class_name
     return entry if layer.is_op else to_keras3(entry)
 
 
-def config_from_spec(spec: ModelSpec, shapes: dict | None = None) -> dict:
-    """The Keras 3 model config for a spec. ``shapes`` maps TensorRef -> shape (for keras tensors)."""
+def config_from_spec(spec: ModelSpec, shapes: dict | None = None, prefix: str = "") -> dict:
+    """The Keras 3 model config for a spec. ``shapes`` maps TensorRef -> shape (for keras tensors), with
+    a nested model's tensors named as kcompat's Model names them (``prefix`` + layer: ``outer/inner``)."""
     shapes = shapes or {}
     entries = []
     for layer in spec.layers:
-        entry = layer_entry_json(layer)
-        if layer.class_name != "InputLayer" and not layer.is_op and layer.nodes:
+        if layer.model is not None:
+            entry = _nested_entry(layer, shapes, f"{prefix}{layer.name}/")
+        elif spec.sequential and layer.class_name == "InputLayer" and layer.config.get("batch_shape") is None:
+            continue  # a nested Sequential that never had an input shape: Keras builds it on its caller's
+        else:
+            entry = layer_entry_json(layer)
+        if layer.class_name != "InputLayer" and not layer.is_op and layer.nodes and layer.model is None:
             first = layer.nodes[0].refs()
-            in_shapes = [shapes.get(r) for r in first]
+            in_shapes = [shapes.get(TensorRef(prefix + r.layer, r.node, r.index)) for r in first]
             if all(s is not None for s in in_shapes):
                 arg0 = layer.nodes[0].args[0] if layer.nodes[0].args else None
                 shp = [list(s) for s in in_shapes]
@@ -277,21 +361,37 @@ def config_from_spec(spec: ModelSpec, shapes: dict | None = None) -> dict:
         if not spec.sequential:
             entry["name"] = layer.name
             entry["inbound_nodes"] = [
-                {"args": map_refs(n.args, lambda r: _tensor_json(r, shapes)),
-                 "kwargs": map_refs(n.kwargs, lambda r: _tensor_json(r, shapes))} for n in layer.nodes]
+                {"args": map_refs(n.args, lambda r: _tensor_json(r, shapes, prefix)),
+                 "kwargs": map_refs(n.kwargs, lambda r: _tensor_json(r, shapes, prefix))} for n in layer.nodes]
         entries.append(entry)
     if spec.sequential:
+        batch_shape = spec.layers[0].config.get("batch_shape")
         return {"module": "keras", "class_name": "Sequential",
                 "config": {"name": spec.name, "trainable": True,
                            "dtype": {"module": "keras", "class_name": "DTypePolicy",
                                      "config": {"name": "float32"}, "registered_name": None},
-                           "layers": entries, "build_input_shape": spec.layers[0].config.get("batch_shape")},
+                           "layers": entries, "build_input_shape": batch_shape},
                 "registered_name": None,
-                "build_config": {"input_shape": spec.layers[0].config.get("batch_shape")}}
-    refs = lambda rs: [[r.layer, r.node, r.index] for r in rs]  # noqa: E731
-    inputs = refs(spec.inputs)
+                "build_config": {"input_shape": batch_shape}}
+    functional = {ls.name for ls in spec.layers if ls.model is not None and ls.class_name in FUNCTIONAL}
+    # Keras 3 numbers a nested Functional's calls from 1 in input_layers / output_layers (see the docstring)
+    refs = lambda rs: [[r.layer, r.node + (r.layer in functional), r.index] for r in rs]  # noqa: E731
+    inputs, outputs = refs(spec.inputs), refs(spec.outputs)
+    # one tensor is written bare, as Keras does: a nested model returning [x] would hand its caller a list
     return {"module": "keras.src.models.functional", "class_name": "Functional",
             "config": {"name": spec.name, "trainable": True, "layers": entries,
                        "input_layers": inputs[0] if len(inputs) == 1 else inputs,
-                       "output_layers": refs(spec.outputs)},
+                       "output_layers": outputs[0] if len(outputs) == 1 else outputs},
             "registered_name": "Functional", "build_config": {"input_shape": None}}
+
+
+def _nested_entry(layer: LayerSpec, shapes: dict, prefix: str) -> dict:
+    """A nested model's entry: its own model config, with the name and trainable flag of its layer."""
+    entry = config_from_spec(layer.model, shapes, prefix)
+    entry["config"]["name"] = layer.name
+    if layer.config.get("trainable") is False:
+        entry["config"]["trainable"] = False
+    if isinstance(layer.config.get("dtype"), (str, dict)) and layer.model.sequential:
+        entry["config"]["dtype"] = to_keras3({"class_name": "Sequential",
+                                              "config": {"dtype": layer.config["dtype"]}})["config"]["dtype"]
+    return entry

@@ -7,6 +7,9 @@ attr ``weight_names`` lists dataset paths inside it, trainable weights first. Ke
 are variable paths (``sequential/dense/kernel``), Keras 2 names end in ``:0``
 (``dense/kernel:0``): they are followed, never guessed. A Keras 2 weights file is the
 ``model_weights`` group at the root; a Keras 3 ``.weights.h5`` is positional (weights.py).
+A nested model is one of the model's layers: its group lists every weight of its layers, in Keras's
+``trainable_weights + non_trainable_weights`` order (all trainable ones first, none in a frozen
+model), which ``Model`` hands out to its layers (kcompat/nested.py ``legacy_weight_order``).
 """
 from __future__ import annotations
 
@@ -19,11 +22,11 @@ import numpy as np
 from ...errors import FormatError, UnsupportedError
 from ...files import check_readable, writes_atomically
 from ...model import Model
-from ...spec import ModelSpec
+from ...nested import legacy_weight_order
+from ...spec import ModelSpec, keras_layers
 from .config import KERAS_VERSION, config_from_spec, parse_json_text, spec_from_config
 from .hdf5 import open_h5, read_attr_list, text
-from .weights import read_positional_weights, saved_layers
-
+from .weights import read_positional_weights
 
 
 def _legacy_group(f: h5py.File) -> h5py.Group | None:
@@ -64,7 +67,8 @@ def _no_architecture(f: h5py.File, path: str) -> FormatError:
 
 
 def read_legacy_weights(group: h5py.Group, spec: ModelSpec, label: str) -> None:
-    """Fill ``spec`` weights from a legacy group: ``layer_names``, then each layer's ``weight_names``."""
+    """Fill ``spec`` weights from a legacy group: ``layer_names``, then each layer's ``weight_names`` (a nested
+    model's: all of its layers' weights, in Keras's legacy order)."""
     names = set(read_attr_list(group, "layer_names"))
     for layer in spec.layers:
         if layer.is_op or (layer.class_name == "InputLayer" and layer.name not in names):
@@ -122,16 +126,30 @@ def write_h5(model, path: str) -> None:
 def write_legacy_weights(model, group: h5py.Group) -> None:
     """Write every saved layer's weights as Keras's ``save_weights_to_hdf5_group`` does."""
     spec = model.spec
-    layers = [layer for _, layer in saved_layers(spec)]
+    layers = keras_layers(spec)
     group.attrs["layer_names"] = [layer.name.encode("utf-8") for layer in layers]
     group.attrs["backend"] = b"tensorflow"
     group.attrs["keras_version"] = KERAS_VERSION.encode("utf-8")
-    prefix = f"{spec.name}/" if spec.sequential else ""  # Keras 3 variable paths
     for layer in sorted(layers, key=lambda l: l.name):
-        layer_group = group.create_group(layer.name)
-        names = [f"{prefix}{layer.name}/{w.name}" for w in model.info[layer.name].weights]
-        _write_subset(layer_group, names, layer.weights or [])
+        slots = [(layer.name, i) for i in range(len(model.info[layer.name].weights))]
+        if layer.model is not None:
+            trainable = {n: [w.trainable for w in info.weights] for n, info in model.info.items()}
+            slots = legacy_weight_order(model.expansion, layer.name, trainable)
+        names = [_variable_path(model, name, model.info[name].weights[i].name) for name, i in slots]
+        values = [model.specs[name].weights[i] for name, i in slots]
+        _write_subset(group.create_group(layer.name), names, values)
     _write_subset(group.create_group("top_level_model_weights"), [], [])
+
+
+def _variable_path(model, name: str, weight: str) -> str:
+    """A weight's Keras 3 variable path: the layer's name under the names of the Sequential models it is in
+    (``seq/dense/kernel``; a Functional adds none). Keras reads these files by position: the names are for people."""
+    path = model.expansion.path[name]
+    scopes = [model.spec.name] if model.spec.sequential else []
+    for i in range(1, len(path)):
+        if model.expansion.origin["/".join(path[:i])].model.sequential:
+            scopes.append(path[i - 1])
+    return "/".join([*scopes, path[-1], weight])
 
 
 def _write_subset(group: h5py.Group, names: list[str], values: list[np.ndarray]) -> None:

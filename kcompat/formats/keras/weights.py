@@ -3,7 +3,9 @@
 Layout (keras/src/saving/saving_lib.py ``_save_state``): for the model's ``layers``
 (Functional: every layer including InputLayers; Sequential: without the InputLayer;
 Keras op nodes are not layers), group ``layers/<snake_case(class)>[_N]/vars`` holds
-datasets ``0..k-1``: trainable variables first, then non-trainable.
+datasets ``0..k-1``: trainable variables first, then non-trainable. A nested model is one of
+those layers (``layers/functional``, ``layers/sequential_1``: its ``vars`` empty) and its own
+layers are inside it, counted afresh: ``layers/functional/layers/dense/vars``.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import h5py
 import numpy as np
 
 from ...errors import FormatError, ShapeError
-from ...spec import ModelSpec
+from ...nested import weightless_to_empty
+from ...spec import ModelSpec, keras_layers, keras_order  # noqa: F401 (keras_order: formats/onnx/import_ uses it)
 from .hdf5 import open_h5
 
 
@@ -26,30 +29,34 @@ def snake_case(name: str) -> str:
     return name
 
 
-def saved_layers(spec: ModelSpec) -> list[tuple[str, Any]]:
-    """(h5 group path, LayerSpec) for each layer Keras saves, in Keras's order (for a Functional
-    model, the graph order Keras rebuilds, whatever order the config lists the layers in)."""
+def saved_layers(spec: ModelSpec, prefix: str = "") -> list[tuple[str, Any]]:
+    """(h5 group path, LayerSpec) for each layer Keras saves, in Keras's order (for a Functional model,
+    the graph order Keras rebuilds, whatever order the config lists the layers in); a nested model is
+    followed by its own layers, under its group."""
     used: dict[str, int] = {}
     out = []
-    layers = spec.layers if spec.sequential else keras_order(spec.layers, spec.outputs)
-    for layer in layers:
-        if layer.is_op or (spec.sequential and layer.class_name == "InputLayer"):
-            continue
-        base = snake_case(layer.class_name)
+    for layer in keras_layers(spec):
+        cls = layer.class_name.rpartition(">")[2]  # Keras 2 names a custom class "Package>Class"
+        base = "functional" if layer.model is not None and cls == "Model" else snake_case(cls)
         if base in used:
             used[base] += 1
             key = f"{base}_{used[base]}"
         else:
             used[base] = 0
             key = base
-        out.append((f"layers/{key}", layer))
+        out.append((f"{prefix}layers/{key}", layer))
+        if layer.model is not None:
+            out += saved_layers(layer.model, f"{prefix}layers/{key}/")
     return out
 
 
 def read_positional_weights(source: Any, spec: ModelSpec, label: str) -> None:
-    """Fill ``spec.layers[*].weights`` from a Keras 3 positional weights file."""
+    """Fill ``spec.layers[*].weights`` (nested models' layers too) from a Keras 3 positional weights file."""
     with open_h5(source, label) as f:
         for group_path, layer in saved_layers(spec):
+            if layer.model is not None:
+                layer.weights = None  # its weights are its layers'
+                continue
             vars_path = f"{group_path}/vars"
             if vars_path not in f:
                 if group_path in f:
@@ -63,9 +70,7 @@ def read_positional_weights(source: Any, spec: ModelSpec, label: str) -> None:
                 layer.weights = [np.asarray(group[k][()]) for k in keys]
             except (ValueError, OSError, KeyError) as e:
                 raise FormatError(f"{label}: weights of layer '{layer.name}' are unreadable: {e}") from None
-        for layer in spec.layers:
-            if layer.weights is None:
-                layer.weights = []
+    weightless_to_empty(spec)
 
 
 def write_positional_weights(model, target: Any) -> None:
@@ -76,7 +81,7 @@ def write_positional_weights(model, target: Any) -> None:
         for group_path, layer in saved_layers(spec):
             g = f.create_group(f"{group_path}/vars")
             g.attrs["name"] = layer.name
-            for i, w in enumerate(layer.weights or []):
+            for i, w in enumerate(layer.weights if layer.model is None and layer.weights else []):
                 g.create_dataset(str(i), data=np.asarray(w))
         f.create_group("vars").attrs["name"] = spec.name
 
@@ -87,45 +92,3 @@ def check_weight_count(layer, expected: int, label: str) -> None:
     if got != expected:
         raise ShapeError(f"{label}: layer '{layer.name}' ({layer.class_name}) expected {expected} weight(s); "
                          f"received {got}")
-
-
-def keras_order(layers: list, outputs: list) -> list:
-    """The layers the outputs depend on, in the order Keras's Functional gives them (deepest first,
-    then first visit of a depth-first walk from the outputs), so positional weight files line up.
-    Reference: keras/src/ops/function.py map_graph / _build_map."""
-    by_name = {ls.name: ls for ls in layers}
-    first_seen: dict[str, int] = {}
-    order: list[tuple] = []  # nodes (layer, node index), inputs first
-    done: set = set()
-
-    def visit(layer: str, k: int) -> None:
-        stack = [((layer, k), False)]
-        while stack:
-            key, expanded = stack.pop()
-            if expanded:
-                done.add(key)
-                order.append(key)
-                continue
-            if key in done:
-                continue
-            first_seen.setdefault(key[0], len(first_seen))
-            stack.append((key, True))
-            nodes = by_name[key[0]].nodes
-            parents = [(r.layer, r.node) for r in nodes[key[1]].refs()] if nodes else []
-            stack.extend((p, False) for p in reversed(parents) if p not in done)
-
-    for ref in outputs:
-        visit(ref.layer, ref.node)
-    depth: dict[tuple, int] = {}
-    layer_depth: dict[str, int] = {}
-    for key in reversed(order):
-        d = max(depth.setdefault(key, 0), layer_depth.get(key[0], 0))
-        layer_depth[key[0]] = depth[key] = d
-        nodes = by_name[key[0]].nodes
-        for r in (nodes[key[1]].refs() if nodes else []):
-            depth[(r.layer, r.node)] = max(d + 1, depth.get((r.layer, r.node), 0))
-    for ls in layers:  # inputs nothing reads
-        if ls.class_name == "InputLayer" and ls.name not in layer_depth:
-            layer_depth[ls.name], first_seen[ls.name] = 0, -1
-    names = sorted(layer_depth, key=lambda n: (-layer_depth[n], first_seen[n]))
-    return [by_name[n] for n in names]

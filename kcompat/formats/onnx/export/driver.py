@@ -22,8 +22,8 @@ from ....errors import KcompatError, UnsupportedError
 from ....files import writes_atomically
 from ....spec import map_refs
 from ..common import MIN_OPSET
-from . import (activation_layers, activations, conv, core, embedding, merging, normalization,  # noqa: F401
-               ops, ops_array, pooling, preprocessing, regularization, reshaping)  # (they fill the tables)
+from . import (activation_layers, activations, conv, core, embedding, merging, models,  # noqa: F401
+               normalization, ops, ops_array, pooling, preprocessing, regularization, reshaping)  # (they fill the tables)
 from .context import ExportContext
 from .registry import ACTIVATIONS, exporter_for
 
@@ -73,7 +73,7 @@ def check_exportable(model) -> None:
     """Raise one UnsupportedError naming every layer class and activation with no ONNX exporter."""
     from collections import Counter
     missing: Counter = Counter()
-    for ls in model.spec.layers:
+    for ls in model.graph.layers:  # a nested model's layers too
         layer = model.layers[ls.name]
         if exporter_for(layer, ls.is_op) is None and ls.class_name != "InputLayer":
             missing[f"{'op' if ls.is_op else 'layer class'} {ls.class_name}"] += 1
