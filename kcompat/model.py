@@ -45,7 +45,7 @@ class Model:
         problems = []
         for ls in spec.layers:
             try:
-                self.layers[ls.name] = make_layer(ls.class_name, ls.config, ls.name, ls.is_op)
+                self.layers[ls.name] = make_layer(ls.class_name, ls.config, ls.name, ls.is_op, module=ls.module)
             except UnsupportedError as e:
                 problems.append(str(e))
             except KcompatError as e:

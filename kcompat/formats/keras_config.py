@@ -269,8 +269,11 @@ def config_from_spec(spec: ModelSpec, shapes: dict | None = None) -> dict:
         entry = {"module": layer.module or ("keras.layers" if not layer.is_op else None),
                  "class_name": layer.class_name, "config": layer_config_json(layer),
                  "registered_name": layer.class_name if layer.is_op else None}
-        if layer.class_name != "InputLayer" and not layer.is_op and layer.nodes:
-            first = layer.nodes[0].refs()
+        first = layer.nodes[0].refs() if layer.nodes else []
+        if (layer.class_name != "InputLayer" and not layer.is_op and first
+                and len(first) == len(Node(args=layer.nodes[0].args[:1]).refs())):
+            # build(input_shape) from the first argument; a layer called on several tensors (MultiHeadAttention:
+            # query, value, key) is left to build when Keras calls it, as for a Keras 2 file
             in_shapes = [shapes.get(r) for r in first]
             if all(s is not None for s in in_shapes):
                 arg0 = layer.nodes[0].args[0] if layer.nodes[0].args else None

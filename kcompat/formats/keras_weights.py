@@ -3,7 +3,9 @@
 Layout (keras/src/saving/saving_lib.py ``_save_state``): for the model's ``layers``
 (Functional: every layer including InputLayers; Sequential: without the InputLayer;
 Keras op nodes are not layers), group ``layers/<snake_case(class)>[_N]/vars`` holds
-datasets ``0..k-1``: trainable variables first, then non-trainable.
+datasets ``0..k-1``: trainable variables first, then non-trainable. A layer made of
+sub-layers (MultiHeadAttention) keeps theirs in ``layers/<...>/<attribute>/vars``
+(``Layer.weight_groups`` / ``Weight.group`` say which, in Keras weight order).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def saved_layers(spec: ModelSpec) -> list[tuple[str, Any]]:
     for layer in layers:
         if layer.is_op or (spec.sequential and layer.class_name == "InputLayer"):
             continue
-        base = snake_case(layer.class_name)
+        base = snake_case(keras_class_name(layer))
         if base in used:
             used[base] += 1
             key = f"{base}_{used[base]}"
@@ -46,6 +48,29 @@ def saved_layers(spec: ModelSpec) -> list[tuple[str, Any]]:
             key = base
         out.append((f"layers/{key}", layer))
     return out
+
+
+def _layer_of(layer: Any) -> Any:
+    """The kcompat layer for a LayerSpec, or None when its class or config is not supported (the model
+    build reports that, against the model's own file)."""
+    from ..errors import KcompatError
+    from ..layers import make_layer
+    try:
+        return make_layer(layer.class_name, layer.config, layer.name, layer.is_op, module=layer.module)
+    except KcompatError:
+        return None
+
+
+def keras_class_name(layer: Any) -> str:
+    """The Python class Keras saves a layer as (its .keras group name comes from it)."""
+    built = _layer_of(layer)
+    return (built.keras_class if built is not None else None) or layer.class_name
+
+
+def weight_groups(layer: Any) -> list[str]:
+    """Sub-groups of a layer's .keras group that hold its weights, in Keras weight order ("" = its own)."""
+    built = _layer_of(layer)
+    return built.weight_groups() if built is not None else [""]
 
 
 PROBE_SECONDS = 30.0  # a corrupt HDF5 object header can make libhdf5 loop forever
@@ -104,19 +129,20 @@ def read_positional_weights(source: Any, spec: ModelSpec, label: str) -> None:
     """Fill ``spec.layers[*].weights`` from a Keras 3 positional weights file."""
     with open_h5(source, label) as f:
         for group_path, layer in saved_layers(spec):
-            vars_path = f"{group_path}/vars"
-            if vars_path not in f:
-                if group_path in f:
-                    layer.weights = []
-                    continue
-                raise FormatError(f"{label}: no weights group '{group_path}' for layer '{layer.name}' "
-                                  f"({layer.class_name})")
-            group = f[vars_path]
-            try:
-                keys = sorted(group.keys(), key=int)
-                layer.weights = [np.asarray(group[k][()]) for k in keys]
-            except (ValueError, OSError, KeyError) as e:
-                raise FormatError(f"{label}: weights of layer '{layer.name}' are unreadable: {e}") from None
+            layer.weights = []
+            for sub in weight_groups(layer):
+                vars_path = f"{group_path}/{sub}/vars" if sub else f"{group_path}/vars"
+                if vars_path not in f:
+                    if group_path in f and not sub:
+                        continue
+                    raise FormatError(f"{label}: no weights group '{vars_path.removesuffix('/vars')}' for layer "
+                                      f"'{layer.name}' ({layer.class_name})")
+                group = f[vars_path]
+                try:
+                    keys = sorted(group.keys(), key=int)
+                    layer.weights += [np.asarray(group[k][()]) for k in keys]
+                except (ValueError, OSError, KeyError) as e:
+                    raise FormatError(f"{label}: weights of layer '{layer.name}' are unreadable: {e}") from None
         for layer in spec.layers:
             if layer.weights is None:
                 layer.weights = []
@@ -128,10 +154,14 @@ def write_positional_weights(model, target: Any) -> None:
     with h5py.File(target, "w") as f:
         f.create_group("layers")
         for group_path, layer in saved_layers(spec):
-            g = f.create_group(f"{group_path}/vars")
-            g.attrs["name"] = layer.name
-            for i, w in enumerate(layer.weights or []):
-                g.create_dataset(str(i), data=np.asarray(w))
+            f.create_group(f"{group_path}/vars").attrs["name"] = layer.name
+            counts: dict[str, int] = {}
+            for w, value in zip(model.info[layer.name].weights, layer.weights or []):
+                g = f.require_group(f"{group_path}/{w.group}/vars" if w.group else f"{group_path}/vars")
+                if w.group and "name" not in g.attrs:
+                    g.attrs["name"] = w.name.rpartition("/")[0]  # the sub-layer's name, as Keras writes it
+                g.create_dataset(str(counts.get(w.group, 0)), data=np.asarray(value))
+                counts[w.group] = counts.get(w.group, 0) + 1
         f.create_group("vars").attrs["name"] = spec.name
 
 

@@ -32,11 +32,15 @@ def register(*class_names: str, op: bool = False):
 
 @dataclass(frozen=True)
 class Weight:
-    """A weight's Keras name, shape and trainability (moving statistics are not trainable)."""
+    """A weight's Keras name, shape and trainability (moving statistics are not trainable).
+
+    ``group`` is the sub-layer's group inside the layer's group of a .keras weights file
+    (MultiHeadAttention's ``query_dense``); "" for the layer's own ``vars``."""
 
     name: str
     shape: tuple
     trainable: bool = True
+    group: str = ""
 
 
 class Layer:
@@ -47,6 +51,10 @@ class Layer:
     has_activation: ClassVar[bool] = False  # an ``activation`` config key applied last (Dense, Conv*)
     tf_bias_add: ClassVar[bool] = False  # Keras 3 on TF adds the bias with ops.add, which becomes an NHWC
     # bias_add when the last axis has the bias's size: wrong for channels_first (verify names it)
+    keras_class: ClassVar[str | None] = None  # Keras's Python class when the config's class name differs
+    # (GroupQueryAttention is class GroupedQueryAttention): .keras weight groups are named after the class
+    keras_modules: ClassVar[tuple] = ()  # for classes Keras defines outside keras.layers (applications'
+    # LayerScale): the config modules that mean Keras's class; another module is a user's class of that name
 
     def __init__(self, config: dict, name: str | None = None):
         self.config = config
@@ -81,6 +89,10 @@ class Layer:
         return value
 
     # -- the contract
+    def weight_groups(self) -> list[str]:
+        """The .keras groups holding the weights, in Keras weight order ("" = the layer's own ``vars``)."""
+        return [""]
+
     def weights(self, input_shape: Any) -> list[Weight]:
         """Weights in Keras order for this input shape (none by default)."""
         return []
@@ -138,12 +150,17 @@ def fmt_shape(shape: Any) -> str:
     return _fmt(shape)
 
 
-def make_layer(class_name: str, config: dict, name: str, is_op: bool = False, source: str = "") -> Layer:
-    """Instantiate a registered layer; unknown classes are refused by name."""
+def make_layer(class_name: str, config: dict, name: str, is_op: bool = False, source: str = "",
+               module: str | None = None) -> Layer:
+    """Instantiate a registered layer; unknown classes (and a user's class named like one of Keras's
+    applications classes) are refused by name."""
     table = OP_REGISTRY if is_op else REGISTRY
     cls = table.get(class_name)
+    prefix = f"{source}: " if source else ""
     if cls is None:
         kind = "Keras op" if is_op else "layer class"
-        prefix = f"{source}: " if source else ""
         raise UnsupportedError(f"{prefix}layer '{name}': unknown or unsupported {kind} {class_name!r}")
+    if cls.keras_modules and module is not None and module not in cls.keras_modules:
+        raise UnsupportedError(f"{prefix}layer '{name}': {class_name!r} from module {module!r} is a custom class; "
+                               f"kcompat knows the {class_name} of {', '.join(cls.keras_modules)} only")
     return cls(config, name)
