@@ -65,10 +65,20 @@ def _layer_base(entry: Any, source: str, index: int) -> LayerSpec:
     cfg.setdefault("name", name)
     layer = LayerSpec(name=name, class_name=entry["class_name"], config=cfg, module=entry.get("module"),
                       build_config=entry.get("build_config"))
+    if "module" not in entry:  # a legacy .h5 names Keras's own applications classes without their module
+        _applications_module(layer)
     if not layer.is_op and isinstance(cfg.get("axis"), list) and len(cfg["axis"]) == 1:
         cfg["axis"] = int(cfg["axis"][0])  # Keras 2 wrote axis=[3]; Keras 3 from_config wants 3 (its legacy
         # loader converts the same way: keras/src/legacy/saving/saving_utils.py model_from_config)
     return layer
+
+
+def _applications_module(layer: LayerSpec) -> None:
+    """Give a class keras.applications defines (LayerScale, Custom>CustomScaleLayer) its Keras 3 name and module."""
+    from ..layers import REGISTRY
+    cls = REGISTRY.get(layer.class_name)
+    if cls is not None and cls.keras_modules:
+        layer.class_name, layer.module = cls.class_name, cls.keras_modules[0]
 
 
 def _refuse_code(spec: ModelSpec, source: str) -> None:

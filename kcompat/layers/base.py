@@ -160,7 +160,7 @@ def make_layer(class_name: str, config: dict, name: str, is_op: bool = False, so
     if cls is None:
         kind = "Keras op" if is_op else "layer class"
         raise UnsupportedError(f"{prefix}layer '{name}': unknown or unsupported {kind} {class_name!r}")
-    if cls.keras_modules and module is not None and module not in cls.keras_modules:
+    if cls.keras_modules and module not in cls.keras_modules:
         raise UnsupportedError(f"{prefix}layer '{name}': {class_name!r} from module {module!r} is a custom class; "
                                f"kcompat knows the {class_name} of {', '.join(cls.keras_modules)} only")
     return cls(config, name)
