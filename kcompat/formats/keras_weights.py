@@ -139,7 +139,8 @@ def read_positional_weights(source: Any, spec: ModelSpec, label: str) -> None:
                                       f"'{layer.name}' ({layer.class_name})")
                 group = f[vars_path]
                 try:
-                    keys = sorted(group.keys(), key=int)
+                    keys = sorted((k for k in group.keys() if k.isdigit()), key=int)  # named entries
+                    # (IntegerLookup's "idf_weights") are a layer's own state, not variables
                     layer.weights += [np.asarray(group[k][()]) for k in keys]
                 except (ValueError, OSError, KeyError) as e:
                     raise FormatError(f"{label}: weights of layer '{layer.name}' are unreadable: {e}") from None

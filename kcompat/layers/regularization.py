@@ -11,7 +11,7 @@ import numpy as np
 from .base import Layer, register
 
 
-class _InferenceIdentity(Layer):
+class InferenceIdentity(Layer):
     """Returns its input; ``what`` says what the layer does in training."""
 
     what = "identity"
@@ -38,42 +38,42 @@ class _InferenceIdentity(Layer):
 
 
 @register("SpatialDropout1D")
-class SpatialDropout1D(_InferenceIdentity):
+class SpatialDropout1D(InferenceIdentity):
     what, rank = "drops whole channels", 3
 
 
 @register("SpatialDropout2D")
-class SpatialDropout2D(_InferenceIdentity):
+class SpatialDropout2D(InferenceIdentity):
     what, rank = "drops whole channels", 4
 
 
 @register("SpatialDropout3D")
-class SpatialDropout3D(_InferenceIdentity):
+class SpatialDropout3D(InferenceIdentity):
     what, rank = "drops whole channels", 5
 
 
 @register("GaussianNoise")
-class GaussianNoise(_InferenceIdentity):
+class GaussianNoise(InferenceIdentity):
     what, rate_key = "adds gaussian noise", "stddev"
 
 
 @register("GaussianDropout")
-class GaussianDropout(_InferenceIdentity):
+class GaussianDropout(InferenceIdentity):
     what = "multiplies by gaussian noise"
 
 
 @register("AlphaDropout")
-class AlphaDropout(_InferenceIdentity):
+class AlphaDropout(InferenceIdentity):
     what = "drops units keeping SELU statistics"
 
 
 @register("ActivityRegularization")
-class ActivityRegularization(_InferenceIdentity):
+class ActivityRegularization(InferenceIdentity):
     what, rate_key = "adds an activity penalty to the loss", None
 
 
 @register("Identity")
-class Identity(_InferenceIdentity):
+class Identity(InferenceIdentity):
     what, rate_key = "always identity; nothing", None
 
     def explain(self, input_shape, output_shape):
