@@ -16,7 +16,7 @@ from ..errors import FormatError, UnsupportedError
 from ..spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
 
 # Layer classes that carry Python code: refused by name, never deserialized.
-CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TorchModuleWrapper"}
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TorchModuleWrapper", "TFSMLayer", "JaxLayer", "FlaxLayer"}
 NESTED_MODELS = {"Sequential", "Functional", "Model"}
 
 

@@ -49,6 +49,7 @@ class StochasticDepth(Layer):
     """Identity at inference (drops the whole residual branch per batch in training)."""
 
     keras_modules = CONVNEXT
+    inference_identity = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

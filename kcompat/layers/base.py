@@ -51,6 +51,7 @@ class Layer:
     has_activation: ClassVar[bool] = False  # an ``activation`` config key applied last (Dense, Conv*)
     tf_bias_add: ClassVar[bool] = False  # Keras 3 on TF adds the bias with ops.add, which becomes an NHWC
     # bias_add when the last axis has the bias's size: wrong for channels_first (verify names it)
+    inference_identity: ClassVar[bool] = False  # returns its input at inference (dropout, noise, augmentation)
     keras_class: ClassVar[str | None] = None  # Keras's Python class when the config's class name differs
     # (GroupQueryAttention is class GroupedQueryAttention): .keras weight groups are named after the class
     keras_modules: ClassVar[tuple] = ()  # for classes Keras defines outside keras.layers (applications'

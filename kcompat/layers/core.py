@@ -157,6 +157,8 @@ class Activation(WithActivation):
 class Dropout(Layer):
     """Identity at inference."""
 
+    inference_identity = True
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         rate = self.get("rate", 0.0)

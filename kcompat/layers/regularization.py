@@ -15,6 +15,7 @@ class InferenceIdentity(Layer):
     """Returns its input; ``what`` says what the layer does in training."""
 
     what = "identity"
+    inference_identity = True
     rank: int | None = None  # input rank Keras checks (SpatialDropout), if any
     rate_key: str | None = "rate"
 
