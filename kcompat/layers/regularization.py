@@ -75,7 +75,10 @@ class ActivityRegularization(InferenceIdentity):
 
 @register("Identity")
 class Identity(InferenceIdentity):
+    """The identity, in training too."""
+
     what, rate_key = "always identity; nothing", None
+    inference_identity = False  # not an inference-time shortcut: the layer's whole math
 
     def explain(self, input_shape, output_shape):
         return "identity; 0 params"
