@@ -118,7 +118,7 @@ def einsum(equation, output_shape, **kw):
 EINSUM = [
     row("einsum_dense_like", einsum("ab,bc->ac", 4, bias_axes="c"), (6,)),
     row("einsum_sequence_none_in_output_shape", einsum("abc,cd->abd", (None, 4), bias_axes="d", activation="relu"), Q),
-    row("einsum_ellipsis_left", einsum("...b,bc->...c", 3), IMG),
+    row("einsum_ellipsis_left", einsum("...b,bc->...c", 3), Q),  # over two axes: see the Keras bug test below
     row("einsum_ellipsis_right", einsum("ab...,bc->ac...", (2,), bias_axes="c"), IMG),
     row("einsum_heads_bias_two_axes", einsum("abc,cde->abde", (5, 2, 3), bias_axes="be"), Q),
     row("einsum_contract_two_axes", einsum("abcd,cde->abe", (3, 4), bias_axes="e", activation="gelu"), IMG),
@@ -277,6 +277,37 @@ def test_keras2_multi_head_attention_h5(tmp_path):
     got = kcompat.load(str(path)).predict(data)
     for w, g in zip(want, got):
         np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------ Keras bugs kcompat does not copy
+def test_einsum_leading_ellipsis_over_two_axes_keras_declares_them_reversed(keras, tmp_path):
+    """EinsumDense('...b,bc->...c') on (N, 3, 4, 6): Keras declares (None, 4, 3, c) and computes (N, 3, 4, c)."""
+    inp = keras.Input(IMG)
+    model = keras.Model(inp, keras.layers.EinsumDense("...b,bc->...c", output_shape=2, bias_axes="c")(inp))
+    x = rand((BATCH, *IMG), 1)
+    want = np.asarray(model(x))
+    assert tuple(model.outputs[0].shape) == (None, 4, 3, 2) and want.shape == (BATCH, 3, 4, 2)  # the Keras bug
+    kc = to_kcompat(model, tmp_path)
+    assert kc.shapes[(kc.spec.outputs[0].layer, 0)] == (None, 3, 4, 2)
+    np.testing.assert_allclose(kc.predict(x)[0], want, atol=1e-6)
+
+
+def test_bias_squeezing_to_axis_1_keras_tensorflow_adds_along_the_wrong_axis(keras, tmp_path):
+    """A (2, 1) bias on an (N, 2, 2, 1) EinsumDense output: Keras's TensorFlow ``ops.add`` turns it into an
+    NCHW bias_add, adding bias[i] along axis 1 instead of axis 2 (GroupQueryAttention with head_dim=1 and
+    two query steps hits it). kcompat adds the bias as the einsum's broadcast says."""
+    inp = keras.Input((2, 3))
+    layer = keras.layers.EinsumDense("abc,cde->abde", output_shape=(2, 2, 1), bias_axes="de")
+    model = keras.Model(inp, layer(inp))
+    kernel, bias = rand((3, 2, 1), 2), np.array([[1.0], [-1.0]], np.float32)
+    layer.set_weights([kernel, bias])
+    x = rand((BATCH, 2, 3), 3)
+    right = np.einsum("abc,cde->abde", x, kernel) + bias
+    keras_out = np.asarray(model(x))
+    assert not np.allclose(keras_out, right)  # the Keras bug
+    np.testing.assert_allclose(keras_out, np.einsum("abc,cde->abde", x, kernel) + bias[:, 0][None, :, None, None],
+                               atol=1e-6)  # what Keras adds instead
+    np.testing.assert_allclose(to_kcompat(model, tmp_path).predict(x)[0], right, atol=1e-6)
 
 
 # ------------------------------------------------------------------------ refusals

@@ -43,7 +43,9 @@ def test_random_model_onnx_round_trip(keras, tmp_path, seed):
     """The same random model exported by kcompat runs in ONNX Runtime like Keras, and imports back."""
     ort = pytest.importorskip("onnxruntime")
     import kcompat
-    model, used = build(keras, seed, set(REGISTRY))
+    from kcompat.formats.onnx_export import EXPORTERS, register_exporters
+    register_exporters()  # layers without an ONNX exporter yet are left out here (test_every_layer_and_op_has_an_exporter names them)
+    model, used = build(keras, seed, set(REGISTRY) & set(EXPORTERS))
     km = to_kcompat(model, tmp_path)
     x = rand((3, *model.inputs[0].shape[1:]), seed=seed)
     expected = np.asarray(model([x], training=False))

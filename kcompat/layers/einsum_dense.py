@@ -3,6 +3,10 @@
 Reference: keras/src/layers/core/einsum_dense.py (``_analyze_einsum_string`` / ``_analyze_split_string``:
 the kernel takes each axis's size from the output shape or the input shape; the bias spans the
 output axes from the first of ``bias_axes`` to the end, size 1 where not a bias axis).
+Two Keras bugs kcompat does not copy: with a leading ``...`` over two or more axes Keras declares
+those axes reversed; and on TensorFlow its ``ops.add(x, bias)`` becomes an NCHW ``bias_add`` when the
+bias squeezes to a vector the size of x's axis 1 but not of its last axis (a bias (2, 1) on x
+(N, 2, 2, 1)), adding it along the wrong axis.
 MultiHeadAttention and GroupedQueryAttention project with the same analysis (attention.py).
 """
 from __future__ import annotations
@@ -51,9 +55,8 @@ def einsum_shapes(equation: str, bias_axes: str | None, input_shape: tuple, part
     if elided < 0 or (elided > 0 and "..." not in equation):
         raise ValueError(f"the input has rank {len(input_shape)} but the equation's input is {in_spec!r}")
     output = [input_shape[0], *partial_output]
-    if elided > 0 and left:
-        for i in range(1, elided):
-            output.insert(1, input_shape[i])
+    if elided > 0 and left:  # Keras inserts these one by one at position 1, reversing them in its declared
+        output[1:1] = list(input_shape[1:elided])  # shape (a Keras bug); einsum keeps their order
     elif elided > 0:
         output += list(input_shape[len(input_shape) - elided:])
     if left:
