@@ -19,8 +19,6 @@ PENDING = {  # computable, not done yet
     "GRU": RECURRENT, "GRUCell": RECURRENT, "LSTM": RECURRENT, "LSTMCell": RECURRENT, "RNN": RECURRENT,
     "SimpleRNN": RECURRENT, "SimpleRNNCell": RECURRENT, "StackedRNNCells": RECURRENT, "TimeDistributed": RECURRENT,
     "ContrastLimitedAdaptiveHistogramEqualization": "deterministic tile histograms (CLAHE): computable, not done",
-    "Hashing": "needs TensorFlow's FarmHash64 fingerprint (SipHash with a salt) of each value's string form",
-    "HashedCrossing": "needs TensorFlow's FarmHash64 fingerprint and its hash combiner",
     "SpectralNormalization": "a wrapper whose kernel Keras saves twice in .keras (own and wrapped layer's)",
     "Pipeline": "a container of preprocessing layers: waits for nested models",
 }

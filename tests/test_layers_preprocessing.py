@@ -73,6 +73,13 @@ def small_ints(high, shape=(6,), dtype=np.int32):
     return lambda seed: [np.random.default_rng(seed).integers(0, high, (BATCH, *shape)).astype(dtype)]
 
 
+def wide_ints(seed, shape=(6,)):
+    """Small, negative and 19-digit integers: every FarmHash / SipHash length path."""
+    rng = np.random.default_rng(seed)
+    pool = np.array([0, 1, -1, 7, 42, 1234, -98765, 123456789, 10 ** 15, -(2 ** 62), 2 ** 63 - 1], np.int64)
+    return [rng.choice(pool, size=(BATCH, *shape))]
+
+
 def adapted_lookup(k, x):
     lookup = k.layers.IntegerLookup(num_oov_indices=2)
     lookup.adapt(np.array([[3, 3, 5, 9, 9, 9, 12]]))
@@ -115,6 +122,18 @@ CATEGORICAL = [
         dtype="int64", data=tokens),
     row("lookup_invert", lookup(invert=True), (6,), dtype="int64", data=small_ints(9, dtype=np.int64)),
     row("lookup_invert_mask", lookup(invert=True, mask_token=0), (6,), dtype="int64", data=small_ints(9, dtype=np.int64)),
+    row("hashing_int64", layer("Hashing", num_bins=7), (6,), dtype="int64", data=wide_ints),
+    row("hashing_int32_mask_value", layer("Hashing", num_bins=5, mask_value=0), (6,), dtype="int32",
+        data=lambda s: [small_ints(4)(s)[0] - 1]),
+    row("hashing_salt_pair", layer("Hashing", num_bins=11, salt=[133, 7]), (6,), dtype="int64", data=wide_ints),
+    row("hashing_salt_int_one_hot", layer("Hashing", num_bins=4, salt=42, output_mode="one_hot"), (1,),
+        dtype="int64", data=lambda s: wide_ints(s, (1,))),  # (N, 6) inputs: see the declared-shape bug test
+    row("hashing_float_truncated_multi_hot", layer("Hashing", num_bins=6, output_mode="multi_hot"), (6,)),
+    row("hashing_count", layer("Hashing", num_bins=6, output_mode="count"), (6,), dtype="int64", data=wide_ints),
+    row("hashed_crossing", layer("HashedCrossing", num_bins=9), (1,), (1,), dtype="int64",
+        data=lambda s: wide_ints(s, (1,)) + wide_ints(s + 1, (1,))),
+    row("hashed_crossing_one_hot", layer("HashedCrossing", num_bins=5, output_mode="one_hot"), (1,), (1,),
+        dtype="int64", data=lambda s: wide_ints(s, (1,)) + wide_ints(s + 1, (1,))),
     row("lookup_adapted_vocabulary_in_assets", adapted_lookup, (6,), dtype="int64",
         data=lambda s: [np.random.default_rng(s).choice([3, 5, 9, 12, 1, 0, 40], (BATCH, 6)).astype(np.int64)]),
 ]
@@ -244,6 +263,19 @@ def test_mel_spectrogram_declares_one_frame_too_many(keras, tmp_path):
     kc = to_kcompat(model, tmp_path)
     assert kc.shapes[(kc.spec.outputs[0].layer, 0)] == (None, 8, 24)
     np.testing.assert_allclose(kc.predict(x)[0], want, atol=1e-4, rtol=1e-4)
+
+
+def test_hashing_one_hot_declares_the_last_axis_away(keras, tmp_path):
+    """Hashing(output_mode='one_hot') on (N, 6) declares (None, bins) and computes (N, 6, bins) (a Keras bug:
+    its compute_output_shape treats one_hot like multi_hot). kcompat declares what is computed."""
+    inp = keras.Input((6,), dtype="int64")
+    model = keras.Model(inp, keras.layers.Hashing(num_bins=4, output_mode="one_hot")(inp))
+    x = wide_ints(0)[0]
+    want = np.asarray(model(x))
+    assert tuple(model.outputs[0].shape) == (None, 4) and want.shape == (BATCH, 6, 4)
+    kc = to_kcompat(model, tmp_path)
+    assert kc.shapes[(kc.spec.outputs[0].layer, 0)] == (None, 6, 4)
+    np.testing.assert_array_equal(kc.predict(x)[0], want)
 
 
 def test_equalization_is_identity_at_inference(keras):
