@@ -18,7 +18,6 @@ PENDING = {  # computable, not done yet
     "Bidirectional": RECURRENT, "ConvLSTM1D": RECURRENT, "ConvLSTM2D": RECURRENT, "ConvLSTM3D": RECURRENT,
     "GRU": RECURRENT, "GRUCell": RECURRENT, "LSTM": RECURRENT, "LSTMCell": RECURRENT, "RNN": RECURRENT,
     "SimpleRNN": RECURRENT, "SimpleRNNCell": RECURRENT, "StackedRNNCells": RECURRENT, "TimeDistributed": RECURRENT,
-    "ContrastLimitedAdaptiveHistogramEqualization": "deterministic tile histograms (CLAHE): computable, not done",
     "SpectralNormalization": "a wrapper whose kernel Keras saves twice in .keras (own and wrapped layer's)",
     "Pipeline": "a container of preprocessing layers: waits for nested models",
 }

@@ -20,6 +20,10 @@ def uint8_images(seed, shape=IMG):
     return [np.random.default_rng(seed).integers(0, 256, (BATCH, *shape)).astype(np.uint8)]
 
 
+def float_pixels(seed, shape=IMG):
+    return [uint8_images(seed, shape)[0].astype(np.float32)]
+
+
 IMAGE = [
     *[row(f"resize_{interp}_{h}x{w}", layer("Resizing", height=h, width=w, interpolation=interp), IMG)
       for interp in ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5")
@@ -38,6 +42,15 @@ IMAGE = [
     row("center_crop_larger_smart_resizes", layer("CenterCrop", height=12, width=7), IMG),
     row("center_crop_channels_first", layer("CenterCrop", height=4, width=4, data_format="channels_first"), IMG_CF),
     row("center_crop_uint8_casts", layer("CenterCrop", height=5, width=8), IMG, dtype="uint8", data=uint8_images),
+    *[row(f"clahe_{rid}", layer("ContrastLimitedAdaptiveHistogramEqualization", **kw), shape, **extra)
+      for rid, kw, shape, extra in (
+          ("default_grid_pads_tiles", {}, (20, 13, 3), {"data": lambda s: float_pixels(s, (20, 13, 3))}),
+          ("uint8_truncates", {"tile_grid_size": (3, 4)}, IMG, {"dtype": "uint8", "data": uint8_images}),
+          ("no_clip", {"clip_limit": 0, "tile_grid_size": (2, 2)}, IMG, {"data": float_pixels}),
+          ("unit_range", {"value_range": (0, 1), "tile_grid_size": (2, 3)}, IMG,
+           {"data": lambda s: [np.random.default_rng(s).uniform(0, 1, (BATCH, *IMG)).astype(np.float32)]}),
+          ("channels_first", {"data_format": "channels_first", "tile_grid_size": (2, 2)}, IMG_CF,
+           {"data": lambda s: float_pixels(s, IMG_CF)}))],
     row("auto_contrast", layer("AutoContrast"), IMG),
     row("auto_contrast_unit_range", layer("AutoContrast", value_range=(0, 1)), IMG),
     row("auto_contrast_uint8", layer("AutoContrast"), IMG, dtype="uint8", data=uint8_images),
