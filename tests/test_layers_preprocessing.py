@@ -364,3 +364,39 @@ def test_keras2_applications_layers_h5(tmp_path):
     kc = kcompat.load(str(path))
     np.testing.assert_allclose(kc.predict(data)[0], np.asarray(model(data)), atol=1e-6)
     assert {ls.class_name for ls in kc.spec.layers} >= {"CustomScaleLayer", "LayerScale", "StochasticDepth"}
+
+
+# ------------------------------------------------------------------------ writers
+@pytest.mark.parametrize("ext", ["keras", "h5", "json"])
+def test_converted_files_load_in_keras_with_the_same_outputs(keras, tmp_path, ext):
+    """kcompat's .keras / .h5 / .json writers keep what these layers need: an asset vocabulary (now in the
+    config), IntegerLookup's idf_weights entry, the STFT kernels, a layer called twice (ReversibleEmbedding)."""
+    import kcompat
+    from keras.src.applications.convnext import LayerScale
+    L = keras.layers
+    ids, img, sig = keras.Input((6,), dtype="int64"), keras.Input(IMG), keras.Input((64, 1))
+    outs = [adapted_lookup(keras, ids), lookup(output_mode="tf_idf", idf_weights=[0.5, 1.0, 2.0, 3.0, 4.0])(keras, ids),
+            L.Hashing(num_bins=5, salt=3)(ids), L.Resizing(4, 5, interpolation="lanczos3")(img),
+            L.ContrastLimitedAdaptiveHistogramEqualization(tile_grid_size=(2, 2))(img), L.RandomFlip()(img),
+            LayerScale(0.5, 3)(L.AdaptiveMaxPooling2D((3, 2))(img)),
+            L.STFTSpectrogram(frame_length=16, window=None)(sig)]
+    emb = L.ReversibleEmbedding(11, 4)
+    small = L.Input((5,), dtype="int32")
+    outs.append(emb(L.Dense(4)(emb(small)), reverse=True))
+    model = keras.Model([ids, img, sig, small], outs)
+    rng = np.random.default_rng(5)
+    for w in model.weights:
+        w.assign(rng.normal(0, 0.5, w.shape).astype(np.float32))
+    data = [tokens(1)[0], float_pixels(2)[0], rand((BATCH, 64, 1), 3), small_ints(11, (5,))(4)[0]]
+    want = [np.asarray(w) for w in model(data, training=False)]
+    source = tmp_path / "m.keras"
+    model.save(source)
+    target = tmp_path / f"out.{ext}"
+    kcompat.save(kcompat.load(str(source)), str(target))
+    if ext == "json":
+        back = keras.models.model_from_json(target.read_text())
+        back.load_weights(tmp_path / "out.weights.h5")
+    else:
+        back = keras.models.load_model(target)
+    for w, g in zip(want, back(data, training=False)):
+        np.testing.assert_allclose(np.asarray(g), w, atol=1e-6, rtol=1e-6)

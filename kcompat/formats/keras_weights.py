@@ -155,7 +155,10 @@ def write_positional_weights(model, target: Any) -> None:
     with h5py.File(target, "w") as f:
         f.create_group("layers")
         for group_path, layer in saved_layers(spec):
-            f.create_group(f"{group_path}/vars").attrs["name"] = layer.name
+            own = f.create_group(f"{group_path}/vars")
+            own.attrs["name"] = layer.name
+            for key, value in model.layers[layer.name].saved_state().items():  # IntegerLookup's idf_weights
+                own.create_dataset(key, data=np.asarray(value))
             counts: dict[str, int] = {}
             for w, value in zip(model.info[layer.name].weights, layer.weights or []):
                 g = f.require_group(f"{group_path}/{w.group}/vars" if w.group else f"{group_path}/vars")

@@ -94,6 +94,10 @@ class Layer:
         """The .keras groups holding the weights, in Keras weight order ("" = the layer's own ``vars``)."""
         return [""]
 
+    def saved_state(self) -> dict:
+        """Named entries Keras's ``save_own_variables`` adds to the layer's .keras ``vars`` (not weights)."""
+        return {}
+
     def weights(self, input_shape: Any) -> list[Weight]:
         """Weights in Keras order for this input shape (none by default)."""
         return []

@@ -172,6 +172,9 @@ class IntegerLookup(_Encoding):
         back = self.depth - len(idf)
         return np.concatenate([idf, np.zeros(max(back, 0), np.float32)]) if self.pad else idf
 
+    def saved_state(self):
+        return {"idf_weights": self.idf} if self.idf is not None else {}  # keras IndexLookup.save_own_variables
+
     @property
     def depth(self) -> int:
         return self.max_tokens if self.pad and self.max_tokens else self.token_start + len(self.tokens)
