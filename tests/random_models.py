@@ -88,7 +88,43 @@ def makers(L):
         ("ZeroPadding3D", (5,), lambda r, s: L.ZeroPadding3D(1)),
         ("UpSampling3D", (5,), lambda r, s: L.UpSampling3D(2) if max(spatial(s)) <= 4 else L.Identity()),
         ("Identity", (2, 3, 4, 5), lambda r, s: L.Identity()),
+        # key_dim / head_dim >= 2: a (heads, 1) bias is added along the wrong axis by Keras on TensorFlow
+        # (its ops.add turns into an NCHW bias_add; see test_layers_attention.py), so the oracle would be wrong
+        ("MultiHeadAttention", (3,), lambda r, s: _SelfAttention(L.MultiHeadAttention(
+            r.randint(1, 3), r.randint(2, 4), use_bias=r.random() < .8, output_shape=r.choice([None, r.randint(1, 6)])),
+            causal=r.random() < .5)),
+        ("MultiHeadAttention", (4,), lambda r, s: _SelfAttention(L.MultiHeadAttention(
+            r.randint(1, 2), r.randint(2, 3), attention_axes=r.choice([None, 1, 2])), causal=False)),
+        ("GroupQueryAttention", (3,), lambda r, s: _SelfAttention(L.GroupQueryAttention(
+            r.randint(2, 3), 2, r.choice([1, 2])), causal=r.random() < .5)),
+        # a leading ... over one axis only: over two, Keras declares them reversed (test_layers_attention.py)
+        ("EinsumDense", (2, 3), lambda r, s: L.EinsumDense("...b,bc->...c", r.randint(1, 6), bias_axes=r.choice([None, "c"]),
+                                                           activation=r.choice(ACTS))),
+        ("EinsumDense", (3,), lambda r, s: L.EinsumDense("abc,cd->abd", (s[1], r.randint(1, 6)), bias_axes="d")),
+        # output size 1 (or an axis of 1) crashes TensorFlow's two-pool method with SIGFPE: a window longer than the axis
+        ("AdaptiveAveragePooling1D", (3,), lambda r, s: L.AdaptiveAveragePooling1D(r.randint(2, 6)) if s[1] >= 2 else L.Identity()),
+        ("AdaptiveMaxPooling2D", (4,), lambda r, s: L.AdaptiveMaxPooling2D((r.randint(2, 5), r.randint(2, 5)))
+         if min(spatial(s)) >= 2 else L.Identity()),
+        ("Resizing", (4,), lambda r, s: L.Resizing(r.randint(2, 9), r.randint(2, 9),
+                                                   interpolation=r.choice(["bilinear", "nearest", "bicubic", "area"]))),
+        ("CenterCrop", (4,), lambda r, s: L.CenterCrop(r.randint(2, 6), r.randint(2, 6))),
+        ("RandomFlip", (4,), lambda r, s: L.RandomFlip()),
+        ("RandomRotation", (4,), lambda r, s: L.RandomRotation(0.2)),
+        ("RandomContrast", (4,), lambda r, s: L.RandomContrast(0.2)),
     ]
+
+
+class _SelfAttention:
+    """Calls an attention layer on (x, x): the makers build one-argument layers."""
+
+    def __init__(self, layer, causal: bool):
+        self.layer, self.causal = layer, causal
+
+    def __call__(self, x):
+        return self.layer(x, x, use_causal_mask=self.causal)
+
+    def get_config(self):
+        return self.layer.get_config()
 
 
 # Normalizing a last axis of size 1 leaves only rounding noise, which the next normalization magnifies:
@@ -98,12 +134,13 @@ DEGENERATE_ON_ONE = {"LayerNormalization", "RMSNormalization", "UnitNormalizatio
 MERGES = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"]
 
 
-def build(keras, seed: int, max_layers: int = 6):
-    """A random valid model over every maker (each must be a kcompat layer: test_random_models.py checks);
-    returns (model, classes used)."""
+def build(keras, seed: int, max_layers: int = 6, only: set[str] | None = None):
+    """A random valid model over every maker (each must be a kcompat layer: test_random_models.py checks),
+    or over the makers of the classes in ``only``; returns (model, classes used)."""
     r = random.Random(seed)
     L = keras.layers
-    table = makers(L)
+    table = [m for m in makers(L) if only is None or m[0] in only]
+    merges = [m for m in MERGES if only is None or m in only]
     rank = r.choice([2, 3, 4, 4, 5])
     shape = {2: (r.randint(2, 8),), 3: (r.randint(3, 8), r.randint(1, 4)), 4: (r.randint(4, 8), r.randint(4, 8), r.randint(1, 3)),
              5: (r.randint(2, 4), r.randint(2, 4), r.randint(2, 4), r.randint(1, 2))}[rank]
@@ -125,12 +162,12 @@ def build(keras, seed: int, max_layers: int = 6):
             continue
         used.append(name)
         chain.append(layer)
-        if functional and r.random() < 0.4 and tuple(y.shape) == tuple(x.shape):
-            merge = r.choice(MERGES)
+        if functional and merges and r.random() < 0.4 and tuple(y.shape) == tuple(x.shape):
+            merge = r.choice(merges)
             y = getattr(L, merge)()([x, y])
             used.append(merge)
         x = y
-    if functional or not chain:
+    if functional or not chain or any(isinstance(l, _SelfAttention) for l in chain):  # (x, x) calls: Functional
         model = keras.Model(inp, x, name=f"random_{seed}")
     else:
         fresh = [l.__class__.from_config(l.get_config()) for l in chain]  # unbuilt copies, called once by Sequential

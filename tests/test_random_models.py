@@ -50,7 +50,9 @@ def test_random_model_onnx_round_trip(keras, tmp_path, seed):
     import onnxruntime as ort
 
     import kcompat
-    model, used = build(keras, seed)
+    from kcompat.formats.onnx.export.registry import LAYERS
+    exportable = {name for name, cls in REGISTRY.items() if cls.class_name in LAYERS}  # the others: NOT_YET in
+    model, used = build(keras, seed, only=exportable)  # test_onnx_export_ops.py, each named
     km = to_kcompat(model, tmp_path)
     x = rand((3, *model.inputs[0].shape[1:]), seed=seed)
     expected = np.asarray(model([x], training=False))

@@ -54,11 +54,15 @@ def _where(cls: type) -> str:
 
 @dataclass(frozen=True)
 class Weight:
-    """A weight's Keras name, shape and trainability (moving statistics are not trainable)."""
+    """A weight's Keras name, shape and trainability (moving statistics are not trainable).
+
+    ``group`` is the sub-layer's group inside the layer's group of a .keras weights file
+    (MultiHeadAttention's ``query_dense``); "" for the layer's own ``vars``."""
 
     name: str
     shape: tuple
     trainable: bool = True
+    group: str = ""
 
 
 class Layer:
@@ -72,6 +76,11 @@ class Layer:
     layout: ClassVar[str] = "logical"  # how kcompat/layout.py may move its axes: "logical" (it reads the
     # original layout), "elementwise", "axis" (an ``axis`` config to renumber), "spatial" (data_format),
     # "last_axis" (Dense), "flatten", "permute", "prelu", "getitem"
+    inference_identity: ClassVar[bool] = False  # returns its input at inference (dropout, noise, augmentation)
+    keras_class: ClassVar[str | None] = None  # Keras's Python class when the config's class name differs
+    # (GroupQueryAttention is class GroupedQueryAttention): .keras weight groups are named after the class
+    keras_modules: ClassVar[tuple] = ()  # for classes Keras defines outside keras.layers (applications'
+    # LayerScale): the config modules that mean Keras's class; another module is a user's class of that name
 
     def __init__(self, config: dict, name: str | None = None):
         self.config = config
@@ -106,6 +115,14 @@ class Layer:
         return value
 
     # -- the contract
+    def weight_groups(self) -> list[str]:
+        """The .keras groups holding the weights, in Keras weight order ("" = the layer's own ``vars``)."""
+        return [""]
+
+    def saved_state(self) -> dict:
+        """Named entries Keras's ``save_own_variables`` adds to the layer's .keras ``vars`` (not weights)."""
+        return {}
+
     def weights(self, input_shape: Any) -> list[Weight]:
         """Weights in Keras order for this input shape (none by default)."""
         return []
@@ -181,6 +198,8 @@ def lookup(class_name: str, is_op: bool = False, module: str | None = None,
     for attempt in range(2):
         for key in (registered_name, class_name, class_name.rpartition(">")[2]):
             cls = table.get(key) if key else None
+            if cls is not None and cls.keras_modules and module is not None and module not in cls.keras_modules:
+                continue  # a user's class named like one Keras defines outside keras.layers (LayerScale)
             if cls is not None and (key == registered_name or not custom or not _builtin(cls)):
                 return cls
         if attempt == 0 and not load_entry_points():

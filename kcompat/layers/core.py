@@ -171,6 +171,7 @@ class Dropout(Layer):
     """Identity at inference."""
 
     layout = "elementwise"
+    inference_identity = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

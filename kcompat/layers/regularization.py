@@ -11,12 +11,13 @@ import numpy as np
 from .base import Layer, register
 
 
-class _InferenceIdentity(Layer):
+class InferenceIdentity(Layer):
     layout = "elementwise"
 
     """Returns its input; ``what`` says what the layer does in training."""
 
     what = "identity"
+    inference_identity = True
     rank: int | None = None  # input rank Keras checks (SpatialDropout), if any
     rate_key: str | None = "rate"
 
@@ -40,43 +41,46 @@ class _InferenceIdentity(Layer):
 
 
 @register("SpatialDropout1D")
-class SpatialDropout1D(_InferenceIdentity):
+class SpatialDropout1D(InferenceIdentity):
     what, rank = "drops whole channels", 3
 
 
 @register("SpatialDropout2D")
-class SpatialDropout2D(_InferenceIdentity):
+class SpatialDropout2D(InferenceIdentity):
     what, rank = "drops whole channels", 4
 
 
 @register("SpatialDropout3D")
-class SpatialDropout3D(_InferenceIdentity):
+class SpatialDropout3D(InferenceIdentity):
     what, rank = "drops whole channels", 5
 
 
 @register("GaussianNoise")
-class GaussianNoise(_InferenceIdentity):
+class GaussianNoise(InferenceIdentity):
     what, rate_key = "adds gaussian noise", "stddev"
 
 
 @register("GaussianDropout")
-class GaussianDropout(_InferenceIdentity):
+class GaussianDropout(InferenceIdentity):
     what = "multiplies by gaussian noise"
 
 
 @register("AlphaDropout")
-class AlphaDropout(_InferenceIdentity):
+class AlphaDropout(InferenceIdentity):
     what = "drops units keeping SELU statistics"
 
 
 @register("ActivityRegularization")
-class ActivityRegularization(_InferenceIdentity):
+class ActivityRegularization(InferenceIdentity):
     what, rate_key = "adds an activity penalty to the loss", None
 
 
 @register("Identity")
-class Identity(_InferenceIdentity):
+class Identity(InferenceIdentity):
+    """The identity, in training too."""
+
     what, rate_key = "always identity; nothing", None
+    inference_identity = False  # not an inference-time shortcut: the layer's whole math
 
     def explain(self, input_shape, output_shape):
         return "identity; 0 params"

@@ -224,7 +224,7 @@ class UpSampling2D(_UpSampling):
     def forward(self, x):
         if self.interpolation in ("nearest", "area"):  # area == replication for integer factors
             return super().forward(x)
-        resize = _linear_axis if self.interpolation == "bilinear" else cubic_axis
+        resize = linear_axis if self.interpolation == "bilinear" else cubic_axis
         h, w = self.spatial_axes()
         x = resize(x, w, x.shape[w] * self.size[1])  # TF interpolates along the width first
         return resize(x, h, x.shape[h] * self.size[0])
@@ -239,7 +239,7 @@ def _source(in_size: int, out_size: int) -> np.ndarray:
     return (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
 
 
-def _linear_axis(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
+def linear_axis(x: np.ndarray, axis: int, out_size: int) -> np.ndarray:
     """TF ResizeBilinear along one axis: a + (b - a) * lerp between clamped neighbours."""
     src = _source(x.shape[axis], out_size)
     floor = np.floor(src)

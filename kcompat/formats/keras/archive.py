@@ -15,7 +15,7 @@ from ...files import writes_atomically
 from ...spec import ModelSpec
 from .config import KERAS_VERSION, config_from_spec, parse_json_text, spec_from_config
 from .legacy_h5 import read_weights_file
-from .weights import read_positional_weights, write_positional_weights
+from .weights import read_positional_weights, saved_layers, write_positional_weights
 
 MAX_MEMBER = 4 << 30  # refuse absurd members (zip bombs) before reading them
 
@@ -38,11 +38,27 @@ def read_keras(path: str, weights: str | None = None) -> ModelSpec:
             except (json.JSONDecodeError, AttributeError):
                 version = None
         spec = spec_from_config(config, path, version)
+        _read_vocabularies(zf, names, spec, path)
         if "model.weights.h5" in names:
             read_positional_weights(io.BytesIO(_member(zf, "model.weights.h5", path)), spec, f"{path}:model.weights.h5")
         else:
             raise FormatError(f"{path}: .keras archive has no model.weights.h5")
     return spec if weights is None else read_weights_file(weights, spec)
+
+
+def _read_vocabularies(zf: zipfile.ZipFile, names: set, spec: ModelSpec, path: str) -> None:
+    """An adapted lookup layer keeps its vocabulary in ``assets/<layer group>/vocabulary.txt`` (one token a
+    line, special tokens first: keras IndexLookup.save_assets); it goes into the layer's config."""
+    for group_path, layer in saved_layers(spec):
+        member = f"assets/{group_path}/vocabulary.txt"
+        if member in names and layer.config.get("vocabulary") is None:
+            lines = _member(zf, member, path).decode("utf-8", errors="replace").splitlines()
+            while lines and lines[-1] == "":
+                lines.pop()
+            try:
+                layer.config["vocabulary"] = [int(t) for t in lines]
+            except ValueError:
+                layer.config["vocabulary"] = lines
 
 
 def _member(zf: zipfile.ZipFile, name: str, path: str) -> bytes:

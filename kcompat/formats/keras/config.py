@@ -25,7 +25,7 @@ from .dialect import CLASSES, from_keras2, to_keras3
 
 KERAS_VERSION = "3.15.1"  # the Keras 3 dialect kcompat's writers follow (and claim in the files they write)
 # Layer classes that carry Python code: refused by name, never deserialized.
-CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TorchModuleWrapper"}
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TorchModuleWrapper", "TFSMLayer", "JaxLayer", "FlaxLayer"}
 NESTED_MODELS = {"Sequential", "Functional", "Model"}  # model classes whose config kcompat reads as a graph
 FUNCTIONAL = {"Functional", "Model"}
 MODEL_KEYS = ("layers", "input_layers", "output_layers")  # what a nested model's spec holds (not its config)
@@ -95,6 +95,8 @@ def _layer_base(entry: Any, source: str, index: int, dialect: str | None = None)
     cfg.setdefault("name", name)
     layer = LayerSpec(name=name, class_name=entry["class_name"], config=cfg, module=entry.get("module"),
                       build_config=entry.get("build_config"), registered_name=entry.get("registered_name"))
+    if "module" not in entry:  # a legacy .h5 names Keras's own applications classes without their module
+        _applications_module(layer)
     if CLASSES.get(layer.class_name, ("", ""))[0] is None:  # Keras 2 only, no Keras 3 equivalent (dialect.py)
         raise UnsupportedError(f"{source}: layer '{name}' ({layer.class_name}) is not supported: "
                                f"{CLASSES[layer.class_name][1]}")
@@ -108,6 +110,14 @@ def _layer_base(entry: Any, source: str, index: int, dialect: str | None = None)
         cfg["axis"] = int(cfg["axis"][0])  # Keras 2 wrote axis=[3]; Keras 3 from_config wants 3 (its legacy
         # loader converts the same way: keras/src/legacy/saving/saving_utils.py model_from_config)
     return layer
+
+
+def _applications_module(layer: LayerSpec) -> None:
+    """Give a class keras.applications defines (LayerScale, Custom>CustomScaleLayer) its Keras 3 name and module."""
+    from ...layers import REGISTRY
+    cls = REGISTRY.get(layer.class_name)
+    if cls is not None and cls.keras_modules:
+        layer.class_name, layer.module = cls.class_name, cls.keras_modules[0]
 
 
 def _refuse_code(spec: ModelSpec, source: str, prefix: str = "") -> None:
@@ -351,8 +361,11 @@ def config_from_spec(spec: ModelSpec, shapes: dict | None = None, prefix: str = 
             continue  # a nested Sequential that never had an input shape: Keras builds it on its caller's
         else:
             entry = layer_entry_json(layer)
-        if layer.class_name != "InputLayer" and not layer.is_op and layer.nodes and layer.model is None:
-            first = layer.nodes[0].refs()
+        first = layer.nodes[0].refs() if layer.nodes else []
+        if (layer.class_name != "InputLayer" and not layer.is_op and layer.model is None and first
+                and len(first) == len(Node(args=layer.nodes[0].args[:1]).refs())):
+            # build(input_shape) from the first argument; a layer called on several tensors (MultiHeadAttention:
+            # query, value, key) is left to build when Keras calls it, as for a Keras 2 file
             in_shapes = [shapes.get(TensorRef(prefix + r.layer, r.node, r.index)) for r in first]
             if all(s is not None for s in in_shapes):
                 arg0 = layer.nodes[0].args[0] if layer.nodes[0].args else None

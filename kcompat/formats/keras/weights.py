@@ -5,7 +5,9 @@ Layout (keras/src/saving/saving_lib.py ``_save_state``): for the model's ``layer
 Keras op nodes are not layers), group ``layers/<snake_case(class)>[_N]/vars`` holds
 datasets ``0..k-1``: trainable variables first, then non-trainable. A nested model is one of
 those layers (``layers/functional``, ``layers/sequential_1``: its ``vars`` empty) and its own
-layers are inside it, counted afresh: ``layers/functional/layers/dense/vars``.
+layers are inside it, counted afresh: ``layers/functional/layers/dense/vars``. A layer made of
+sub-layers (MultiHeadAttention) keeps theirs in ``layers/<...>/<attribute>/vars`` (``Layer.weight_groups``
+/ ``Weight.group`` say which, in Keras weight order).
 """
 from __future__ import annotations
 
@@ -33,10 +35,15 @@ def saved_layers(spec: ModelSpec, prefix: str = "") -> list[tuple[str, Any]]:
     """(h5 group path, LayerSpec) for each layer Keras saves, in Keras's order (for a Functional model,
     the graph order Keras rebuilds, whatever order the config lists the layers in); a nested model is
     followed by its own layers, under its group."""
+    return [(path, layer) for path, layer, _ in _saved(spec, prefix, "")]
+
+
+def _saved(spec: ModelSpec, prefix: str, flat: str) -> list[tuple[str, Any, str]]:
+    """saved_layers with each layer's name in kcompat's flat graph (``outer/inner``)."""
     used: dict[str, int] = {}
     out = []
     for layer in keras_layers(spec):
-        cls = layer.class_name.rpartition(">")[2]  # Keras 2 names a custom class "Package>Class"
+        cls = keras_class_name(layer).rpartition(">")[2]  # Keras 2 names a custom class "Package>Class"
         base = "functional" if layer.model is not None and cls == "Model" else snake_case(cls)
         if base in used:
             used[base] += 1
@@ -44,10 +51,35 @@ def saved_layers(spec: ModelSpec, prefix: str = "") -> list[tuple[str, Any]]:
         else:
             used[base] = 0
             key = base
-        out.append((f"{prefix}layers/{key}", layer))
+        out.append((f"{prefix}layers/{key}", layer, flat + layer.name))
         if layer.model is not None:
-            out += saved_layers(layer.model, f"{prefix}layers/{key}/")
+            out += _saved(layer.model, f"{prefix}layers/{key}/", f"{flat}{layer.name}/")
     return out
+
+
+def _layer_of(layer: Any) -> Any:
+    """The kcompat layer for a LayerSpec, or None when its class or config is not supported (the model
+    build reports that, against the model's own file)."""
+    from ...errors import KcompatError
+    from ...layers import make_layer
+    if layer.model is not None:
+        return None
+    try:
+        return make_layer(layer.class_name, layer.config, layer.name, layer.is_op, module=layer.module)
+    except KcompatError:
+        return None
+
+
+def keras_class_name(layer: Any) -> str:
+    """The Python class Keras saves a layer as (its .keras group name comes from it)."""
+    built = _layer_of(layer)
+    return (built.keras_class if built is not None else None) or layer.class_name
+
+
+def weight_groups(layer: Any) -> list[str]:
+    """Sub-groups of a layer's .keras group that hold its weights, in Keras weight order ("" = its own)."""
+    built = _layer_of(layer)
+    return built.weight_groups() if built is not None else [""]
 
 
 def read_positional_weights(source: Any, spec: ModelSpec, label: str) -> None:
@@ -57,19 +89,21 @@ def read_positional_weights(source: Any, spec: ModelSpec, label: str) -> None:
             if layer.model is not None:
                 layer.weights = None  # its weights are its layers'
                 continue
-            vars_path = f"{group_path}/vars"
-            if vars_path not in f:
-                if group_path in f:
-                    layer.weights = []
-                    continue
-                raise FormatError(f"{label}: no weights group '{group_path}' for layer '{layer.name}' "
-                                  f"({layer.class_name})")
-            group = f[vars_path]
-            try:
-                keys = sorted(group.keys(), key=int)
-                layer.weights = [np.asarray(group[k][()]) for k in keys]
-            except (ValueError, OSError, KeyError) as e:
-                raise FormatError(f"{label}: weights of layer '{layer.name}' are unreadable: {e}") from None
+            layer.weights = []
+            for sub in weight_groups(layer):
+                vars_path = f"{group_path}/{sub}/vars" if sub else f"{group_path}/vars"
+                if vars_path not in f:
+                    if group_path in f and not sub:
+                        continue
+                    raise FormatError(f"{label}: no weights group '{vars_path.removesuffix('/vars')}' for layer "
+                                      f"'{layer.name}' ({layer.class_name})")
+                group = f[vars_path]
+                try:
+                    keys = sorted((k for k in group.keys() if k.isdigit()), key=int)  # named entries
+                    # (IntegerLookup's "idf_weights") are a layer's own state, not variables
+                    layer.weights += [np.asarray(group[k][()]) for k in keys]
+                except (ValueError, OSError, KeyError) as e:
+                    raise FormatError(f"{label}: weights of layer '{layer.name}' are unreadable: {e}") from None
     weightless_to_empty(spec)
 
 
@@ -78,11 +112,20 @@ def write_positional_weights(model, target: Any) -> None:
     spec = model.spec
     with h5py.File(target, "w") as f:
         f.create_group("layers")
-        for group_path, layer in saved_layers(spec):
-            g = f.create_group(f"{group_path}/vars")
-            g.attrs["name"] = layer.name
-            for i, w in enumerate(layer.weights if layer.model is None and layer.weights else []):
-                g.create_dataset(str(i), data=np.asarray(w))
+        for group_path, layer, flat in _saved(spec, "", ""):
+            own = f.create_group(f"{group_path}/vars")
+            own.attrs["name"] = layer.name
+            if layer.model is not None or flat not in model.layers:
+                continue  # a nested model's weights are its layers'; its InputLayer is not in the graph
+            for key, value in model.layers[flat].saved_state().items():  # IntegerLookup's idf_weights
+                own.create_dataset(key, data=np.asarray(value))
+            counts: dict[str, int] = {}
+            for w, value in zip(model.info[flat].weights, layer.weights or []):
+                g = f.require_group(f"{group_path}/{w.group}/vars" if w.group else f"{group_path}/vars")
+                if w.group and "name" not in g.attrs:
+                    g.attrs["name"] = w.name.rpartition("/")[0]  # the sub-layer's name, as Keras writes it
+                g.create_dataset(str(counts.get(w.group, 0)), data=np.asarray(value))
+                counts[w.group] = counts.get(w.group, 0) + 1
         f.create_group("vars").attrs["name"] = spec.name
 
 
