@@ -3,7 +3,10 @@
 Layout (keras/src/saving/saving_lib.py ``_save_state``): for the model's ``layers``
 (Functional: every layer including InputLayers; Sequential: without the InputLayer;
 Keras op nodes are not layers), group ``layers/<snake_case(class)>[_N]/vars`` holds
-datasets ``0..k-1``: trainable variables first, then non-trainable.
+datasets ``0..k-1``: trainable variables first, then non-trainable. A layer whose weights belong
+to sub-layers keeps each owner's variables under its saving path, ``layers/lstm/cell/vars``,
+``layers/bidirectional/forward_layer/cell/vars``, ``layers/time_distributed/layer/vars``
+(``_save_state`` recurses into attributes that are layers): ``Layer.weight_groups`` lists them.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import FormatError, ShapeError
+from ..errors import FormatError, KcompatError, ShapeError
+from ..layers import make_layer
 from ..spec import ModelSpec
 
 
@@ -100,23 +104,32 @@ def open_h5(source: Any, label: str) -> h5py.File:
         raise FormatError(f"{label}: not a valid HDF5 file (truncated or corrupt): {str(e).splitlines()[0]}") from None
 
 
+def weight_owners(layer) -> list[str]:
+    """Saving paths, relative to the layer's group, of the objects owning its weights ([""]: itself)."""
+    try:
+        return make_layer(layer.class_name, layer.config, layer.name, layer.is_op).weight_groups()
+    except KcompatError:  # an unknown or bad layer is reported when the model is built
+        return [""]
+
+
 def read_positional_weights(source: Any, spec: ModelSpec, label: str) -> None:
     """Fill ``spec.layers[*].weights`` from a Keras 3 positional weights file."""
     with open_h5(source, label) as f:
         for group_path, layer in saved_layers(spec):
-            vars_path = f"{group_path}/vars"
-            if vars_path not in f:
-                if group_path in f:
-                    layer.weights = []
-                    continue
-                raise FormatError(f"{label}: no weights group '{group_path}' for layer '{layer.name}' "
-                                  f"({layer.class_name})")
-            group = f[vars_path]
-            try:
-                keys = sorted(group.keys(), key=int)
-                layer.weights = [np.asarray(group[k][()]) for k in keys]
-            except (ValueError, OSError, KeyError) as e:
-                raise FormatError(f"{label}: weights of layer '{layer.name}' are unreadable: {e}") from None
+            layer.weights = []
+            for owner in weight_owners(layer):
+                vars_path = "/".join(p for p in (group_path, owner, "vars") if p)
+                if vars_path not in f:
+                    if not owner and group_path in f:
+                        continue
+                    raise FormatError(f"{label}: no weights group '{vars_path.rsplit('/', 1)[0]}' for layer "
+                                      f"'{layer.name}' ({layer.class_name})")
+                group = f[vars_path]
+                try:
+                    keys = sorted(group.keys(), key=int)
+                    layer.weights += [np.asarray(group[k][()]) for k in keys]
+                except (ValueError, OSError, KeyError) as e:
+                    raise FormatError(f"{label}: weights of layer '{layer.name}' are unreadable: {e}") from None
         for layer in spec.layers:
             if layer.weights is None:
                 layer.weights = []
@@ -128,10 +141,12 @@ def write_positional_weights(model, target: Any) -> None:
     with h5py.File(target, "w") as f:
         f.create_group("layers")
         for group_path, layer in saved_layers(spec):
-            g = f.create_group(f"{group_path}/vars")
-            g.attrs["name"] = layer.name
-            for i, w in enumerate(layer.weights or []):
-                g.create_dataset(str(i), data=np.asarray(w))
+            f.create_group(f"{group_path}/vars").attrs["name"] = layer.name
+            count: dict[str, int] = {}
+            for w, value in zip(model.info[layer.name].weights, layer.weights or []):
+                g = f.require_group("/".join(p for p in (group_path, w.group, "vars") if p))  # owners without
+                count[w.group] = count.get(w.group, -1) + 1  # weights need no group: Keras reads them as empty
+                g.create_dataset(str(count[w.group]), data=np.asarray(value))
         f.create_group("vars").attrs["name"] = spec.name
 
 

@@ -4,6 +4,11 @@ A layer knows its Keras config (validated in ``__init__``), the shapes of its we
 Keras order (``weights``), its ``output_shape`` and its NumPy ``forward``. Shapes are
 tuples with ``None`` for unknown dimensions (the batch). Plumbing lives here so each
 layer body stays the math and nothing else (like onnx/reference/ops/op_relu.py).
+
+Keras masks (keras/src/layers/layer.py ``__call__`` / ``_set_mask_metadata``): a layer says
+whether it ``supports_masking`` (passes or transforms a mask; one that does not drops it),
+which ``call_params`` it has (a ``mask`` / ``<arg>_mask`` parameter receives input masks),
+and ``compute_mask`` gives its output mask. kcompat/masks.py applies these rules.
 """
 from __future__ import annotations
 
@@ -32,11 +37,35 @@ def register(*class_names: str, op: bool = False):
 
 @dataclass(frozen=True)
 class Weight:
-    """A weight's Keras name, shape and trainability (moving statistics are not trainable)."""
+    """A weight's Keras name, shape and trainability (moving statistics are not trainable).
+
+    ``name`` is the variable's Keras path below the layer (``kernel``; ``lstm_cell/kernel`` for a
+    weight a sub-layer owns). ``group`` is the Keras 3 saving path of the object that owns it,
+    relative to the layer ("" for the layer itself; ``cell``, ``forward_layer/cell``, ``layer``):
+    positional weight files keep each owner's variables in ``<layer>/<group>/vars``.
+    """
 
     name: str
     shape: tuple
     trainable: bool = True
+    group: str = ""
+
+
+def leaves(structure: Any) -> list:
+    """Leaves of nested lists / tuples, None included (keras.tree.flatten): a mask structure's masks."""
+    if isinstance(structure, (list, tuple)):
+        return [leaf for item in structure for leaf in leaves(item)]
+    return [structure]
+
+
+def first_mask(mask: Any) -> Any:
+    """The first mask of a mask structure (what an RNN uses: ``tree.flatten(mask)[0]``), or None."""
+    return leaves(mask)[0] if isinstance(mask, (list, tuple)) and mask else mask
+
+
+def join_path(*parts: str) -> str:
+    """Join saving / variable path parts, skipping empty ones: join_path("layer", "") == "layer"."""
+    return "/".join(p for p in parts if p)
 
 
 class Layer:
@@ -47,6 +76,11 @@ class Layer:
     has_activation: ClassVar[bool] = False  # an ``activation`` config key applied last (Dense, Conv*)
     tf_bias_add: ClassVar[bool] = False  # Keras 3 on TF adds the bias with ops.add, which becomes an NHWC
     # bias_add when the last axis has the bias's size: wrong for channels_first (verify names it)
+    supports_masking: ClassVar[bool] = False  # Keras 3's supports_masking: keeps (compute_mask) an input mask
+    keras2_supports_masking: ClassVar[bool | None] = None  # tf_keras's, where it differs (None: the same)
+    creates_mask: ClassVar[bool] = False  # makes a mask from no mask (Masking; Embedding with mask_zero)
+    call_params: ClassVar[tuple] = ("inputs",)  # Keras call() parameter names, in order: "mask" / "<arg>_mask"
+    # among them receive the input masks as Keras passes them
 
     def __init__(self, config: dict, name: str | None = None):
         self.config = config
@@ -105,6 +139,20 @@ class Layer:
     def node_output_shape(self, args: list, kwargs: dict) -> Any:
         """Output shape of one call node given shape-valued args."""
         return self.output_shape(self.node_input_shape(args, kwargs))
+
+    def compute_mask(self, inputs: Any, mask: Any, keras2: bool = False) -> Any:
+        """The output mask (a structure like the outputs) from the first input and its mask; called only
+        when ``supports_masking``. Default: the input mask, unchanged (keras Layer.compute_mask)."""
+        return mask
+
+    def weight_groups(self) -> list[str]:
+        """Keras 3 saving paths (see ``Weight.group``) of the objects that own weights, in weight order."""
+        return [""]
+
+    @classmethod
+    def keras3_config(cls, config: dict) -> dict:
+        """The config Keras 3 accepts for this layer (drops Keras 2 keys Keras 3 refuses); a copy."""
+        return config
 
     def param_count(self, input_shape: Any) -> tuple[int, int]:
         """(trainable, non-trainable) parameter counts."""
