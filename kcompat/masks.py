@@ -42,13 +42,6 @@ def _any_mask(masks: Any) -> bool:
     return any(m is not None for m in flatten(masks))
 
 
-def supports_masking(layer: Layer, keras2: bool) -> bool:
-    """Keras 3's ``supports_masking``, or tf_keras's where it differs."""
-    if keras2 and layer.keras2_supports_masking is not None:
-        return layer.keras2_supports_masking
-    return layer.supports_masking
-
-
 def mask_arguments(layer: Layer, args: list, kwargs: dict, arg_masks: list, kwarg_masks: dict,
                    keras2: bool = False) -> tuple[dict, Any]:
     """(kwargs with the mask arguments Keras fills in, the previous mask) for one call node.
@@ -78,7 +71,7 @@ def mask_arguments(layer: Layer, args: list, kwargs: dict, arg_masks: list, kwar
 
 def output_masks(layer: Layer, args: list, kwargs: dict, previous: Any, outputs: Any, keras2: bool = False) -> Any:
     """The mask of each output (a list for a multi-output layer), or None: Keras's _set_mask_metadata."""
-    if not supports_masking(layer, keras2):
+    if not layer.masking(keras2):
         return None
     first = args[0] if args else kwargs.get(layer.call_params[0])
     flat = flatten(layer.compute_mask(first, previous, keras2))

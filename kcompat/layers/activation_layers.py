@@ -20,6 +20,8 @@ def _leaky(x: np.ndarray, slope: float) -> np.ndarray:
 class _Elementwise(Layer):
     """Shape-preserving layer reading float config values."""
 
+    supports_masking = True  # passes its input's mask on
+
     def number(self, key: str, default, minimum: float | None = 0.0):
         value = self.get(key, default)
         if value is None:
@@ -87,6 +89,8 @@ class ELU(_Elementwise):
 class PReLU(Layer):
     """max(x, 0) - alpha * max(-x, 0), with a learned alpha shared over ``shared_axes``."""
 
+    supports_masking = True  # passes its input's mask on
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         axes = self.get("shared_axes")
@@ -113,6 +117,9 @@ class PReLU(Layer):
 @register("Softmax")
 class Softmax(Layer):
     """exp(x - logsumexp(x)) over ``axis`` (an int or a list); an optional mask input zeroes entries."""
+
+    supports_masking = True  # and uses the mask it receives, like an explicit one
+    call_params = ("inputs", "mask")
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

@@ -140,6 +140,12 @@ class Layer:
         """Output shape of one call node given shape-valued args."""
         return self.output_shape(self.node_input_shape(args, kwargs))
 
+    def masking(self, keras2: bool = False) -> bool:
+        """Keras 3's ``supports_masking``, or tf_keras's where it differs."""
+        if keras2 and self.keras2_supports_masking is not None:
+            return self.keras2_supports_masking
+        return self.supports_masking
+
     def compute_mask(self, inputs: Any, mask: Any, keras2: bool = False) -> Any:
         """The output mask (a structure like the outputs) from the first input and its mask; called only
         when ``supports_masking``. Default: the input mask, unchanged (keras Layer.compute_mask)."""

@@ -63,6 +63,8 @@ class WithActivation(Layer):
 class Dense(WithActivation):
     """y = activation(x @ kernel + bias), on the last axis of an input of any rank >= 2."""
 
+    supports_masking = True  # passes its input's mask on
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.units = self.positive_int("units")
@@ -137,6 +139,8 @@ class Flatten(Layer):
 class Activation(WithActivation):
     """Apply a named activation elementwise (glu halves the last axis)."""
 
+    supports_masking = True  # passes its input's mask on
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.init_activation()
@@ -156,6 +160,8 @@ class Activation(WithActivation):
 @register("Dropout")
 class Dropout(Layer):
     """Identity at inference."""
+
+    supports_masking = True  # passes its input's mask on
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
