@@ -128,7 +128,8 @@ class Recurrent(Layer):
             mask = np.asarray(mask).astype(bool).reshape(x.shape[:2])  # (N, T) (a (N, T, 1) mask too)
         last, seq, states = run_sequence(self.cell, self.cell.prepare(weights), x, states, mask, self.go_backwards,
                                          self.zero_output_for_mask, self.return_sequences)
-        out = seq if self.return_sequences else last
+        out = self.cell.sequence_out(seq) if self.return_sequences else self.cell.state_out(last)
+        states = [self.cell.state_out(s) for s in states]
         if self.time_major and self.return_sequences:
             out = np.swapaxes(out, 0, 1)  # (N, T, U) -> (T, N, U)
         return [out, *states] if self.return_state else out
@@ -136,13 +137,13 @@ class Recurrent(Layer):
     def initial_states(self, initial: Any, step: tuple, dtype) -> list[np.ndarray]:
         shapes = self.cell.state_shapes(step)
         if initial is None:
-            return [np.zeros(s, dtype) for s in shapes]
+            return [self.cell.state_in(np.zeros(s, dtype)) for s in shapes]
         initial = list(initial) if isinstance(initial, (list, tuple)) else [initial]
         got = [tuple(np.shape(s)) for s in initial]
         if got != [tuple(s) for s in shapes]:
             raise ShapeError(f"layer '{self.name}' ({self.class_name}): expected initial states of shapes "
                              f"{[fmt_shape(s) for s in shapes]}. Received: {[fmt_shape(s) for s in got]}")
-        return [np.asarray(s, dtype) for s in initial]
+        return [self.cell.state_in(np.asarray(s, dtype)) for s in initial]
 
     def explain(self, input_shape, output_shape):
         seq = self.sequence_shape(input_shape)

@@ -99,8 +99,15 @@ class Cell(Layer):
         """One step from the projected input (N, kU) and the states: (output, new states)."""
         raise NotImplementedError
 
-    def explain_weights(self, step_shape) -> str:
-        return " + ".join(f"{w.name} {'x'.join(map(str, w.shape))}" for w in self.weights(step_shape))
+    # -- the layer's layout at the boundary (ConvLSTM computes channels_last inside)
+    def state_in(self, state: np.ndarray) -> np.ndarray:
+        return state
+
+    def state_out(self, state: np.ndarray) -> np.ndarray:
+        return state
+
+    def sequence_out(self, seq: np.ndarray) -> np.ndarray:
+        return seq
 
 
 @register_cell("SimpleRNNCell")
