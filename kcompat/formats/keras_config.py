@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from ..errors import FormatError, UnsupportedError
+from ..layers import REGISTRY
 from ..spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
 
 # Layer classes that carry Python code: refused by name, never deserialized.
@@ -170,6 +171,8 @@ def _functional(config: dict, source: str) -> ModelSpec:
         if layer.class_name == "InputLayer":
             _normalize_input(layer)
         layer.nodes = [_parse_node(n, source, layer.name) for n in entry.get("inbound_nodes") or []]
+        if "initial_state" in getattr(REGISTRY.get(layer.class_name), "call_params", ()):
+            layer.nodes = [_states_as_kwarg(n, source, layer.name) for n in layer.nodes]
         layers.append(layer)
     names = [l.name for l in layers]
     if len(set(names)) != len(names):
@@ -195,6 +198,18 @@ def _parse_node(node: Any, source: str, layer_name: str) -> Node:
                 kwargs.update(_k2_kwargs(item[3]))
         return Node(args=[refs[0] if len(refs) == 1 else refs], kwargs=kwargs)
     raise FormatError(f"{source}: layer '{layer_name}': bad inbound node {node!r}")
+
+
+def _states_as_kwarg(node: Node, source: str, layer_name: str) -> Node:
+    """tf_keras calls an RNN on ``[sequences, *initial_state]`` (tf_keras/src/layers/rnn/rnn_utils.py
+    standardize_args); Keras 3 on ``sequences, initial_state=[...]``. Its None ``constants`` go too."""
+    kwargs = {k: v for k, v in node.kwargs.items() if not (k == "constants" and v is None)}
+    if "constants" in kwargs:
+        raise UnsupportedError(f"{source}: layer '{layer_name}': RNN constants (for custom cells) are not supported")
+    first = node.args[0] if node.args else None
+    if isinstance(first, list) and len(first) > 1 and kwargs.get("initial_state") is None:
+        return Node(args=[first[0], *node.args[1:]], kwargs={**kwargs, "initial_state": list(first[1:])})
+    return Node(args=node.args, kwargs=kwargs)
 
 
 def _k2_kwargs(kwargs: dict) -> dict:
@@ -255,6 +270,8 @@ def layer_config_json(layer: LayerSpec) -> dict:
     cfg = copy.deepcopy(layer.config)
     if layer.class_name == "InputLayer" or layer.is_op:
         return cfg
+    if layer.class_name in REGISTRY:  # Keras 2 keys Keras 3 refuses (time_major), nested layer configs
+        cfg = REGISTRY[layer.class_name].keras3_config(cfg)
     cfg.pop("batch_input_shape", None)
     if layer.class_name.endswith("Transpose") and cfg.get("groups") == 1:
         del cfg["groups"]  # tf.keras writes groups=1 on Conv*DTranspose; Keras 3's refuses the keyword

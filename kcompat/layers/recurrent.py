@@ -75,15 +75,12 @@ class Recurrent(Layer):
 
     # -- shapes
     def sequence_shape(self, shape: Any) -> tuple:
-        """(batch, time, *step) from a sequences shape (Keras 2 inputs may list the initial states after it)."""
-        shape = shape[0] if isinstance(shape, list) else tuple(shape)
+        """(batch, time, *step) from a sequences shape (time first in it when time_major)."""
+        shape = tuple(shape)
         if len(shape) < 3:
             raise ShapeError(f"layer '{self.name}' ({self.class_name}): expected sequences (batch, timesteps, "
                              f"...) of rank >= 3. Received: input_shape={fmt_shape(shape)}")
         return (shape[1], shape[0], *shape[2:]) if self.time_major else shape
-
-    def node_input_shape(self, args, kwargs):
-        return args[0][0] if isinstance(args[0], list) else args[0]
 
     def weights(self, input_shape):
         seq = self.sequence_shape(input_shape)
@@ -109,8 +106,6 @@ class Recurrent(Layer):
     # -- the call
     def call_node(self, args, kwargs, weights):
         x, initial = args[0], None
-        if isinstance(x, list):  # tf_keras: [sequences, *initial_state]
-            x, initial = x[0], (list(x[1:]) or None)
         if len(args) > 1 and args[1] is not None:
             initial = args[1]
         if kwargs.get("initial_state") is not None:

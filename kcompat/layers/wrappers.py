@@ -102,9 +102,6 @@ class Bidirectional(Layer):
         return config
 
     # -- weights and shapes
-    def node_input_shape(self, args, kwargs):
-        return args[0][0] if isinstance(args[0], list) else args[0]
-
     def weights(self, input_shape):
         return (renamed(self.forward.weights(input_shape), self.forward.name, "forward_layer")
                 + renamed(self.backward.weights(input_shape), self.backward.name, "backward_layer"))
@@ -134,8 +131,6 @@ class Bidirectional(Layer):
     # -- the call
     def call_node(self, args, kwargs, weights):
         x, initial = args[0], None
-        if isinstance(x, list):  # tf_keras: [sequences, *forward states, *backward states]
-            x, initial = x[0], (list(x[1:]) or None)
         if len(args) > 1 and args[1] is not None:
             initial = args[1]
         if kwargs.get("initial_state") is not None:
@@ -146,7 +141,7 @@ class Bidirectional(Layer):
             half = len(initial) // 2
             fwd_init, bwd_init = initial[:half], initial[half:]
         mask = first_mask(kwargs.get("mask"))
-        n = len(self.forward.weights(self.node_input_shape([np.shape(x)], {})))
+        n = len(self.forward.weights(np.shape(x)))  # the forward layer's weights come first
         y = self.forward.run(x, fwd_init, mask, weights[:n])
         y_rev = self.backward.run(x, bwd_init, mask, weights[n:])
         states = []
