@@ -1,6 +1,6 @@
 """ONNX exporters of Keras 3 op nodes beyond onnx_layers.py's: comparisons and logic, the rest of the
 elementwise math, Mod / FloorDivide, reductions (Prod, Var, Std, Logsumexp, Any / All, Argmax / Argmin),
-Where, Cast, Round, Stack and GetItem; and Keras's dtype rule for op-node operands, which also
+Where, Cast, ZerosLike / OnesLike, Round, Stack and GetItem; and Keras's dtype rule for op-node operands, which also
 replaces onnx_layers.py's arithmetic for op nodes (``int32 + 1`` stays int32, ``int32 / 2`` is float32).
 
 Each follows what Keras computes on TensorFlow (keras/src/backend/tensorflow/numpy.py, math.py):
@@ -255,6 +255,18 @@ def round_(ctx, layer, inputs, weights):
 @exporter("Cast")
 def cast(ctx, layer, inputs, weights):
     return ctx.op("Cast", ctx.operand(inputs[0]), to=helper.np_dtype_to_tensor_dtype(layer.dtype))
+
+
+@exporter("ZerosLike", "OnesLike")
+def fill_like(ctx, layer, inputs, weights):
+    """Keras writes these into a graph for a Concatenate's mask: a constant of x's shape, then the dtype
+    (the Cast also tells ``ctx.dtype`` what the tensor is)."""
+    from onnx import numpy_helper
+    x = ctx.operand(inputs[0])
+    value = numpy_helper.from_array(np.array([float(layer.value)], np.float32))
+    y = ctx.op("ConstantOfShape", ctx.op("Shape", x), value=value)
+    dtype = np.dtype(ctx.dtype(x)) if layer.dtype is None else layer.dtype
+    return ctx.op("Cast", y, to=helper.np_dtype_to_tensor_dtype(dtype))
 
 
 @exporter("Where")
