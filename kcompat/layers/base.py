@@ -157,7 +157,12 @@ class Layer:
 
     @classmethod
     def keras3_config(cls, config: dict) -> dict:
-        """The config Keras 3 accepts for this layer (drops Keras 2 keys Keras 3 refuses); a copy."""
+        """The config Keras 3 accepts for this layer, from a Keras 2 one (a copy when it changes): by default
+        what Keras 3's legacy loader does, a one-element ``axis`` list becomes an int
+        (keras/src/legacy/saving/saving_utils.py); layers drop the Keras 2 keys Keras 3 refuses."""
+        axis = config.get("axis")
+        if isinstance(axis, list) and len(axis) == 1:
+            config = {**config, "axis": int(axis[0])}
         return config
 
     def param_count(self, input_shape: Any) -> tuple[int, int]:

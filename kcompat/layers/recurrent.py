@@ -67,7 +67,7 @@ class Recurrent(Layer):
 
     @classmethod
     def keras3_config(cls, config):
-        config = dict(config)
+        config = dict(super().keras3_config(config))
         if config.pop("time_major", False):
             raise UnsupportedError(f"layer '{config.get('name')}' ({cls.class_name}): time_major=True (tf_keras) "
                                    f"has no Keras 3 equivalent; the file cannot be written for Keras 3")

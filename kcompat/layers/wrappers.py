@@ -95,7 +95,7 @@ class Bidirectional(Layer):
 
     @classmethod
     def keras3_config(cls, config):
-        config = dict(config)
+        config = dict(super().keras3_config(config))
         for key in ("layer", "backward_layer"):
             if config.get(key) is not None:
                 config[key] = _nested_keras3(config[key])
@@ -185,7 +185,7 @@ class TimeDistributed(Layer):
 
     @classmethod
     def keras3_config(cls, config):
-        config = dict(config)
+        config = dict(super().keras3_config(config))
         config["layer"] = _nested_keras3(config.get("layer"))
         return config
 
