@@ -38,12 +38,19 @@ def test_random_model_matches_keras(keras, tmp_path, seed):
         np.testing.assert_allclose(out, ref, atol=2e-4, rtol=2e-3, err_msg=where)
 
 
+def exportable() -> set[str]:
+    """Layer classes kcompat exports to ONNX (recurrent layers wait for a later phase)."""
+    from kcompat.formats.onnx_export import EXPORTERS, register_exporters
+    register_exporters()
+    return set(REGISTRY) & set(EXPORTERS)
+
+
 @pytest.mark.parametrize("seed", range(SEED0, SEED0 + N))
 def test_random_model_onnx_round_trip(keras, tmp_path, seed):
     """The same random model exported by kcompat runs in ONNX Runtime like Keras, and imports back."""
     ort = pytest.importorskip("onnxruntime")
     import kcompat
-    model, used = build(keras, seed, set(REGISTRY))
+    model, used = build(keras, seed, exportable())
     km = to_kcompat(model, tmp_path)
     x = rand((3, *model.inputs[0].shape[1:]), seed=seed)
     expected = np.asarray(model([x], training=False))

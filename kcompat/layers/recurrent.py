@@ -148,7 +148,7 @@ class Recurrent(Layer):
         what = "every step" if self.return_sequences else "the last step"
         order = ", right to left" if self.go_backwards else ""
         states = f" and its {self.cell.states} final state(s)" if self.return_state else ""
-        return (f"{self.describe()} over {seq[1]} timesteps{order}; returns {what}{states}; "
+        return (f"{self.describe()}; runs over {seq[1]} timesteps{order} and returns {what}{states}; "
                 f"{parts} = {total} params; masked steps keep the previous state")
 
     def describe(self) -> str:
