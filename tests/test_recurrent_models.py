@@ -72,7 +72,7 @@ def test_imdb_run_matches_keras(imdb_file, tmp_path):
     assert masked.uses_masks
 
 
-def test_imdb_verify_passes(imdb_file, tmp_path):
+def test_imdb_verify_passes(imdb_file):
     """Against Keras 3; for the tf_keras file Keras 3 cannot read (LSTM's time_major), on kcompat's re-write."""
     from kcompat.verify.run import verify_file
     path, _, _ = imdb_file
@@ -81,8 +81,6 @@ def test_imdb_verify_passes(imdb_file, tmp_path):
     assert [d.name for d in report.layers if not d.compared] == []
     fallback = any("re-write" in n for n in report.notes)
     assert fallback == str(path).endswith(".h5")
-    np.save(tmp_path / "x.npy", reviews())
-    assert cli("verify", path, "--input", tmp_path / "x.npy")[0] == 0
 
 
 @pytest.mark.parametrize("ext", [".keras", ".h5", ".json"])
@@ -107,9 +105,8 @@ def _keras3_load(keras, path):
 # Conversions of the conformance groups: tf_keras .h5 -> Keras 3 files, and Keras 3 .keras -> .h5 / .json.
 # Not the tf_keras mask rows: Keras 3 masks an Add / Concatenate or an RNN given initial states
 # differently from tf_keras (kcompat/masks.py), so Keras 3 computes those converted models differently.
-@pytest.mark.parametrize("module,group,ext", [("tf_keras", "cells", ".keras"), ("tf_keras", "wrappers", ".keras"),
-                                              ("tf_keras", "initial_state", ".json"), ("keras", "masks", ".h5"),
-                                              ("keras", "wrappers", ".json"), ("keras", "conv_lstm", ".h5")])
+@pytest.mark.parametrize("module,group,ext", [("tf_keras", "wrappers", ".keras"), ("tf_keras", "initial_state", ".json"),
+                                              ("keras", "masks", ".h5"), ("keras", "wrappers", ".json")])
 def test_groups_convert_to_files_keras3_runs_alike(keras, module, group, ext, tmp_path):
     _, kc, _, feed, want = built(module, group)["__model__"]
     out = tmp_path / f"{group}{ext}"
@@ -119,10 +116,22 @@ def test_groups_convert_to_files_keras3_runs_alike(keras, module, group, ext, tm
         np.testing.assert_allclose(np.asarray(g), w, atol=ATOL, rtol=RTOL)
 
 
+def _keras2_config(layer: dict, inbound: list, batch_shape=(None, 3, 2)) -> dict:
+    """A tf_keras Functional config: input 'x' of ``batch_shape``, then ``layer`` called on ``inbound``."""
+    return {"class_name": "Functional", "keras_version": "2.15.0", "config": {
+        "name": "m", "input_layers": [["x", 0, 0]], "output_layers": [[layer["name"], 0, 0]], "layers": [
+            {"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
+             "config": {"batch_input_shape": list(batch_shape), "name": "x"}},
+            {**layer, "inbound_nodes": [inbound]}]}}
+
+
 def test_time_major_cannot_be_written_for_keras3(tmp_path):
-    _, kc, *_ = built("tf_keras", "rnn")["__model__"]
+    from kcompat.formats.keras_config import spec_from_config
+    config = _keras2_config({"class_name": "GRU", "name": "r", "config": {"units": 2, "name": "r", "time_major": True}},
+                            [["x", 0, 0, {}]])
+    model = kcompat.Model(spec_from_config(config, "m.json")).init_weights(0)
     with pytest.raises(UnsupportedError, match="time_major"):
-        kcompat.save(kc, str(tmp_path / "x.keras"))
+        kcompat.save(model, str(tmp_path / "x.keras"))
 
 
 # ------------------------------------------------------------------------ bad configs
@@ -164,11 +173,7 @@ def test_bad_input_shapes_refused():
 
 def test_tf_keras_rnn_constants_refused():
     from kcompat.formats.keras_config import spec_from_config
-    config = {"class_name": "Functional", "config": {"name": "m", "input_layers": [["x", 0, 0]],
-              "output_layers": [["r", 0, 0]], "layers": [
-                  {"class_name": "InputLayer", "name": "x", "config": {"batch_input_shape": [None, 3, 2],
-                                                                       "name": "x"}, "inbound_nodes": []},
-                  {"class_name": "LSTM", "name": "r", "config": {"units": 2, "name": "r"},
-                   "inbound_nodes": [[["x", 0, 0, {"constants": ["x", 0, 0]}]]]}]}}
+    config = _keras2_config({"class_name": "LSTM", "name": "r", "config": {"units": 2, "name": "r"}},
+                            [["x", 0, 0, {"constants": ["x", 0, 0]}]])
     with pytest.raises(UnsupportedError, match="constants"):
-        spec_from_config(config, "m.json", "2.15.0")
+        spec_from_config(config, "m.json")

@@ -95,7 +95,18 @@ class Bidirectional(Layer):
 
     @classmethod
     def keras3_config(cls, config):
+        """Both layers' configs, as Keras 3 writes them. A tf_keras config names only ``layer``; Keras 3 would
+        then build the backward copy by serializing that layer a second time while loading, and its
+        id()-keyed object sharing (keras/src/saving/serialization_lib.py) can mistake a new object for a
+        freed one at the same address: now and then a "both go_backwards" error. So the copy is written."""
         config = dict(super().keras3_config(config))
+        entry = config.get("layer")
+        if config.get("backward_layer") is None and isinstance(entry, dict) and isinstance(entry.get("config"), dict):
+            back = copy.deepcopy(entry)
+            name = str(back["config"].get("name", "rnn"))
+            back["config"]["name"] = f"backward_{_removeprefix(name, 'backward_')}"
+            back["config"]["go_backwards"] = not back["config"].get("go_backwards", False)
+            config["backward_layer"] = back
         for key in ("layer", "backward_layer"):
             if config.get(key) is not None:
                 config[key] = _nested_keras3(config[key])
