@@ -20,12 +20,15 @@ differ in ``supports_masking`` (``Layer.keras2_supports_masking``).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
-from .layers.base import Layer
+from .errors import UnsupportedError
+from .layers.base import Layer, make_layer
 from .layers.base import leaves as flatten
+from .spec import LayerSpec, ModelSpec, Node, TensorRef
 
 
 def _is_tensor(value: Any) -> bool:
@@ -78,3 +81,79 @@ def output_masks(layer: Layer, args: list, kwargs: dict, previous: Any, outputs:
     if isinstance(outputs, list):
         return [flat[i] if i < len(flat) else None for i in range(len(outputs))]
     return flat[0]
+
+
+# ------------------------------------------------------------- Keras 2 models written for Keras 3
+def keras3_explicit_masks(spec: ModelSpec, shapes: dict) -> tuple[ModelSpec, dict]:
+    """A tf_keras model about to be written as Keras 3, with the masks Keras 3 would not pass made explicit;
+    and ``shapes`` (TensorRef -> shape) with the shapes of the mask tensors added.
+
+    tf_keras masks an RNN called with initial states; Keras 3 does not (see the module docstring), so
+    the call gets ``mask=`` computed as Keras 3 would write it: ``not_equal(indices, 0)`` for an
+    Embedding with mask_zero, ``any(not_equal(x, mask_value), axis=-1)`` for Masking, traced back through
+    layers that pass their mask on. A mask kcompat cannot trace that way is refused by name.
+    """
+    if not str(spec.keras_version or "").startswith(("1.", "2.")) or spec.sequential:
+        return spec, shapes
+    specs = {ls.name: ls for ls in spec.layers}
+    layers = {ls.name: make_layer(ls.class_name, ls.config, ls.name, ls.is_op) for ls in spec.layers}
+    added: list[LayerSpec] = []
+    new = {}
+    for ls in spec.layers:
+        for i, node in enumerate(ls.nodes):
+            layer = layers[ls.name]
+            if "initial_state" not in layer.call_params or node.kwargs.get("mask") is not None:
+                continue
+            if not node.args or node.kwargs.get("initial_state") is None:
+                continue
+            source = _mask_source(node.args[0], specs, layers)
+            if source is None:
+                continue
+            nodes = new.setdefault(ls.name, list(ls.nodes))
+            nodes[i] = Node(args=node.args, kwargs={**node.kwargs, "mask": _mask_ops(source, specs, added, shapes)})
+    if not new:
+        return spec, shapes
+    layers_out = [dataclasses.replace(ls, nodes=new.get(ls.name, ls.nodes)) for ls in spec.layers]
+    return dataclasses.replace(spec, layers=layers_out + added), shapes
+
+
+def _mask_source(ref: Any, specs: dict, layers: dict) -> Any:
+    """(mask-making LayerSpec, its node index) behind tensor ``ref`` in Keras 2, None if it carries no mask."""
+    while isinstance(ref, TensorRef):
+        ls, layer = specs[ref.layer], layers[ref.layer]
+        node = ls.nodes[ref.node] if ls.nodes else None
+        if layer.creates_mask and layer.class_name in ("Embedding", "Masking"):
+            return ls, ref.node
+        if not layer.masking(True) or node is None or not node.args:
+            return None
+        passes = type(layer).compute_mask is Layer.compute_mask or (
+            ref.index == 0 and getattr(layer, "return_sequences", False))
+        if not passes:
+            raise UnsupportedError(f"layer '{ls.name}' ({ls.class_name}) changes the mask on the way to an RNN "
+                                   f"given initial states; tf_keras masks that RNN, Keras 3 would not, and kcompat "
+                                   f"cannot write that mask for Keras 3")
+        ref = node.args[0]
+    return None
+
+
+def _mask_ops(source: tuple, specs: dict, added: list, shapes: dict) -> TensorRef:
+    """The op nodes computing ``source``'s mask, added once (their shapes into ``shapes``); the mask's TensorRef."""
+    ls, node_index = source
+    name = f"{ls.name}_mask" if node_index == 0 else f"{ls.name}_mask_{node_index}"
+    if name in specs or any(a.name == name for a in added):
+        return TensorRef(name)
+    inputs = ls.nodes[node_index].args[0]
+    shape = shapes.get(inputs)
+    numpy_ops = "keras.src.ops.numpy"
+    if ls.class_name == "Embedding":
+        added.append(LayerSpec(name, "NotEqual", {"name": name}, [Node(args=[inputs, 0])], [], numpy_ops))
+        shapes[TensorRef(name)] = shape  # (N, T) indices -> (N, T)
+        return TensorRef(name)
+    value = ls.config.get("mask_value", 0.0)
+    added.append(LayerSpec(f"{name}_values", "NotEqual", {"name": f"{name}_values"}, [Node(args=[inputs, value])],
+                           [], numpy_ops))
+    added.append(LayerSpec(name, "Any", {"name": name, "axis": -1, "keepdims": False},
+                           [Node(args=[TensorRef(f"{name}_values")])], [], numpy_ops))
+    shapes[TensorRef(f"{name}_values")] = shape
+    shapes[TensorRef(name)] = None if shape is None else shape[:-1]  # (N, T, F) -> (N, T)
+    return TensorRef(name)

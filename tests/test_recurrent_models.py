@@ -125,6 +125,29 @@ def _keras2_config(layer: dict, inbound: list, batch_shape=(None, 3, 2)) -> dict
             {**layer, "inbound_nodes": [inbound]}]}}
 
 
+def test_tf_keras_seq2seq_decoder_keeps_its_mask_in_keras3(keras, tmp_path):
+    """The Keras seq2seq pattern: a decoder LSTM on masked embeddings, started from the encoder's states.
+    tf_keras masks the decoder; Keras 3 would not (it passes masks only to a call with one tensor
+    argument), so kcompat writes the mask into the Keras 3 graph: not_equal(decoder indices, 0)."""
+    import tf_keras
+    L = tf_keras.layers
+    enc_in, dec_in = tf_keras.Input((STEPS,), dtype="int32"), tf_keras.Input((7,), dtype="int32")
+    _, h, c = L.LSTM(5, return_state=True)(L.Embedding(50, 4, mask_zero=True)(enc_in))
+    dec = L.LSTM(5, return_sequences=True)(L.Embedding(50, 4, mask_zero=True)(dec_in), initial_state=[h, c])
+    model = tf_keras.Model([enc_in, dec_in], L.Dense(30, activation="softmax")(dec))
+    randomize(model, seed=5)
+    model.save(tmp_path / "s2s.h5")
+    dec_ids = reviews()[:, :7]
+    want = np.asarray(model([reviews(), dec_ids]))
+    kc = kcompat.load(str(tmp_path / "s2s.h5"))
+    np.testing.assert_allclose(kc.predict([reviews(), dec_ids])[0], want, atol=ATOL, rtol=RTOL)
+    kcompat.save(kc, str(tmp_path / "s2s.keras"))
+    back = keras.models.load_model(tmp_path / "s2s.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(back([reviews(), dec_ids])), want, atol=ATOL, rtol=RTOL)
+    ops = [ls for ls in kcompat.load(str(tmp_path / "s2s.keras")).spec.layers if ls.is_op]
+    assert [(ls.class_name, ls.name.endswith("_mask")) for ls in ops] == [("NotEqual", True)]
+
+
 def test_time_major_cannot_be_written_for_keras3(tmp_path):
     from kcompat.formats.keras_config import spec_from_config
     config = _keras2_config({"class_name": "GRU", "name": "r", "config": {"units": 2, "name": "r", "time_major": True}},

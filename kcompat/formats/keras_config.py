@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import FormatError, UnsupportedError
 from ..layers import REGISTRY
+from ..masks import keras3_explicit_masks
 from ..spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
 
 # Layer classes that carry Python code: refused by name, never deserialized.
@@ -280,7 +281,8 @@ def layer_config_json(layer: LayerSpec) -> dict:
 
 def config_from_spec(spec: ModelSpec, shapes: dict | None = None) -> dict:
     """The Keras 3 model config for a spec. ``shapes`` maps TensorRef -> shape (for keras tensors)."""
-    shapes = shapes or {}
+    spec, shapes = keras3_explicit_masks(spec, dict(shapes or {}))  # a tf_keras RNN given initial states
+    # keeps its mask in Keras 3
     entries = []
     for layer in spec.layers:
         entry = {"module": layer.module or ("keras.layers" if not layer.is_op else None),
