@@ -45,6 +45,11 @@ def _any_mask(masks: Any) -> bool:
     return any(m is not None for m in flatten(masks))
 
 
+def keras2_rules(spec: ModelSpec) -> bool:
+    """True for a model written by Keras 2 / tf.keras (``keras_version`` 1.x or 2.x): tf_keras's mask rules."""
+    return str(spec.keras_version or "").startswith(("1.", "2."))
+
+
 def mask_arguments(layer: Layer, args: list, kwargs: dict, arg_masks: list, kwarg_masks: dict,
                    keras2: bool = False) -> tuple[dict, Any]:
     """(kwargs with the mask arguments Keras fills in, the previous mask) for one call node.
@@ -93,7 +98,7 @@ def keras3_explicit_masks(spec: ModelSpec, shapes: dict) -> tuple[ModelSpec, dic
     Embedding with mask_zero, ``any(not_equal(x, mask_value), axis=-1)`` for Masking, traced back through
     layers that pass their mask on. A mask kcompat cannot trace that way is refused by name.
     """
-    if not str(spec.keras_version or "").startswith(("1.", "2.")) or spec.sequential:
+    if not keras2_rules(spec) or spec.sequential:
         return spec, shapes
     specs = {ls.name: ls for ls in spec.layers}
     layers = {ls.name: make_layer(ls.class_name, ls.config, ls.name, ls.is_op) for ls in spec.layers}

@@ -14,7 +14,7 @@ import numpy as np
 from .errors import KcompatError, ShapeError, UnsupportedError
 from .layers import Layer, Weight, make_layer
 from .layers.base import fmt_shape
-from .masks import mask_arguments, output_masks
+from .masks import keras2_rules, mask_arguments, output_masks
 from .spec import LayerSpec, ModelSpec, TensorRef, map_refs
 
 NodeKey = tuple  # (layer name, node index)
@@ -249,7 +249,7 @@ class Model:
     @property
     def keras2(self) -> bool:
         """True for a model written by Keras 2 / tf.keras (whose mask rules differ a little from Keras 3's)."""
-        return str(self.spec.keras_version or "").startswith(("1.", "2."))
+        return keras2_rules(self.spec)
 
     def _last_use(self) -> dict[NodeKey, int]:
         """For each node, the step (index in ``order``) of the last node that reads it."""
