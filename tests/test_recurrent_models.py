@@ -5,6 +5,7 @@ groups (tests/recurrent_rows.py); bad configs refused by name.
 """
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -57,9 +58,12 @@ def test_imdb_summary_params_match_keras(imdb_file):
     assert code == 0, err
     total = re.search(r"Total params: ([\d,]+)", out).group(1)
     assert int(total.replace(",", "")) == model.count_params()
+    code, out, err = cli("summary", path, "--json")
+    assert code == 0, err
+    layers = {entry["name"]: entry for entry in json.loads(out)["layers"]}
     for lyr in model.layers:
-        line = next(l for l in out.splitlines() if f"{lyr.name} ({type(lyr).__name__})" in l)
-        assert f"{lyr.count_params():,}" in line
+        assert layers[lyr.name]["params"] == lyr.count_params(), lyr.name
+        assert tuple(layers[lyr.name]["output_shape"]) == tuple(lyr.output.shape), lyr.name
 
 
 def test_imdb_run_matches_keras(imdb_file, tmp_path):
