@@ -13,13 +13,9 @@ import inspect
 from .formats.keras.config import CODE_LAYERS
 from .layers import REGISTRY
 
-RECURRENT = "recurrent / wrapper layers: being added on another branch"
 PENDING = {  # computable, not done yet
-    "Bidirectional": RECURRENT, "ConvLSTM1D": RECURRENT, "ConvLSTM2D": RECURRENT, "ConvLSTM3D": RECURRENT,
-    "GRU": RECURRENT, "GRUCell": RECURRENT, "LSTM": RECURRENT, "LSTMCell": RECURRENT, "RNN": RECURRENT,
-    "SimpleRNN": RECURRENT, "SimpleRNNCell": RECURRENT, "StackedRNNCells": RECURRENT, "TimeDistributed": RECURRENT,
     "SpectralNormalization": "a wrapper whose kernel Keras saves twice in .keras (own and wrapped layer's)",
-    "Pipeline": "a container of preprocessing layers: waits for nested models",
+    "Pipeline": "a container of preprocessing layers (keras.layers.Pipeline): not yet",
 }
 NOT_COMPUTED = {  # never computed by kcompat
     "StringLookup": "string inputs (kcompat runs numeric arrays)",

@@ -20,6 +20,7 @@ from .errors import KcompatError, ShapeError, UnsupportedError
 from .layers import Layer, Weight, lookup, missing_class_message
 from .layers.base import fmt_shape
 from .nested import expand, legacy_weight_order, weightless_to_empty
+from .masks import keras2_rules, mask_arguments, output_masks
 from .spec import LayerSpec, ModelSpec, TensorRef, map_refs
 
 NodeKey = tuple  # (layer name, node index)
@@ -284,6 +285,7 @@ class Model:
         if not self.spec.has_weights:
             raise KcompatError(f"{self.spec.source}: the model has no weights; give --weights or init_weights(seed)")
         values: dict[NodeKey, Any] = self._feed(inputs)
+        masks = {k: None for k in values} if self.uses_masks else None  # Keras masks beside values (masks.py)
         last_use = self._last_use() if keep is not None else {}
         for step, key in enumerate(self.order):
             if key in values:
@@ -291,7 +293,11 @@ class Model:
             layer = self.layers[key[0]]
             args, kwargs = self._node_args(key, values)
             try:
+                if masks is not None:
+                    kwargs, previous = mask_arguments(layer, args, kwargs, *self._node_args(key, masks), self.keras2)
                 values[key] = layer.call_node(args, kwargs, self.specs[key[0]].weights or [])
+                if masks is not None:
+                    masks[key] = output_masks(layer, args, kwargs, previous, values[key], self.keras2)
             except KcompatError as e:
                 named = f"layer '{key[0]}'" in str(e)
                 raise type(e)(str(e) if named else f"layer '{key[0]}' ({layer.class_name}): {e}") from None
@@ -300,6 +306,16 @@ class Model:
                     if last_use.get(dep) == step and dep not in keep:
                         values.pop(dep, None)
         return values
+
+    @property
+    def uses_masks(self) -> bool:
+        """True when some layer makes a Keras mask (Embedding mask_zero, Masking): masks are then propagated."""
+        return any(layer.creates_mask for layer in self.layers.values())
+
+    @property
+    def keras2(self) -> bool:
+        """True for a model written by Keras 2 / tf.keras (whose mask rules differ a little from Keras 3's)."""
+        return keras2_rules(self.spec)
 
     def _last_use(self) -> dict[NodeKey, int]:
         """For each node, the step (index in ``order``) of the last node that reads it."""

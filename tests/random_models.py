@@ -111,6 +111,15 @@ def makers(L):
         ("RandomFlip", (4,), lambda r, s: L.RandomFlip()),
         ("RandomRotation", (4,), lambda r, s: L.RandomRotation(0.2)),
         ("RandomContrast", (4,), lambda r, s: L.RandomContrast(0.2)),
+        # recurrent layers on (batch, steps, features); few units so the random runs stay fast
+        ("LSTM", (3,), lambda r, s: L.LSTM(r.randint(1, 5), return_sequences=r.random() < .6, go_backwards=r.random() < .3)),
+        ("GRU", (3,), lambda r, s: L.GRU(r.randint(1, 5), return_sequences=r.random() < .6, reset_after=r.random() < .7)),
+        ("SimpleRNN", (3,), lambda r, s: L.SimpleRNN(r.randint(1, 5), return_sequences=r.random() < .6,
+                                                     activation=r.choice(["tanh", "relu", "sigmoid"]))),
+        ("Bidirectional", (3,), lambda r, s: L.Bidirectional(
+            r.choice([L.LSTM, L.GRU, L.SimpleRNN])(r.randint(1, 4), return_sequences=r.random() < .6),
+            merge_mode=r.choice(["concat", "sum", "mul", "ave"]))),
+        ("TimeDistributed", (3, 4), lambda r, s: L.TimeDistributed(L.Dense(r.randint(1, 5), activation=r.choice(ACTS)))),
     ]
 
 

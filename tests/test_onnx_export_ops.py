@@ -43,7 +43,9 @@ NOT_YET = {name: "ONNX export of the attention / preprocessing / applications la
     "Discretization", "EinsumDense", "Equalization", "GroupQueryAttention", "HashedCrossing", "Hashing",
     "IntegerLookup", "LayerScale", "MaxNumBoundingBoxes", "MelSpectrogram", "MixUp", "MultiHeadAttention",
     "RandAugment", "RandomCrop", "Resizing", "ReversibleEmbedding", "STFTSpectrogram", "Solarization",
-    "StochasticDepth")}
+    "StochasticDepth")} | {name: "ONNX export of the recurrent layers (LSTM / GRU / RNN ops): issue 9 item 6"
+                          for name in ("Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "GRU", "LSTM",
+                                       "RNN", "SimpleRNN", "TimeDistributed")}
 # rows where kcompat's NumPy op (kcompat/layers/ops.py) differs from Keras; the ONNX export matches Keras
 NUMPY_GAPS: dict[str, str] = {}
 
@@ -85,6 +87,10 @@ COMPARE_LOGIC = [
     row("cast_float_to_int_truncates", lambda k, x: k.ops.cast(x * 2, "int32"), A, data=data(HALVES)),
     row("cast_to_bool", lambda k, x: k.ops.cast(x, "bool"), A, data=data(SIGNED)),
     row("cast_int_to_float", lambda k, x: k.ops.cast(x, "float32") / 4, A, dtype="int32", data=ints(INTS)),
+    row("zeros_ones_like", lambda k, x: k.ops.zeros_like(x) + k.ops.ones_like(x, dtype="int32") * 2 - x, A,
+        data=data(SPECIAL)),
+    row("zeros_ones_like_bool", lambda k, x: k.ops.equal(k.ops.logical_or(k.ops.zeros_like(x, dtype="bool"), x > 0),
+                                                         k.ops.ones_like(x > 1)), A, data=data(SIGNED)),
 ]
 
 MATH = [

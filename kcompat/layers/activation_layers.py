@@ -22,6 +22,8 @@ class _Elementwise(Layer):
 
     """Shape-preserving layer reading float config values."""
 
+    supports_masking = True  # passes its input's mask on
+
     def number(self, key: str, default, minimum: float | None = 0.0):
         value = self.get(key, default)
         if value is None:
@@ -90,6 +92,7 @@ class PReLU(Layer):
     """max(x, 0) - alpha * max(-x, 0), with a learned alpha shared over ``shared_axes``."""
 
     layout = "prelu"
+    supports_masking = True  # passes its input's mask on
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
@@ -119,6 +122,8 @@ class Softmax(Layer):
     """exp(x - logsumexp(x)) over ``axis`` (an int or a list); an optional mask input zeroes entries."""
 
     layout = "axis"
+    supports_masking = True  # and uses the mask it receives, like an explicit one
+    call_params = ("inputs", "mask")
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

@@ -4,6 +4,11 @@ A layer knows its Keras config (validated in ``__init__``), the shapes of its we
 Keras order (``weights``), its ``output_shape`` and its NumPy ``forward``. Shapes are
 tuples with ``None`` for unknown dimensions (the batch). Plumbing lives here so each
 layer body stays the math and nothing else (like onnx/reference/ops/op_relu.py).
+
+Keras masks (keras/src/layers/layer.py ``__call__`` / ``_set_mask_metadata``): a layer says
+whether it ``supports_masking`` (passes or transforms a mask; one that does not drops it),
+which ``call_params`` it has (a ``mask`` / ``<arg>_mask`` parameter receives input masks),
+and ``compute_mask`` gives its output mask. kcompat/masks.py applies these rules.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import sys
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,13 +62,41 @@ def _where(cls: type) -> str:
 class Weight:
     """A weight's Keras name, shape and trainability (moving statistics are not trainable).
 
-    ``group`` is the sub-layer's group inside the layer's group of a .keras weights file
-    (MultiHeadAttention's ``query_dense``); "" for the layer's own ``vars``."""
+    ``name`` is the variable's Keras path below the layer (``kernel``; ``lstm_cell/kernel`` for a
+    weight a sub-layer owns). ``group`` is the Keras 3 saving path of the object that owns it,
+    relative to the layer ("" for the layer itself; ``cell``, ``forward_layer/cell``, ``layer``):
+    positional weight files keep each owner's variables in ``<layer>/<group>/vars``.
+    """
 
     name: str
     shape: tuple
     trainable: bool = True
     group: str = ""
+
+
+def leaves(structure: Any) -> list:
+    """Leaves of nested lists / tuples, None included (keras.tree.flatten): a mask structure's masks."""
+    if isinstance(structure, (list, tuple)):
+        return [leaf for item in structure for leaf in leaves(item)]
+    return [structure]
+
+
+def first_mask(mask: Any) -> Any:
+    """The first mask of a mask structure (what an RNN uses: ``tree.flatten(mask)[0]``), or None."""
+    return leaves(mask)[0] if isinstance(mask, (list, tuple)) and mask else mask
+
+
+def snake_case(name: str) -> str:
+    """Keras's default names and .keras weight groups from a class name: keras.src.utils.naming.to_snake_case."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    name = re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+    return name
+
+
+def join_path(*parts: str) -> str:
+    """Join saving / variable path parts, skipping empty ones: join_path("layer", "") == "layer"."""
+    return "/".join(p for p in parts if p)
 
 
 class Layer:
@@ -81,6 +115,11 @@ class Layer:
     # (GroupQueryAttention is class GroupedQueryAttention): .keras weight groups are named after the class
     keras_modules: ClassVar[tuple] = ()  # for classes Keras defines outside keras.layers (applications'
     # LayerScale): the config modules that mean Keras's class; another module is a user's class of that name
+    supports_masking: ClassVar[bool] = False  # Keras 3's supports_masking: keeps (compute_mask) an input mask
+    keras2_supports_masking: ClassVar[bool | None] = None  # tf_keras's, where it differs (None: the same)
+    creates_mask: ClassVar[bool] = False  # makes a mask from no mask (Masking; Embedding with mask_zero)
+    call_params: ClassVar[tuple] = ("inputs",)  # Keras call() parameter names, in order: "mask" / "<arg>_mask"
+    # among them receive the input masks as Keras passes them
 
     def __init__(self, config: dict, name: str | None = None):
         self.config = config
@@ -115,10 +154,6 @@ class Layer:
         return value
 
     # -- the contract
-    def weight_groups(self) -> list[str]:
-        """The .keras groups holding the weights, in Keras weight order ("" = the layer's own ``vars``)."""
-        return [""]
-
     def saved_state(self) -> dict:
         """Named entries Keras's ``save_own_variables`` adds to the layer's .keras ``vars`` (not weights)."""
         return {}
@@ -147,6 +182,32 @@ class Layer:
     def node_output_shape(self, args: list, kwargs: dict) -> Any:
         """Output shape of one call node given shape-valued args."""
         return self.output_shape(self.node_input_shape(args, kwargs))
+
+    def masking(self, keras2: bool = False) -> bool:
+        """Keras 3's ``supports_masking``, or tf_keras's where it differs."""
+        if keras2 and self.keras2_supports_masking is not None:
+            return self.keras2_supports_masking
+        return self.supports_masking
+
+    def compute_mask(self, inputs: Any, mask: Any, keras2: bool = False) -> Any:
+        """The output mask (a structure like the outputs) from the first input and its mask; called only
+        when ``supports_masking``. Default: the input mask, unchanged (keras Layer.compute_mask)."""
+        return mask
+
+    def weight_groups(self) -> list[str]:
+        """Keras 3 saving paths (see ``Weight.group``) of the objects that own weights, in weight order
+        ("" = the layer's own ``vars``; MultiHeadAttention's ``query_dense``, an LSTM's ``cell``)."""
+        return [""]
+
+    @classmethod
+    def keras3_config(cls, config: dict) -> dict:
+        """The config Keras 3 accepts for this layer, from a Keras 2 one (a copy when it changes): by default
+        what Keras 3's legacy loader does, a one-element ``axis`` list becomes an int
+        (keras/src/legacy/saving/saving_utils.py); layers drop the Keras 2 keys Keras 3 refuses."""
+        axis = config.get("axis")
+        if isinstance(axis, list) and len(axis) == 1:
+            config = {**config, "axis": int(axis[0])}
+        return config
 
     def param_count(self, input_shape: Any) -> tuple[int, int]:
         """(trainable, non-trainable) parameter counts."""

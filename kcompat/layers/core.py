@@ -69,6 +69,7 @@ class Dense(WithActivation):
     """y = activation(x @ kernel + bias), on the last axis of an input of any rank >= 2."""
 
     layout = "last_axis"
+    supports_masking = True  # passes its input's mask on
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
@@ -149,6 +150,7 @@ class Activation(WithActivation):
     @property
     def layout(self) -> str:
         return "elementwise" if self.pointwise_activation else "logical"
+    supports_masking = True  # passes its input's mask on
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
@@ -172,6 +174,7 @@ class Dropout(Layer):
 
     layout = "elementwise"
     inference_identity = True
+    supports_masking = True  # passes its input's mask on
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

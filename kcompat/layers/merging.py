@@ -18,6 +18,17 @@ class _Merge(Layer):
     """Elementwise merge of two or more inputs, folded left to right with ``op``."""
 
     exactly: int | None = None  # Subtract / Dot take exactly 2
+    supports_masking = True
+
+    def compute_mask(self, inputs, mask, keras2=False):
+        """keras Merge.compute_mask: the OR of the inputs' masks, None unless every input has one
+        (tf_keras: the AND of the masks there are)."""
+        if not isinstance(mask, (list, tuple)):
+            return None
+        if keras2:
+            given = [m for m in mask if m is not None]
+            return reduce(np.logical_and, given) if given else None
+        return None if any(m is None for m in mask) else reduce(np.logical_or, mask)
 
     @staticmethod
     def op(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -139,12 +150,31 @@ class Concatenate(_Merge):
     def forward(self, x):
         return np.concatenate(list(x), axis=self.axis)
 
+    def compute_mask(self, inputs, mask, keras2=False):
+        """keras Concatenate.compute_mask: each input's mask spread over its own shape (all True when it has
+        none), concatenated on ``axis``, then any() over the last axis (tf_keras: expanded, not spread, then
+        all())."""
+        if not isinstance(mask, (list, tuple)) or all(m is None for m in mask):
+            return None
+        full = []
+        for x, m in zip(inputs, mask):
+            if m is None:
+                m = np.ones(x.shape, bool)
+            elif m.ndim < x.ndim:
+                m = m[..., None] if keras2 else np.broadcast_to(m[..., None], x.shape)  # (N, T) -> (N, T, 1 or F)
+            full.append(m)
+        joined = np.concatenate(full, axis=self.axis)
+        return np.all(joined, axis=-1) if keras2 else np.any(joined, axis=-1)
+
 
 @register("Dot")
 class Dot(_Merge):
     """Batched dot product of two inputs over ``axes``; ``normalize`` makes it a cosine similarity."""
 
     exactly = 2
+
+    def compute_mask(self, inputs, mask, keras2=False):
+        return None  # keras Dot.compute_mask
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

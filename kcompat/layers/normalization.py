@@ -55,6 +55,9 @@ class _AxisLayer(Layer):
 class BatchNormalization(_AxisLayer):
     """(x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta, per feature of ``axis``."""
 
+    supports_masking = True  # passes its input's mask on (it only uses it in training)
+    call_params = ("inputs", "training", "mask")
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.axes = self._axis_list()  # Keras 3 writes an int; tf.keras writes [3]
@@ -115,6 +118,8 @@ class BatchNormalization(_AxisLayer):
 class LayerNormalization(_AxisLayer):
     """Per-sample (x - mean) / sqrt(var + epsilon) * gamma + beta over ``axis``; or rms_scaling."""
 
+    supports_masking = True  # passes its input's mask on
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.axes = sorted(self._axis_list())  # Keras sorts the raw values (negatives first)
@@ -172,6 +177,8 @@ class RMSNormalization(_AxisLayer):
 class GroupNormalization(_AxisLayer):
     """Split ``axis`` into ``groups``; normalize each group per sample; per-channel gamma / beta."""
 
+    supports_masking = True  # passes its input's mask on
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.groups = self.get("groups", 32)
@@ -221,6 +228,8 @@ class GroupNormalization(_AxisLayer):
 @register("UnitNormalization")
 class UnitNormalization(_AxisLayer):
     """x / ||x||_2 over ``axis`` (Keras: x * min(rsqrt(sum(x**2)), 1e12))."""
+
+    supports_masking = True  # passes its input's mask on
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

@@ -342,6 +342,29 @@ class Cast(Op):
         return np.asarray(args[0]).astype(self.dtype)
 
 
+@register("ZerosLike", op=True)
+class ZerosLike(Cast):
+    """zeros of x's shape, in ``dtype`` (x's when null). Keras 3 writes them into a graph to compute the
+    mask of a Concatenate (keras/src/layers/merging/concatenate.py compute_mask)."""
+
+    value = 0
+
+    def __init__(self, config, name=None):
+        Op.__init__(self, config, name)
+        self.dtype = None if self.config.get("dtype") is None else Cast(config, name).dtype
+
+    def call_node(self, args, kwargs, weights):
+        x = np.asarray(args[0])
+        return np.full(x.shape, self.value, x.dtype if self.dtype is None else self.dtype)
+
+
+@register("OnesLike", op=True)
+class OnesLike(ZerosLike):
+    """ones of x's shape, in ``dtype`` (x's when null)."""
+
+    value = 1
+
+
 @register("Where", op=True)
 class Where(Op):
     """condition ? x1 : x2."""

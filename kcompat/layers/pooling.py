@@ -143,7 +143,26 @@ class GlobalMaxPooling3D(_GlobalPooling):
 
 @register("GlobalAveragePooling1D", "GlobalAvgPool1D")
 class GlobalAveragePooling1D(_GlobalPooling):
+    """Mean over the steps; with a Keras mask, over the unmasked steps only (a fully masked sample: NaN)."""
+
     rank, mode = 1, "average"
+    supports_masking = True
+    call_params = ("inputs", "mask")
+
+    def compute_mask(self, inputs, mask, keras2=False):
+        return None
+
+    def call_node(self, args, kwargs, weights):
+        mask = kwargs.get("mask")
+        if mask is None:
+            return self.forward(args[0])
+        x = args[0]
+        keep = np.expand_dims(np.asarray(mask).astype(bool), 1 if self.channels_first else 2)  # (N, T) -> (N, T, 1)
+        axis = 2 if self.channels_first else 1
+        total = np.sum(np.where(keep, x, np.asarray(0, x.dtype)), axis=axis, keepdims=self.keepdims)  # (N, C)
+        count = np.sum(keep.astype(x.dtype), axis=axis, keepdims=self.keepdims)  # (N, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return total / count
 
 
 @register("GlobalAveragePooling2D", "GlobalAvgPool2D")

@@ -26,6 +26,9 @@ def config_array(value: Any) -> Any:
 class Rescaling(Layer):
     """x * scale + offset (scale / offset: numbers or per-channel lists)."""
 
+    supports_masking = True  # passes its input's mask on
+    keras2_supports_masking = False  # tf_keras's drops it
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         try:
@@ -48,6 +51,9 @@ class Rescaling(Layer):
 @register("Normalization")
 class Normalization(Layer):
     """(x - mean) / max(sqrt(variance), 1e-7) on the kept ``axis``; ``invert`` undoes it."""
+
+    supports_masking = True  # passes its input's mask on
+    keras2_supports_masking = False  # tf_keras's drops it
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

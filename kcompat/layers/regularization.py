@@ -1,8 +1,8 @@
 """Layers that are the identity at inference (noise, dropout, activity regularizers), Identity, Masking.
 
 References: keras/src/layers/regularization/*.py, keras/src/layers/core/identity.py,
-keras/src/layers/core/masking.py. kcompat runs inference only, so the random branches never run;
-masks are not propagated (Masking's output values are exact, later layers see no mask).
+keras/src/layers/core/masking.py. kcompat runs inference only, so the random branches never run.
+All of them pass their input's Keras mask on; Masking makes one (kcompat/masks.py carries it).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class InferenceIdentity(Layer):
     inference_identity = True
     rank: int | None = None  # input rank Keras checks (SpatialDropout), if any
     rate_key: str | None = "rate"
+    supports_masking = True  # passes its input's mask on
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
@@ -81,6 +82,7 @@ class Identity(InferenceIdentity):
 
     what, rate_key = "always identity; nothing", None
     inference_identity = False  # not an inference-time shortcut: the layer's whole math
+    keras2_supports_masking = False  # tf_keras's Identity drops a mask
 
     def explain(self, input_shape, output_shape):
         return "identity; 0 params"
@@ -88,7 +90,10 @@ class Identity(InferenceIdentity):
 
 @register("Masking")
 class Masking(Layer):
-    """Zero the timesteps whose features all equal ``mask_value`` (the mask itself is not propagated)."""
+    """Zero the timesteps whose features all equal ``mask_value``; the mask marks the other timesteps."""
+
+    supports_masking = True
+    creates_mask = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
@@ -100,6 +105,9 @@ class Masking(Layer):
         keep = np.any(x != np.asarray(self.mask_value, x.dtype), axis=-1, keepdims=True)  # (N, T, 1)
         return np.where(keep, x, np.asarray(0, x.dtype))
 
+    def compute_mask(self, inputs, mask, keras2=False):
+        return np.any(inputs != np.asarray(self.mask_value, inputs.dtype), axis=-1)  # (N, T, F) -> (N, T)
+
     def explain(self, input_shape, output_shape):
-        return (f"zeroes timesteps whose features all equal {self.mask_value}; later layers see no mask "
-                f"in kcompat; 0 params")
+        return (f"zeroes timesteps whose features all equal {self.mask_value} and masks them for the layers "
+                f"after it (recurrent layers skip them); 0 params")

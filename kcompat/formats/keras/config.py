@@ -20,6 +20,8 @@ import json
 from typing import Any
 
 from ...errors import FormatError, UnsupportedError
+from ...layers import REGISTRY
+from ...masks import keras3_explicit_masks
 from ...spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
 from .dialect import CLASSES, from_keras2, to_keras3
 
@@ -219,6 +221,8 @@ def _functional(config: dict, source: str, dialect: str | None = None) -> ModelS
         if layer.class_name == "InputLayer":
             _normalize_input(layer)
         layer.nodes = [_parse_node(n, source, layer.name) for n in entry.get("inbound_nodes") or []]
+        if "initial_state" in getattr(REGISTRY.get(layer.class_name), "call_params", ()):
+            layer.nodes = [_states_as_kwarg(n, source, layer.name) for n in layer.nodes]
         layers.append(layer)
     names = [l.name for l in layers]
     if len(set(names)) != len(names):
@@ -287,6 +291,18 @@ def _parse_node(node: Any, source: str, layer_name: str) -> Node:
     raise FormatError(f"{source}: layer '{layer_name}': bad inbound node {node!r}")
 
 
+def _states_as_kwarg(node: Node, source: str, layer_name: str) -> Node:
+    """tf_keras calls an RNN on ``[sequences, *initial_state]`` (tf_keras/src/layers/rnn/rnn_utils.py
+    standardize_args); Keras 3 on ``sequences, initial_state=[...]``. Its None ``constants`` go too."""
+    kwargs = {k: v for k, v in node.kwargs.items() if not (k == "constants" and v is None)}
+    if "constants" in kwargs:
+        raise UnsupportedError(f"{source}: layer '{layer_name}': RNN constants (for custom cells) are not supported")
+    first = node.args[0] if node.args else None
+    if isinstance(first, list) and len(first) > 1 and kwargs.get("initial_state") is None:
+        return Node(args=[first[0], *node.args[1:]], kwargs={**kwargs, "initial_state": list(first[1:])})
+    return Node(args=node.args, kwargs=kwargs)
+
+
 def _k2_kwargs(kwargs: dict) -> dict:
     out = {}
     for k, v in kwargs.items():
@@ -346,13 +362,19 @@ def layer_entry_json(layer: LayerSpec) -> dict:
     if ">" in layer.class_name:  # a Keras 2 file names a custom class by its registered name
         entry["class_name"] = layer.class_name.rpartition(">")[2]
         entry["registered_name"] = layer.class_name
-    return entry if layer.is_op else to_keras3(entry)
+    if layer.is_op:
+        return entry
+    cls = REGISTRY.get(layer.class_name)
+    if cls is not None:  # what the layer class itself says (an RNN's time_major, a wrapper's nested configs)
+        entry["config"] = cls.keras3_config(entry["config"])
+    return to_keras3(entry)
 
 
 def config_from_spec(spec: ModelSpec, shapes: dict | None = None, prefix: str = "") -> dict:
     """The Keras 3 model config for a spec. ``shapes`` maps TensorRef -> shape (for keras tensors), with
     a nested model's tensors named as kcompat's Model names them (``prefix`` + layer: ``outer/inner``)."""
-    shapes = shapes or {}
+    spec, shapes = keras3_explicit_masks(spec, dict(shapes or {}))  # a tf_keras RNN given initial states
+    # keeps its mask in Keras 3
     entries = []
     for layer in spec.layers:
         if layer.model is not None:

@@ -27,6 +27,7 @@ from ...layers.activations import KERAS2_HARD_SIGMOID
 from ...model import Model
 from ...spec import ModelSpec, TensorRef, map_refs
 
+NESTED_LAYER_KEYS = ("layer", "backward_layer", "cell", "cells")  # config keys holding a layer's own layers
 ANY = "*"  # every layer class except InputLayer (whose dtype stays a plain string in Keras 3)
 DROP = object()  # a rewrite's answer: remove the key
 
@@ -194,6 +195,13 @@ def to_keras3(entry: dict) -> dict:
                 _apply(row, cfg, key, where)
     if class_name in CLASSES:
         entry["class_name"] = CLASSES[class_name][0]
+    for key in NESTED_LAYER_KEYS:  # a wrapper's layers (Bidirectional, TimeDistributed, RNN cells) too
+        inner = cfg.get(key)
+        if isinstance(inner, dict) and isinstance(inner.get("config"), dict) and "class_name" in inner:
+            cfg[key] = to_keras3(inner)
+        elif isinstance(inner, list):
+            cfg[key] = [to_keras3(i) if isinstance(i, dict) and isinstance(i.get("config"), dict) else i
+                        for i in inner]
     return entry
 
 

@@ -11,7 +11,6 @@ sub-layers (MultiHeadAttention) keeps theirs in ``layers/<...>/<attribute>/vars`
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import h5py
@@ -20,15 +19,8 @@ import numpy as np
 from ...errors import FormatError, ShapeError
 from ...nested import weightless_to_empty
 from ...spec import ModelSpec, keras_layers, keras_order  # noqa: F401 (keras_order: formats/onnx/import_ uses it)
+from ...layers.base import snake_case  # noqa: F401 (formats/onnx/import_ uses it from here)
 from .hdf5 import open_h5
-
-
-def snake_case(name: str) -> str:
-    """keras.src.utils.naming.to_snake_case."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    name = re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-    return name
 
 
 def saved_layers(spec: ModelSpec, prefix: str = "") -> list[tuple[str, Any]]:

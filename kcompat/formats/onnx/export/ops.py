@@ -242,6 +242,18 @@ def cast(ctx, layer, inputs, weights):
     return ctx.op("Cast", ctx.operand(inputs[0]), to=helper.np_dtype_to_tensor_dtype(layer.dtype))
 
 
+@op_exporter("ZerosLike", "OnesLike")
+def fill_like(ctx, layer, inputs, weights):
+    """Keras writes these into a graph for a Concatenate's mask: a constant of x's shape, then the dtype
+    (the Cast also tells ``ctx.dtype`` what the tensor is)."""
+    from onnx import numpy_helper
+    x = ctx.operand(inputs[0])
+    value = numpy_helper.from_array(np.array([float(layer.value)], np.float32))
+    y = ctx.op("ConstantOfShape", ctx.op("Shape", x), value=value)
+    dtype = np.dtype(ctx.dtype(x)) if layer.dtype is None else layer.dtype
+    return ctx.op("Cast", y, to=helper.np_dtype_to_tensor_dtype(dtype))
+
+
 @op_exporter("Where")
 def where(ctx, layer, inputs, weights):
     args = list(inputs) + [ctx.kwargs.get(k) for k in ("condition", "x1", "x2")[len(inputs):]]
