@@ -61,7 +61,8 @@ class Model:
             self._check_weights()
 
     # ------------------------------------------------------------------ graph
-    def _node_deps(self, key: NodeKey) -> list[NodeKey]:
+    def node_deps(self, key: NodeKey) -> list[NodeKey]:
+        """The call nodes ``key`` (layer name, node index) reads, in argument order."""
         ls = self.specs[key[0]]
         if not ls.nodes:
             return []
@@ -87,14 +88,15 @@ class Model:
                     raise KcompatError(f"{self.spec.source}: the graph has a cycle through layer '{key[0]}'")
                 visiting.add(key)
                 stack.append((key, True))
-                for dep in self._node_deps(key):
+                for dep in self.node_deps(key):
                     if dep[0] not in self.specs:
                         raise KcompatError(f"{self.spec.source}: layer '{key[0]}' reads unknown layer '{dep[0]}'")
                     if dep not in done:
                         stack.append((dep, False))
         return order
 
-    def _node_args(self, key: NodeKey, values: dict) -> tuple[list, dict]:
+    def node_args(self, key: NodeKey, values: Any) -> tuple[list, dict]:
+        """Call node ``key``'s args and kwargs with each tensor taken from ``values`` (node key -> output)."""
         ls = self.specs[key[0]]
         if not ls.nodes:
             return [None], {}
@@ -109,7 +111,7 @@ class Model:
         shapes: dict[NodeKey, Any] = {}
         for key in self.order:
             layer = self.layers[key[0]]
-            args, kwargs = self._node_args(key, shapes)
+            args, kwargs = self.node_args(key, shapes)
             try:
                 shapes[key] = _as_shape(layer.node_output_shape(args, kwargs))
             except KcompatError as e:
@@ -122,7 +124,7 @@ class Model:
     def input_shape_of(self, name: str, node: int = 0) -> Any:
         """The input shape a layer saw at call ``node`` (what its weights are built for)."""
         layer = self.layers[name]
-        args, kwargs = self._node_args((name, node), self.shapes)
+        args, kwargs = self.node_args((name, node), self.shapes)
         return layer.node_input_shape(args, kwargs)
 
     def _layer_info(self) -> dict[str, LayerInfo]:
@@ -181,7 +183,8 @@ class Model:
     def input_shapes(self) -> list[tuple]:
         return [self.shapes[(r.layer, r.node)] for r in self.spec.inputs]
 
-    def _feed(self, inputs: Any) -> dict[NodeKey, np.ndarray]:
+    def feed(self, inputs: Any) -> dict[NodeKey, np.ndarray]:
+        """The model inputs checked and keyed by their node key (input layer name, 0)."""
         if isinstance(inputs, dict):
             missing = [n for n in self.input_names if n not in inputs]
             if missing:
@@ -217,20 +220,20 @@ class Model:
         """
         if not self.spec.has_weights:
             raise KcompatError(f"{self.spec.source}: the model has no weights; give --weights or init_weights(seed)")
-        values: dict[NodeKey, Any] = self._feed(inputs)
+        values: dict[NodeKey, Any] = self.feed(inputs)
         last_use = self._last_use() if keep is not None else {}
         for step, key in enumerate(self.order):
             if key in values:
                 continue
             layer = self.layers[key[0]]
-            args, kwargs = self._node_args(key, values)
+            args, kwargs = self.node_args(key, values)
             try:
                 values[key] = layer.call_node(args, kwargs, self.specs[key[0]].weights or [])
             except KcompatError as e:
                 named = f"layer '{key[0]}'" in str(e)
                 raise type(e)(str(e) if named else f"layer '{key[0]}' ({layer.class_name}): {e}") from None
             if keep is not None:
-                for dep in set(self._node_deps(key)):
+                for dep in set(self.node_deps(key)):
                     if last_use.get(dep) == step and dep not in keep:
                         values.pop(dep, None)
         return values
@@ -239,7 +242,7 @@ class Model:
         """For each node, the step (index in ``order``) of the last node that reads it."""
         last: dict[NodeKey, int] = {}
         for step, key in enumerate(self.order):
-            for dep in self._node_deps(key):
+            for dep in self.node_deps(key):
                 last[dep] = step
         return last
 

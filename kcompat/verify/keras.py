@@ -4,7 +4,8 @@ The model is read by Keras itself (``keras.models.load_model`` / ``model_from_js
 ``load_weights``), never from kcompat's re-write, so kcompat reader bugs show up as
 mismatches. Only when Keras cannot read the file (an .onnx, a file Keras 3 refuses) does
 kcompat write a temporary .keras for it, and the notes say so. Every layer's output
-comes from ONE call of ``keras.Model(inputs, [each layer's first-call output])``.
+comes from ONE call of ``keras.Model(inputs, [the output of every call node])``; a layer's
+call N is keyed ``name:N`` (reference.py).
 Reference: keras/src/models/functional.py, keras/src/ops/function.py (``_nodes``).
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KcompatError
-from .reference import Reference, ReferenceResult
+from .reference import Reference, ReferenceResult, node_key
 
 
 @contextmanager
@@ -88,25 +89,27 @@ class KerasReference(Reference):
             notes.append(f"Keras computes layers with dtype policy '{policy}' in {dtype}; kcompat computes in "
                          f"float32, so differences of order 1e-3 are expected there (raise --atol / --rtol)")
         graph = getattr(kmodel, "_functional", None) or kmodel  # a Sequential runs through its Functional
-        first = _first_nodes(graph)
+        own = _own_nodes(graph)
         k_inputs = _match_inputs(graph, model)  # kcompat input name -> Keras input tensor
         fed = dict(zip(model.input_names, inputs))
         feed = [fed[name] for name in _names_in_order(k_inputs, graph.inputs)]
-        probe_names, probe_outputs, outputs, params, declared = [], [], {}, {}, {}
+        probe_keys, probe_outputs, outputs, params, declared = [], [], {}, {}, {}
         for ls in model.spec.layers:
             name = ls.name
             if name in k_inputs:  # an input layer's output is the array fed
                 outputs[name], params[name], declared[name] = fed[name], 0, tuple(k_inputs[name].shape)
                 continue
-            if name not in first:
+            if name not in own:
                 notes.append(f"layer '{name}' was not found in the Keras model; not compared")
                 continue
-            op, node = first[name]
-            tensors = node.output_tensors
+            op, nodes = own[name]
             params[name] = int(op.count_params()) if hasattr(op, "count_params") and op.built else 0
-            declared[name] = tuple(tensors[0].shape) if len(tensors) == 1 else [tuple(t.shape) for t in tensors]
-            probe_names.append((name, len(tensors)))
-            probe_outputs.extend(tensors)
+            first = nodes[0].output_tensors
+            declared[name] = tuple(first[0].shape) if len(first) == 1 else [tuple(t.shape) for t in first]
+            for k, node in enumerate(nodes[:max(len(ls.nodes), 1)]):  # kcompat's call k is Keras's call k
+                tensors = node.output_tensors
+                probe_keys.append((node_key(name, k), len(tensors)))
+                probe_outputs.extend(tensors)
         if probe_outputs:
             try:
                 probe = keras.Model(inputs=graph.inputs, outputs=probe_outputs)
@@ -115,8 +118,8 @@ class KerasReference(Reference):
                 raise KcompatError(f"keras reference: Keras could not run {self.path}: {_first_line(e, 300)}") from None
             values = [keras.ops.convert_to_numpy(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
             i = 0
-            for name, n in probe_names:
-                outputs[name] = values[i] if n == 1 else values[i:i + n]
+            for key, n in probe_keys:
+                outputs[key] = values[i] if n == 1 else values[i:i + n]
                 i += n
         label = f"keras {keras.__version__} ({keras.backend.backend()})"
         return ReferenceResult(label, outputs, params, declared, notes)
@@ -176,17 +179,16 @@ def _load_rewrite(keras, model):
         return keras.models.load_model(path, compile=False)
 
 
-def _first_nodes(graph) -> dict:
-    """Operation name -> (operation, its first call node inside this model)."""
+def _own_nodes(graph) -> dict:
+    """Operation name -> (operation, its call nodes inside this model, in call order)."""
     from keras.src.ops.function import make_node_key
     own = graph._nodes
-    first = {}
+    nodes = {}
     for op in graph.operations:
-        for i, node in enumerate(op._inbound_nodes):
-            if make_node_key(op, i) in own:
-                first[op.name] = (op, node)
-                break
-    return first
+        mine = [node for i, node in enumerate(op._inbound_nodes) if make_node_key(op, i) in own]
+        if mine:
+            nodes[op.name] = (op, mine)
+    return nodes
 
 
 def _match_inputs(graph, model) -> dict:

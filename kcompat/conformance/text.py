@@ -1,0 +1,53 @@
+"""A conformance run as terminal text: the cases that did not pass (every case with ``all_rows``),
+then one summary line. Fits 100 columns (cells never wrap)."""
+from __future__ import annotations
+
+import io
+import shutil
+
+from ..verify.report_text import num
+from .run import SuiteResult
+
+
+def render_suite(result: SuiteResult, console_width: int | None = None, all_rows: bool = False) -> str:
+    """The run as text (no colour)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=console_width or shutil.get_terminal_size((100, 24)).columns,
+                      color_system=None, force_terminal=False)
+    shown = result.cases if all_rows else [c for c in result.cases if c.status != "ok"]
+    if shown:
+        table = Table(title=f"conformance: {result.candidate}", box=box.SIMPLE_HEAD, title_justify="left",
+                      pad_edge=False)
+        longest = min(max(len(c.name) for c in shown), 30)
+        for col, justify, width in (("case", "left", longest), ("status", "left", 7), ("worst isolated", "right", 14),
+                                    ("worst chained", "right", 13), ("first failing layer / problem", "left", 10)):
+            table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=width)
+        for c in shown:
+            iso, chain = worst_errors(c.report)
+            why = c.problem or ""
+            if c.report is not None and c.report.failing:
+                d = c.report.failing[0]
+                detail = d.problem if d.problem and not d.problem.endswith("differ beyond tolerance") else None
+                why = f"{d.name}: {d.status}" + (f" ({detail})" if detail else "")
+            table.add_row(c.name, c.status, num(iso), num(chain), why)
+        console.print(table)
+    counts = result.counts()
+    verdict = "PASS" if result.ok else "FAIL"
+    console.print(f"{verdict}: {counts['passed']}/{counts['cases']} case(s) pass ({counts['failed']} failed, "
+                  f"{counts['missing']} without candidate outputs) for {result.candidate}",
+                  markup=False, highlight=False, soft_wrap=True)
+    return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
+
+
+def worst_errors(report) -> tuple[float | None, float | None]:
+    """The worst isolated and chained abs error over a case's layers (input layers left out)."""
+    if report is None:
+        return None, None
+    rows = [d for d in report.layers if d.class_name != "InputLayer"]
+    iso = max((d.isolated_max_abs_err for d in rows if d.isolated_max_abs_err is not None), default=None)
+    chain = max((d.max_abs_err for d in rows if d.max_abs_err is not None), default=None)
+    return iso, chain

@@ -1,0 +1,124 @@
+"""The verify report as terminal text (rich tables), made to read well on 771-layer models.
+
+Default: the failing layers (at most ``MAX_FAILING`` rows), one line per layer class (how many,
+how many fail, the worst isolated and chained error), the final outputs, the verdict, the notes.
+``all_rows``: one row per call node instead of the class lines. Every table fits 100 columns:
+cells never wrap; long names end in an ellipsis.
+"""
+from __future__ import annotations
+
+import io
+import math
+import shutil
+from collections import defaultdict
+from typing import Any
+
+from .metrics import LayerDiff
+
+MAX_FAILING = 40
+
+
+def render_report(report: Any, console_width: int | None = None, all_rows: bool = False) -> str:
+    """A report.Report as text (no colour)."""
+    from rich.console import Console
+
+    buf = io.StringIO()
+    width = console_width or shutil.get_terminal_size((100, 24)).columns
+    console = Console(file=buf, width=width, color_system=None, force_terminal=False)
+    title = f"{report.candidate} vs {report.reference}"
+    if all_rows:
+        console.print(_row_table(report.layers, title))
+    else:
+        shown = [d for d in report.layers if d.compared and d.status != "ok"]
+        if shown:
+            extra = len(shown) - MAX_FAILING
+            console.print(_row_table(shown[:MAX_FAILING], f"layers not ok: {title}"))
+            if extra > 0:
+                console.print(f"... and {extra} more (--all shows every layer)", markup=False, highlight=False)
+        console.print(_class_table(report.layers, title))
+    explained = [d for d in report.layers if d.problem and d.compared and d.status != "ok"
+                 and not d.problem.endswith("values differ beyond tolerance")]
+    for d in explained[:MAX_FAILING]:
+        console.print(f"  {d.name}: {d.problem}", markup=False, highlight=False, soft_wrap=True)
+    for o in report.outputs:
+        state = "ok" if o.ok else "FAIL"
+        figures = f"max abs {num(o.max_abs_err)}, max rel {num(o.max_rel_err)}" if o.max_abs_err is not None else o.problem
+        console.print(f"output '{o.name}' (chained): {figures}: {state}", markup=False, highlight=False, soft_wrap=True)
+    console.print(report.verdict(), markup=False, highlight=False, soft_wrap=True)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
+
+
+def _table(title: str):
+    from rich import box
+    from rich.table import Table
+    return Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+
+
+def _row_table(rows: list[LayerDiff], title: str):
+    """One row per call node: chained and isolated errors side by side, and the status."""
+    table = _table(title)
+    for col, justify, min_width in (("layer", "left", 8), ("type", "left", 6), ("shape", "left", 7),
+                                    ("params", "right", 6), ("isolated abs", "right", 8), ("iso ULP", "right", 7),
+                                    ("chained abs", "right", 8), ("status", "left", 6)):
+        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=min_width)
+    for d in rows:
+        params = str(d.params) if d.reference_params in (None, d.params) else f"{d.params}≠{d.reference_params}"
+        table.add_row(d.name, d.class_name, _shape(d.output_shape), params, num(d.isolated_max_abs_err),
+                      num(d.isolated_max_ulp, ulp=True), num(d.max_abs_err), _status(d))
+    return table
+
+
+def _class_table(rows: list[LayerDiff], title: str):
+    """One line per layer class: count, failing, worst isolated and chained abs error and where."""
+    groups: dict[str, list[LayerDiff]] = defaultdict(list)
+    for d in rows:
+        groups[d.class_name].append(d)
+    table = _table(f"by layer class: {title}")
+    for col, justify, min_width in (("type", "left", 6), ("layers", "right", 6), ("fail", "right", 4),
+                                    ("worst isolated", "right", 8), ("at", "left", 6), ("worst chained", "right", 8),
+                                    ("other", "left", 5)):
+        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=min_width)
+    for cls, ds in groups.items():
+        iso = max((d for d in ds if d.isolated_max_abs_err is not None), key=lambda d: d.isolated_max_abs_err,
+                  default=None)
+        chain = max((d.max_abs_err for d in ds if d.max_abs_err is not None), default=None)
+        other = ", ".join(f"{n} {s}" for s, n in _statuses(ds).items() if s not in ("ok", "mismatch"))
+        table.add_row(cls, str(len(ds)), str(sum(not d.ok for d in ds)),
+                      num(iso.isolated_max_abs_err) if iso else "-", iso.name if iso else "-", num(chain), other)
+    return table
+
+
+def _statuses(rows: list[LayerDiff]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for d in rows:
+        counts[d.status if d.compared else "not compared"] += 1
+    return dict(counts)
+
+
+def _status(d: LayerDiff) -> str:
+    if not d.compared:
+        return "-"
+    if d.status == "ok" and d.chained_ok is False:
+        return "ok (drift)"
+    return d.status if d.ok or d.status in ("mismatch", "error") else d.status.upper()
+
+
+def _shape(shape) -> str:
+    if shape is None:
+        return "-"
+    if shape and isinstance(shape[0], (list, tuple)):
+        return "[" + ", ".join(_shape(s) for s in shape) + "]"
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def num(value: float | None, ulp: bool = False) -> str:
+    """An error figure as the tables print it: '-' for none, 'inf', an integer ULP count, or 2.38e-07."""
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    if ulp:
+        return str(int(value))
+    return "0" if value == 0 else f"{value:.2e}"
