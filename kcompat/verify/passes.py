@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .candidate import Candidate
-from .metrics import LayerDiff, compare, diff_layer
+from .metrics import LayerDiff, compare, diff_layer, listed_shape
 from .progress import Progress
 from .reference import ReferenceResult, node_key
 
@@ -157,6 +157,7 @@ def node_row(model, key: tuple, iso: Outcome | None, chain: Outcome, result: Ref
                                             ref_params, None, None, None, None, compared=ref_value is not None)
     base.layer, base.node = name, k
     base.reference_output_shape = _shape(ref_value)
+    base.reference_declared_shape = listed_shape(result.declared_shapes.get(name)) if k == 0 else None
     if isolated is not None:
         base.isolated_max_abs_err, base.isolated_max_rel_err = isolated.max_abs_err, isolated.max_rel_err
         base.isolated_max_ulp, base.isolated_min_passing_atol = isolated.max_ulp, isolated.min_passing_atol

@@ -64,6 +64,7 @@ def verify_model(model, reference: Reference, inputs: Any = None, batch: int = 4
             raise ShapeError(f"{candidate.path}: holds no model input(s) {model.input_names}; give the inputs the "
                              f"outputs were computed on (--input)")
     arrays, notes = (make_inputs(model, batch, seed) if inputs is None else (as_input_list(model, inputs), []))
+    model.feed(arrays)  # the inputs must fit the model before any reference runs
     progress.phase(f"running the {getattr(reference, 'name', 'reference')} reference")
     result = reference.run(model, arrays)
     diffs, outputs, pass_notes, failing = run_passes(model, candidate, result, arrays, atol, rtol, strict, progress)
