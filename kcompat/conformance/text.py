@@ -5,27 +5,20 @@ from __future__ import annotations
 import io
 import shutil
 
-from ..verify.report_text import num
+from ..verify.report_text import fitted_table, num
 from .run import SuiteResult
 
 
 def render_suite(result: SuiteResult, console_width: int | None = None, all_rows: bool = False) -> str:
     """The run as text (no colour)."""
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
     buf = io.StringIO()
-    console = Console(file=buf, width=console_width or shutil.get_terminal_size((100, 24)).columns,
-                      color_system=None, force_terminal=False)
+    width = console_width or shutil.get_terminal_size((100, 24)).columns
+    console = Console(file=buf, width=width, color_system=None, force_terminal=False)
     shown = result.cases if all_rows else [c for c in result.cases if c.status != "ok"]
     if shown:
-        table = Table(title=f"conformance: {result.candidate}", box=box.SIMPLE_HEAD, title_justify="left",
-                      pad_edge=False)
-        longest = min(max(len(c.name) for c in shown), 30)
-        for col, justify, width in (("case", "left", longest), ("status", "left", 7), ("worst isolated", "right", 14),
-                                    ("worst chained", "right", 13), ("first failing layer / problem", "left", 10)):
-            table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=width)
+        cells = []
         for c in shown:
             iso, chain = worst_errors(c.report)
             why = c.problem or ""
@@ -33,8 +26,10 @@ def render_suite(result: SuiteResult, console_width: int | None = None, all_rows
                 d = c.report.failing[0]
                 detail = d.problem if d.problem and not d.problem.endswith("differ beyond tolerance") else None
                 why = f"{d.name}: {d.status}" + (f" ({detail})" if detail else "")
-            table.add_row(c.name, c.status, num(iso), num(chain), why)
-        console.print(table)
+            cells.append([c.name, c.status, num(iso), num(chain), why])
+        columns = [("case", "left", 0.3), ("status", "left", 0), ("worst isolated", "right", 0),
+                   ("worst chained", "right", 0), ("first failing layer / problem", "left", 1)]
+        console.print(fitted_table(f"conformance: {result.candidate}", width, columns, cells))
     counts = result.counts()
     verdict = "PASS" if result.ok else "FAIL"
     console.print(f"{verdict}: {counts['passed']}/{counts['cases']} case(s) pass ({counts['failed']} failed, "

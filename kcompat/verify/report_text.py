@@ -52,7 +52,7 @@ def render_report(report: Any, console_width: int | None = None, all_rows: bool 
     return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
 
 
-def _table(title: str, width: int, columns: list[tuple], rows: list[list[str]]):
+def fitted_table(title: str, width: int, columns: list[tuple], rows: list[list[str]]):
     """A rich table whose columns fit ``width``: ``columns`` are (header, justify, weight); columns of
     weight 0 get their widest cell, the others (names, shapes) are cut to fit, the largest
     width * weight first (a lower weight keeps more of a column)."""
@@ -86,7 +86,7 @@ def _row_table(rows: list[LayerDiff], title: str, width: int):
         params = str(d.params) if d.reference_params in (None, d.params) else f"{d.params}≠{d.reference_params}"
         cells.append([d.name, d.class_name, _shape(d.output_shape), params, num(d.isolated_max_abs_err),
                       num(d.isolated_max_ulp, ulp=True), num(d.max_abs_err), _status(d)])
-    return _table(title, width, columns, cells)
+    return fitted_table(title, width, columns, cells)
 
 
 def _class_table(rows: list[LayerDiff], title: str, width: int):
@@ -104,7 +104,7 @@ def _class_table(rows: list[LayerDiff], title: str, width: int):
         other = ", ".join(f"{n} {s}" for s, n in _statuses(ds).items() if s not in ("ok", "mismatch"))
         cells.append([cls, str(len(ds)), str(sum(not d.ok for d in ds)), num(iso.isolated_max_abs_err) if iso else "-",
                       iso.name if iso else "-", num(chain), other])
-    return _table(f"by layer class: {title}", width, columns, cells)
+    return fitted_table(f"by layer class: {title}", width, columns, cells)
 
 
 def _statuses(rows: list[LayerDiff]) -> dict[str, int]:
