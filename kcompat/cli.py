@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("--html", metavar="FILE", help="write one self-contained HTML page with a plot per case "
                                                    "(default: none)")
     cr.add_argument("--json", metavar="FILE", help="write every case's report as JSON (default: none)")
-    cr.add_argument("--all", action="store_true", help="one line per case (default: the cases that do not pass)")
+    cr.add_argument("--all", action="store_true", help="one line per case (default: the cases that fail)")
     cr.set_defaults(func=cmd_conformance_run)
     return p
 

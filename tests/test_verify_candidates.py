@@ -254,3 +254,12 @@ def test_reference_kcompat_without_tensorflow(func, code):
     assert "vs kcompat" in p.stdout
     if code:
         assert "2 layers fail: 'D16', 'D4'" in p.stdout
+
+
+def test_readme_example_candidate_passes_and_its_planted_bug_names_flatten():
+    example = HERE.parent / "examples" / "my_layers.py"
+    fixture = str(HERE.parent / "fixtures" / "keras3" / "faq_dense_first.keras")
+    good = verify_file(fixture, candidate=load_adapter(f"{example}:run"))
+    assert good.ok and good.candidate == "my_layers.py:run"
+    bad = verify_file(fixture, candidate=load_adapter(f"{example}:run_fortran_flatten"))
+    assert _failing(bad) == ["F"] and not bad.outputs[0].ok  # D4 drifts chained, in isolation it is right

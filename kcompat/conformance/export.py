@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 import shutil
+import warnings
 import zlib
 from pathlib import Path
 
@@ -65,35 +66,42 @@ def export_suite(folder: str, layers: list[str] | None = None, cases: int | None
 
 def write_case(keras, out: Path, name: str, cls: str, variant: Variant, seed: int) -> None:
     """Build, run and write one case folder (into a temporary folder, renamed when complete)."""
-    from ..formats import load_spec
-    from ..model import Model
-    from ..verify.keras import KerasReference
-
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     tmp = out / f".{name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        kmodel, input_names = _build(keras, name, cls, variant)
-        _randomize(kmodel, rng)
-        data = [_data(variant, shape, rng) for shape in variant.shapes]
-        kmodel.save(tmp / "model.keras")
-        (tmp / "model.json").write_text(kmodel.to_json())
-        kmodel.save_weights(tmp / "model.weights.h5")
-        model = Model(load_spec(str(tmp / "model.keras")))
-        result = KerasReference(str(tmp / "model.keras")).run(model, data)
-        np.savez(tmp / "inputs.npz", **dict(zip(input_names, data)))
-        np.savez(tmp / "expected.npz", **flatten_outputs(result.outputs))
-        weights = {f"{ls.name}/{j}": w for ls in model.spec.layers for j, w in enumerate(ls.weights or [])}
-        np.savez(tmp / "weights.npz", **weights)
-        manifest = _manifest(keras, name, cls, variant, model, result, seed)
-        manifest["files"] = {f: sha256(tmp / f) for f in CASE_FILES}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        with warnings.catch_warnings():  # Keras's advice to a model's author (deprecated rms_scaling, ...)
+            warnings.simplefilter("ignore")
+            _write_files(keras, tmp, name, cls, variant, seed, rng)
         final = out / name
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_files(keras, tmp: Path, name: str, cls: str, variant: Variant, seed: int,
+                 rng: np.random.Generator) -> None:
+    from ..formats import load_spec
+    from ..model import Model
+    from ..verify.keras import KerasReference
+
+    kmodel, input_names = _build(keras, name, cls, variant)
+    _randomize(kmodel, rng)
+    data = [_data(variant, shape, rng) for shape in variant.shapes]
+    kmodel.save(tmp / "model.keras")
+    (tmp / "model.json").write_text(kmodel.to_json())
+    kmodel.save_weights(tmp / "model.weights.h5")
+    model = Model(load_spec(str(tmp / "model.keras")))
+    result = KerasReference(str(tmp / "model.keras")).run(model, data)
+    np.savez(tmp / "inputs.npz", **dict(zip(input_names, data)))
+    np.savez(tmp / "expected.npz", **flatten_outputs(result.outputs))
+    weights = {f"{ls.name}/{j}": w for ls in model.spec.layers for j, w in enumerate(ls.weights or [])}
+    np.savez(tmp / "weights.npz", **weights)
+    manifest = _manifest(keras, name, cls, variant, model, result, seed)
+    manifest["files"] = {f: sha256(tmp / f) for f in CASE_FILES}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _build(keras, name: str, cls: str, variant: Variant):

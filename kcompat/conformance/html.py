@@ -33,7 +33,7 @@ def html_report(result: SuiteResult) -> str:
              f"({_e(index.get('format'))}; expected outputs from Keras {_e(index.get('keras_version'))}, "
              f"TensorFlow {_e(index.get('tensorflow_version'))}).</p>",
              f"<p>{counts['cases']} case(s): {counts['passed']} passed, {counts['failed']} failed, "
-             f"{counts['missing']} without candidate outputs.</p>",
+             f"{counts['not_implemented']} not implemented, {counts['missing']} without candidate outputs.</p>",
              "<table><tr><th>case</th><th>layer class</th><th>status</th><th>worst isolated abs</th>"
              "<th>worst chained abs</th><th>verdict</th></tr>"]
     for case in result.cases:

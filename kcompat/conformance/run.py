@@ -29,14 +29,14 @@ class CaseResult:
     name: str
     layer_class: str
     report: Report | None
-    status: str  # "ok", "fail", "missing"
+    status: str  # "ok", "fail", "missing" (no outputs file), "not_implemented" (no layer implemented)
     problem: str | None = None
     manifest: dict | None = None
     strict: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok" or (self.status == "missing" and not self.strict)
+        return self.status == "ok" or (self.status in ("missing", "not_implemented") and not self.strict)
 
 
 @dataclass
@@ -59,8 +59,9 @@ class SuiteResult:
     def counts(self) -> dict[str, int]:
         """How many cases ran, passed, failed, and had no candidate outputs."""
         return {"cases": len(self.cases), "passed": sum(c.status == "ok" for c in self.cases),
-                "failed": sum(c.status == "fail" for c in self.cases),
-                "missing": sum(c.status == "missing" for c in self.cases)}
+                "failed": sum(not c.ok for c in self.cases),
+                "not_implemented": sum(c.status == "not_implemented" and c.ok for c in self.cases),
+                "missing": sum(c.status == "missing" and c.ok for c in self.cases)}
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "suite": self.folder, "candidate": self.candidate, "format": self.index.get("format"),
@@ -136,8 +137,11 @@ def run_case(path: Path, manifest: dict, candidate: Candidate | None, outputs_di
         candidate = OutputsCandidate(str(npz))
     report = verify_model(model, reference, inputs, atol=manifest["atol"], rtol=manifest["rtol"],
                           candidate=candidate, strict=strict)
-    return CaseResult(name, cls, report, "ok" if report.ok else "fail", None if report.ok else report.verdict(),
-                      manifest, strict)
+    layers = [d for d in report.layers if d.class_name != "InputLayer"]
+    status = "ok" if report.ok else "fail"
+    if report.ok and layers and all(d.status in ("not_implemented", "missing") for d in layers):
+        status = "not_implemented" if any(d.status == "not_implemented" for d in layers) else "missing"
+    return CaseResult(name, cls, report, status, None if report.ok else report.verdict(), manifest, strict)
 
 
 def _manifest(path: Path) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""A conformance run as terminal text: the cases that did not pass (every case with ``all_rows``),
-then one summary line. Fits 100 columns (cells never wrap)."""
+"""A conformance run as terminal text: the cases that fail (every case with ``all_rows``), then one
+summary line with the counts. Fits 100 columns (cells never wrap)."""
 from __future__ import annotations
 
 import io
@@ -16,7 +16,7 @@ def render_suite(result: SuiteResult, console_width: int | None = None, all_rows
     buf = io.StringIO()
     width = console_width or shutil.get_terminal_size((100, 24)).columns
     console = Console(file=buf, width=width, color_system=None, force_terminal=False)
-    shown = result.cases if all_rows else [c for c in result.cases if c.status != "ok"]
+    shown = result.cases if all_rows else [c for c in result.cases if not c.ok]
     if shown:
         cells = []
         for c in shown:
@@ -32,8 +32,9 @@ def render_suite(result: SuiteResult, console_width: int | None = None, all_rows
         console.print(fitted_table(f"conformance: {result.candidate}", width, columns, cells))
     counts = result.counts()
     verdict = "PASS" if result.ok else "FAIL"
-    console.print(f"{verdict}: {counts['passed']}/{counts['cases']} case(s) pass ({counts['failed']} failed, "
-                  f"{counts['missing']} without candidate outputs) for {result.candidate}",
+    console.print(f"{verdict}: {counts['passed']}/{counts['cases']} case(s) pass, {counts['failed']} fail, "
+                  f"{counts['not_implemented']} not implemented, {counts['missing']} without candidate outputs "
+                  f"({result.candidate})",
                   markup=False, highlight=False, soft_wrap=True)
     return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
 
