@@ -126,11 +126,12 @@ def test_keras_outputs_as_npz_pass_and_a_perturbed_layer_is_named(activations_mo
     assert report.ok and {d.status for d in report.layers} == {"ok"}
     assert all(d.isolated_max_abs_err is None for d in report.layers if d.class_name != "InputLayer")
     arrays["act_tanh"] = arrays["act_tanh"] + np.float32(1e-3)
-    del arrays["drop_relu"]
+    arrays["dense_Relu"] = arrays.pop("drop_relu")  # a typo in the user's runtime
     np.savez(tmp_path / "bad.npz", **arrays)
     report = verify_model(model, ref, candidate=OutputsCandidate(str(tmp_path / "bad.npz")))
     assert _failing(report) == ["act_tanh"] and report.first_mismatch == "act_tanh"
     assert next(d for d in report.layers if d.name == "drop_relu").status == "missing"
+    assert any("not compared, no call node of the model has these keys: 'dense_Relu'" in n for n in report.notes)
     strict = verify_model(model, ref, candidate=OutputsCandidate(str(tmp_path / "bad.npz")), strict=True)
     assert _failing(strict) == ["act_tanh", "drop_relu"]
 

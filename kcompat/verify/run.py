@@ -16,7 +16,7 @@ from .candidate import AdapterCandidate, Candidate, KcompatCandidate, OutputsCan
 from .metrics import ATOL, RTOL, first_mismatch, listed_shape, shape_matches
 from .passes import run_passes
 from .progress import Progress
-from .reference import Reference, ReferenceResult
+from .reference import Reference, ReferenceResult, node_key
 from .report import Report
 
 
@@ -68,13 +68,25 @@ def verify_model(model, reference: Reference, inputs: Any = None, batch: int = 4
     progress.phase(f"running the {getattr(reference, 'name', 'reference')} reference")
     result = reference.run(model, arrays)
     diffs, outputs, pass_notes, failing = run_passes(model, candidate, result, arrays, atol, rtol, strict, progress)
-    notes += result.notes + _declared_shape_notes(model, result) + pass_notes
+    notes += result.notes + _declared_shape_notes(model, result) + pass_notes + _unknown_key_notes(model, candidate)
     if isinstance(candidate, KcompatCandidate):
         _check_own_shapes(model, diffs, notes)
     notes += _bias_add_bug_notes(model, failing, result, diffs, atol, rtol)
     first = first_mismatch(diffs)
     ok = first is None and all(o.ok for o in outputs)
     return Report(ok, result.name, atol, rtol, first, diffs, notes, candidate.name, outputs, strict)
+
+
+def _unknown_key_notes(model, candidate: Candidate) -> list[str]:
+    """Entries of a --candidate-outputs file that name no call node of the model (a typo, another model)."""
+    if not isinstance(candidate, OutputsCandidate):
+        return []
+    unknown = sorted(set(candidate.outputs) - {node_key(*key) for key in model.order})
+    if not unknown:
+        return []
+    shown = ", ".join(repr(k) for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    return [f"{candidate.path}: not compared, no call node of the model has these keys: {shown} (keys are layer "
+            f"names, 'name:N' for a layer's call N)"]
 
 
 def as_candidate(candidate: Candidate | Callable | None) -> Candidate:
