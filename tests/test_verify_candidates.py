@@ -27,7 +27,7 @@ from kcompat.verify.run import make_inputs, verify_file, verify_model
 
 HERE = Path(__file__).resolve().parent
 CANDIDATE = HERE / "numpy_candidate.py"
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(HERE.parent)}
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(HERE.parent), "COLUMNS": "100"}
 
 
 def cli(*args, cwd=None, env=ENV):

@@ -28,7 +28,7 @@ def render_suite(result: SuiteResult, console_width: int | None = None, all_rows
                 why = f"{d.name}: {d.status}" + (f" ({detail})" if detail else "")
             cells.append([c.name, c.status, num(iso), num(chain), why])
         columns = [("case", "left", 0.3), ("status", "left", 0), ("worst isolated", "right", 0),
-                   ("worst chained", "right", 0), ("first failing layer / problem", "left", 1)]
+                   ("worst chained", "right", 0), ("first failure", "left", 1)]
         console.print(fitted_table(f"conformance: {result.candidate}", width, columns, cells))
     counts = result.counts()
     verdict = "PASS" if result.ok else "FAIL"

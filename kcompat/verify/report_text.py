@@ -62,7 +62,7 @@ def fitted_table(title: str, width: int, columns: list[tuple], rows: list[list[s
     need = [max([len(c[0])] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
     room = width - OVERHEAD * len(columns)
     flexible = [i for i, c in enumerate(columns) if c[2]]
-    floor = {i: max(len(columns[i][0]), 6) for i in flexible}
+    floor = {i: min(max(len(columns[i][0]), 6), need[i]) for i in flexible}
     widths = list(need)
     while sum(widths) > room:
         cut = [i for i in flexible if widths[i] > floor[i]]
