@@ -192,7 +192,7 @@ def test_user_reference_instance(files):
     by = {d.name: d for d in report.layers}
     assert report.reference == "echo" and report.first_mismatch == "D4"
     assert not by["F"].compared and by["F"].ok and by["D16"].reference_params is None
-    assert "1 not compared" in report.render()  # the Flatten line of the per-class table
+    assert "1 not compared" in report.render(console_width=100)  # the Flatten line of the per-class table
 
 
 # ---------------------------------------------------------------------- diff arithmetic

@@ -95,7 +95,7 @@ def _class_table(rows: list[LayerDiff], title: str, width: int):
     for d in rows:
         groups[d.class_name].append(d)
     columns = [("type", "left", 1), ("layers", "right", 0), ("fail", "right", 0), ("worst isolated", "right", 0),
-               ("at", "left", 1), ("worst chained", "right", 0), ("other", "left", 1)]
+               ("at", "left", 1), ("worst chained", "right", 0), ("other", "left", 0.4)]
     cells = []
     for cls, ds in groups.items():
         iso = max((d for d in ds if d.isolated_max_abs_err is not None), key=lambda d: d.isolated_max_abs_err,
