@@ -3,6 +3,7 @@ HTML with a plot, JSON, exit codes, sha256 checks, per-case output files, and no
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,11 @@ def test_a_buggy_candidate_fails_exactly_its_cases_with_figures_in_junit(suite, 
     assert "isolated max abs" in failures[0][2] and "tolerance atol=1e-05, rtol=0.0001" in failures[0][2]
     page = (tmp_path / "r.html").read_text()
     assert "<svg" in page and "flatten isolated:" in page and "FAIL" in page
+    assert len(re.findall(r"<svg.*?</svg>", page, re.S)) == 8  # one plot per case
+    section = page[page.index("id='Flatten_01'"):]
+    plot = ET.fromstring(re.search(r"<svg.*?</svg>", section, re.S).group(0))  # well-formed SVG
+    assert len(plot.findall("{http://www.w3.org/2000/svg}circle")) == 1  # isolated: the layer
+    assert len(plot.findall("{http://www.w3.org/2000/svg}rect")) == 2  # chained: the layer and the model output
     rc, out, err = cli("conformance", "run", suite, "--candidate", f"{CANDIDATE}:candidate", "--layers",
                        "Dense,Flatten,Activation,Dropout,BatchNormalization", "--junit", tmp_path / "s.xml")
     assert rc == 0, out + err  # BatchNormalization: not implemented, reported as skipped
