@@ -264,3 +264,28 @@ def test_readme_example_candidate_passes_and_its_planted_bug_names_flatten():
     assert good.ok and good.candidate == "my_layers.py:run"
     bad = verify_file(fixture, candidate=load_adapter(f"{example}:run_fortran_flatten"))
     assert _failing(bad) == ["F"] and not bad.outputs[0].ok  # D4 drifts chained, in isolation it is right
+
+
+def test_a_node_with_no_input_on_either_side_is_missing_not_a_crash():
+    """The reference lacks 'F' and the candidate cannot compute it: 'D4' has no inputs at all."""
+    from kcompat.verify.kcompat_reference import KcompatReference
+    from kcompat.verify.reference import Reference
+
+    class WithoutF(Reference):
+        name = "kcompat without F"
+
+        def run(self, model, inputs):
+            result = KcompatReference().run(model, inputs)
+            del result.outputs["F"]
+            return result
+
+    def no_flatten(layer, weights, inputs):
+        if layer["class_name"] == "Flatten":
+            raise NotImplementedError("Flatten")
+        return numpy_candidate.candidate(layer, weights, inputs)
+    fixture = str(HERE.parent / "fixtures" / "keras3" / "faq_dense_first.keras")
+    report = verify_file(fixture, reference=WithoutF(), candidate=no_flatten)
+    by = {d.name: d for d in report.layers}
+    assert by["F"].status == "not_implemented" and by["D4"].status == "missing" and report.ok
+    assert by["D4"].problem == "not computed: an input has no value on either side"
+    assert report.outputs[0].problem == "not compared: the candidate did not compute it"

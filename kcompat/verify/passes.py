@@ -171,6 +171,8 @@ def node_row(model, key: tuple, iso: Outcome | None, chain: Outcome, result: Ref
         base.status, base.compared, base.problem = "missing", False, "the reference has no output for it"
     elif chain.status == "missing" and isolated is None:
         base.status, base.problem = "missing", chain.message
+    elif isolated is None and chained is None:  # an input has neither a candidate nor a reference value
+        base.status, base.problem = "missing", "not computed: an input has no value on either side"
     else:
         verdict = isolated if isolated is not None else chained
         base.status = verdict.status
