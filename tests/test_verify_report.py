@@ -54,7 +54,7 @@ def test_tables_fit_100_columns_without_wrapped_rows(all_rows):
 
 def test_default_view_shows_failing_layers_and_one_line_per_class():
     text = big_report().render(console_width=100)
-    assert "layers not ok: my_impl.py:run vs keras 3.15.1 (tensorflow)" in text
+    assert "failing layers: my_impl.py:run vs keras 3.15.1 (tensorflow)" in text
     assert "by layer class" in text and text.count("separable_conv_1_bn_reduction_right4_stem_123") >= 1
     conv_line = next(line for line in text.splitlines() if line.startswith(" Conv2D "))
     assert conv_line.split()[1:3] == ["60", "0"]  # 60 Conv2D rows, none failing

@@ -1,7 +1,8 @@
 """The verify report as terminal text (rich tables), made to read well on 771-layer models.
 
 Default: the failing layers (at most ``MAX_FAILING`` rows), one line per layer class (how many,
-how many fail, the worst isolated and chained error), the final outputs, the verdict, the notes.
+how many fail, the worst isolated and chained error, how many not implemented / missing), the final
+outputs, the verdict, the notes.
 ``all_rows``: one row per call node instead of the class lines. Error columns are max abs errors
 ("isolated": on the reference's inputs, "chained": on the candidate's own; "ULP": isolated). Every
 table fits 100 columns: cells never wrap; long names end in an ellipsis.
@@ -31,14 +32,14 @@ def render_report(report: Any, console_width: int | None = None, all_rows: bool 
     if all_rows:
         console.print(_row_table(report.layers, title, width))
     else:
-        shown = [d for d in report.layers if d.compared and d.status != "ok"]
+        shown = [d for d in report.layers if not d.ok]
         if shown:
             extra = len(shown) - MAX_FAILING
-            console.print(_row_table(shown[:MAX_FAILING], f"layers not ok: {title}", width))
+            console.print(_row_table(shown[:MAX_FAILING], f"failing layers: {title}", width))
             if extra > 0:
                 console.print(f"... and {extra} more (--all shows every layer)", markup=False, highlight=False)
         console.print(_class_table(report.layers, title, width))
-    explained = [d for d in report.layers if d.problem and d.compared and d.status != "ok"
+    explained = [d for d in report.layers if d.problem and not d.ok
                  and not d.problem.endswith("values differ beyond tolerance")]
     for d in explained[:MAX_FAILING]:
         console.print(f"  {d.name}: {d.problem}", markup=False, highlight=False, soft_wrap=True)
