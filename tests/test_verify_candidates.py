@@ -289,3 +289,14 @@ def test_a_node_with_no_input_on_either_side_is_missing_not_a_crash():
     assert by["F"].status == "not_implemented" and by["D4"].status == "missing" and report.ok
     assert by["D4"].problem == "not computed: an input has no value on either side"
     assert report.outputs[0].problem == "not compared: the candidate did not compute it"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--candidate-outputs", "absent.npz"], "absent.npz: no such file"),
+    (["--candidate", "absent.py:run"], "--candidate absent.py:run: absent.py: no such file"),
+    (["--candidate", "x.py:run", "--candidate-outputs", "y.npz"], "not allowed with argument"),
+])
+def test_bad_candidate_arguments_are_one_error_line(args, words, tmp_path):
+    fixture = HERE.parent / "fixtures" / "keras3" / "faq_dense_first.keras"
+    rc, out, err = cli("verify", fixture, *args, cwd=tmp_path)
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and words in err, err
