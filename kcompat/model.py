@@ -221,7 +221,7 @@ class Model:
         if not self.spec.has_weights:
             raise KcompatError(f"{self.spec.source}: the model has no weights; give --weights or init_weights(seed)")
         values: dict[NodeKey, Any] = self.feed(inputs)
-        last_use = self._last_use() if keep is not None else {}
+        last_use = self.last_use() if keep is not None else {}
         for step, key in enumerate(self.order):
             if key in values:
                 continue
@@ -238,7 +238,7 @@ class Model:
                         values.pop(dep, None)
         return values
 
-    def _last_use(self) -> dict[NodeKey, int]:
+    def last_use(self) -> dict[NodeKey, int]:
         """For each node, the step (index in ``order``) of the last node that reads it."""
         last: dict[NodeKey, int] = {}
         for step, key in enumerate(self.order):

@@ -76,7 +76,7 @@ def run_passes(model, candidate: Candidate, result: ReferenceResult, inputs: lis
     own: set = set()  # nodes whose chained value is the candidate's own
     substituted: list[str] = []
     keep = {(r.layer, r.node) for r in model.spec.outputs}
-    last_use = _last_use(model)
+    last_use = model.last_use()
     rows, failing = [], {}
     for step, key in enumerate(model.order):
         name, k = key
@@ -207,14 +207,6 @@ def output_diffs(model, chained: dict, own: set, result: ReferenceResult, atol: 
         diffs.append(OutputDiff(name, e.ok, e.max_abs_err, e.max_rel_err, e.max_ulp, e.min_passing_atol,
                                 None if e.ok else "values differ beyond tolerance"))
     return diffs
-
-
-def _last_use(model) -> dict[tuple, int]:
-    last: dict[tuple, int] = {}
-    for step, key in enumerate(model.order):
-        for dep in model.node_deps(key):
-            last[dep] = step
-    return last
 
 
 def _shape(value: Any) -> Any:
