@@ -54,9 +54,9 @@ def cmd_run(args) -> int:
         raise KcompatError(f"{args.output}: --all-layers writes one array per call node; give an .npz output")
     try:
         if args.all_layers:
-            from .verify.reference import flatten_outputs, node_key
-            values = model.run_all(inputs)
-            named = flatten_outputs({node_key(*key): values[key] for key in model.order})
+            from .verify.kcompat_reference import node_outputs
+            from .verify.reference import flatten_outputs
+            named = flatten_outputs(node_outputs(model, inputs))
             names, outputs = list(named), list(named.values())
         else:
             names, outputs = model.output_names, model.predict(inputs)

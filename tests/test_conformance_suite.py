@@ -108,13 +108,14 @@ def test_a_buggy_candidate_fails_exactly_its_cases_with_figures_in_junit(suite, 
 
 def test_per_case_output_files_and_missing_ones(suite, tmp_path):
     import kcompat
-    from kcompat.verify.reference import flatten_outputs, node_key
+    from kcompat.verify.kcompat_reference import node_outputs
+    from kcompat.verify.reference import flatten_outputs
     outs = tmp_path / "outs"
     outs.mkdir()
     for name in cases_of(suite)[1:]:  # what `kcompat run --all-layers` writes, as a user's runtime would
         model = kcompat.load(str(suite / name / "model.keras"))
-        values = model.run_all(dict(np.load(suite / name / "inputs.npz")))
-        np.savez(outs / f"{name}.npz", **flatten_outputs({node_key(*k): v for k, v in values.items()}))
+        outputs = node_outputs(model, dict(np.load(suite / name / "inputs.npz")))
+        np.savez(outs / f"{name}.npz", **flatten_outputs(outputs))
     first = cases_of(suite)[0]
     rc, _, err = cli("run", suite / first / "model.keras", "-i", suite / first / "inputs.npz", "-o",
                      outs / f"{first}.npz", "--all-layers")

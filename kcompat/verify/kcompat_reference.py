@@ -13,14 +13,19 @@ from ..version import __version__
 from .reference import Reference, ReferenceResult, node_key
 
 
+def node_outputs(model, inputs) -> dict:
+    """Every call node's output in kcompat, keyed as reference.py says (what ``run --all-layers`` writes)."""
+    values = model.run_all(inputs)
+    return {node_key(*key): values[key] for key in model.order}
+
+
 class KcompatReference(Reference):
     """Runs the model in kcompat itself; every call node's output, params from kcompat's reading."""
 
     name = "kcompat"
 
     def run(self, model, inputs: list[np.ndarray]) -> ReferenceResult:
-        values = model.run_all(inputs)
-        outputs = {node_key(name, k): value for (name, k), value in values.items()}
+        outputs = node_outputs(model, inputs)
         params = {name: info.params for name, info in model.info.items()}
         return ReferenceResult(f"kcompat {__version__} (NumPy)", outputs, params, {},
                                ["the reference is kcompat's own NumPy layers (tested against Keras layer by "
