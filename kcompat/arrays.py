@@ -49,6 +49,14 @@ def read_inputs(path: str, input_names: list[str]) -> list[np.ndarray]:
     return [data]
 
 
+def read_arrays(path: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz, by key (pickles off)."""
+    data = _load(path)
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: expected an .npz of named arrays; received a single .npy array")
+    return data
+
+
 def write_outputs(path: str, names: list[str], outputs: list[np.ndarray]) -> None:
     """Write outputs: .npy for a single output, .npz keyed by output layer name for any number."""
     ext = Path(path).suffix.lower()

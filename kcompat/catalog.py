@@ -24,6 +24,7 @@ NOT_COMPUTED = {  # never computed by kcompat
     "Wrapper": "abstract base class of the wrappers",
     "InputSpec": "not a layer (an input constraint)",
 }
+CELLS = {"GRUCell", "LSTMCell", "SimpleRNNCell", "StackedRNNCells"}  # computed inside RNN(cell=...) (rnn_cells.py)
 CODE = "holds code (a Python function, a TensorFlow SavedModel, a JAX / Flax / Torch module): refused by name"
 
 
@@ -38,6 +39,8 @@ def classify(name: str) -> tuple[str, str]:
             return "implemented", f"alias of `{cls.class_name}`"
         doc = (inspect.getdoc(cls) or "").splitlines()
         return "implemented", doc[0] if doc else ""
+    if name in CELLS:
+        return "implemented", "a recurrent cell: computed inside RNN(cell=...) (kcompat/layers/rnn_cells.py)"
     if name in CODE_LAYERS:
         return "refused", CODE
     if name in PENDING:

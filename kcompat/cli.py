@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import KcompatError, ShapeError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+WEIGHTS_HELP = "weights file (default: the model file's own; for a .json, <stem>.weights.h5 beside it)"
 _python_format_warning = warnings.formatwarning
 
 
@@ -53,17 +54,29 @@ def cmd_run(args) -> int:
     if not model.spec.has_weights:
         raise KcompatError(f"{args.model}: the model has no weights; give --weights FILE")
     inputs = read_inputs(args.input, model.input_names)
+    if args.all_layers and Path(args.output).suffix.lower() != ".npz":
+        raise KcompatError(f"{args.output}: --all-layers writes one array per call node; give an .npz output")
     try:
-        outputs = model.predict(inputs)
+        if args.all_layers:
+            from .verify.kcompat_reference import node_outputs
+            from .verify.reference import flatten_outputs
+            named = flatten_outputs(node_outputs(model, inputs))
+            names, outputs = list(named), list(named.values())
+        else:
+            names, outputs = model.output_names, model.predict(inputs)
     except KcompatError as e:
         raise type(e)(f"{args.input}: {e}") from None
-    write_outputs(args.output, model.output_names, outputs)
-    shapes = ", ".join(f"{n} {tuple(o.shape)}" for n, o in zip(model.output_names, outputs))
-    print(f"wrote {args.output}: {shapes}", file=sys.stderr)
+    write_outputs(args.output, names, outputs)
+    if args.all_layers:
+        print(f"wrote {args.output}: {len(names)} arrays, one per call node (the inputs included)", file=sys.stderr)
+    else:
+        shapes = ", ".join(f"{n} {tuple(o.shape)}" for n, o in zip(names, outputs))
+        print(f"wrote {args.output}: {shapes}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_verify(args) -> int:
+    from .verify.progress import RichProgress
     from .verify.run import verify_file
     if args.json:
         from .files import check_target
@@ -75,20 +88,75 @@ def cmd_verify(args) -> int:
         spec = load_spec(args.model, args.weights)
         inputs = read_inputs(args.input, [r.layer for r in spec.inputs])
     reference = args.reference or ("onnxruntime" if Path(args.model).suffix.lower() == ".onnx" else "keras")
+    candidate = _candidate(args.candidate, args.candidate_outputs)
     try:
-        report = verify_file(args.model, weights=args.weights, reference=reference, inputs=inputs,
-                             batch=args.batch, seed=args.seed, atol=args.atol, rtol=args.rtol,
-                             layout=args.layout, layout_inputs=args.inputs)
+        with RichProgress() as progress:
+            report = verify_file(args.model, weights=args.weights, reference=reference, inputs=inputs,
+                                 batch=args.batch, seed=args.seed, atol=args.atol, rtol=args.rtol,
+                                 candidate=candidate, strict=args.strict, progress=progress,
+                                 layout=args.layout, layout_inputs=args.inputs)
     except ShapeError as e:
         if not args.input or str(e).startswith(args.input):
             raise
         raise ShapeError(f"{args.input}: {e}") from None  # the user's inputs do not fit the model
-    print(report.render())
+    print(report.render(all_rows=args.all), end="")
     if args.json:
         from .files import atomic_path
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
+def _candidate(adapter: str | None, outputs: str | None):
+    """The candidate named on the command line (None: kcompat's own layers)."""
+    if adapter:
+        from .verify.candidate import load_adapter
+        return load_adapter(adapter)
+    if outputs:
+        from .verify.candidate import OutputsCandidate
+        return OutputsCandidate(outputs)
+    return None
+
+
+def cmd_conformance_export(args) -> int:
+    from .conformance.export import export_suite
+    from .verify.progress import RichProgress
+    with RichProgress() as progress:
+        names = export_suite(args.dir, _class_list(args.layers), args.cases, args.seed, progress)
+    print(f"wrote {len(names)} case(s) to {args.dir}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_conformance_run(args) -> int:
+    from .conformance.run import run_suite
+    from .conformance.text import render_suite
+    from .files import atomic_path, check_target
+    from .verify.progress import RichProgress
+    for target in (args.junit, args.html, args.json):
+        if target:
+            check_target(target)
+    candidate = _candidate(args.candidate, None)
+    with RichProgress() as progress:
+        result = run_suite(args.dir, candidate, args.candidate_outputs_dir, args.strict,
+                           _class_list(args.layers), progress)
+    print(render_suite(result, all_rows=args.all), end="")
+    writers = []
+    if args.junit:
+        from .conformance.junit import junit_xml
+        writers.append((args.junit, junit_xml))
+    if args.html:
+        from .conformance.html import html_report
+        writers.append((args.html, html_report))
+    if args.json:
+        writers.append((args.json, lambda r: json.dumps(r.to_json(), indent=2, allow_nan=False) + "\n"))
+    for target, write in writers:
+        with atomic_path(target) as tmp:
+            Path(tmp).write_text(write(result), encoding="utf-8")
+    return result.exit_code
+
+
+def _class_list(text: str | None) -> list[str] | None:
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
 
 
 def cmd_convert(args) -> int:
@@ -131,68 +199,124 @@ def _layout_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .verify.metrics import ATOL, RTOL
+    from .verify.run import REFERENCES
+    from .version import __version__
     p = _Parser(prog="kcompat", description="Keras layers in NumPy; Keras/ONNX files; layer-by-layer "
-                                "verification against real Keras and ONNX Runtime.")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+                                "verification of kcompat or your own implementation against real Keras.")
+    p.add_argument("--version", action="version", version=f"kcompat {__version__}",
+                   help="print the version and exit")
+    p.add_argument("--debug", action="store_true", help="show tracebacks (default: one error line)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("summary", help="print the model summary Keras prints (shapes, params)")
     s.add_argument("model")
-    s.add_argument("--weights", help="weights file for a .json architecture")
-    s.add_argument("--json", action="store_true", help="machine-readable summary")
-    s.add_argument("--explain", action="store_true", help="each layer's shape and parameter arithmetic in words")
+    s.add_argument("--weights", help=WEIGHTS_HELP)
+    s.add_argument("--json", action="store_true", help="machine-readable summary (default: the table)")
+    s.add_argument("--explain", action="store_true",
+                   help="each layer's shape and parameter arithmetic in words (default: off)")
     s.add_argument("--width", type=int, help="terminal width to render for (default: the terminal's)")
-    s.add_argument("--line-length", type=int, help="table width, as Keras's summary(line_length=...)")
+    s.add_argument("--line-length", type=int, help="table width, as Keras's summary(line_length=...) "
+                                                    "(default: Keras's, from the width)")
     s.add_argument("--expand", action="store_true", help="show nested models' layers, as Keras's "
-                   "summary(expand_nested=True)")
+                   "summary(expand_nested=True) (default: one row per nested model)")
     _layout_options(s)
     s.set_defaults(func=cmd_summary)
 
     r = sub.add_parser("run", help="run the model on inputs from .npy/.npz")
     r.add_argument("model")
-    r.add_argument("-i", "--input", required=True, help=".npy (one input) or .npz keyed by input layer names")
-    r.add_argument("-o", "--output", required=True, help=".npy (one output) or .npz (every output, by name)")
-    r.add_argument("--weights")
+    r.add_argument("-i", "--input", required=True,
+                   help=".npy (one input) or .npz keyed by input layer names (required)")
+    r.add_argument("-o", "--output", required=True,
+                   help=".npy (one output) or .npz (every output, by name) (required)")
+    r.add_argument("--weights", help=WEIGHTS_HELP)
+    r.add_argument("--all-layers", action="store_true",
+                   help="write every call node's output to the .npz, keyed by layer name ('name:N' for a "
+                        "layer's call N, 'key[i]' for output i): the --candidate-outputs format "
+                        "(default: the model outputs only)")
     _layout_options(r)
     r.set_defaults(func=cmd_run)
 
-    v = sub.add_parser("verify", help="compare every layer against real Keras or ONNX Runtime")
+    v = sub.add_parser("verify", help="compare every layer, isolated and chained, against real Keras, ONNX "
+                                      "Runtime or kcompat")
     v.add_argument("model")
-    v.add_argument("--weights")
-    v.add_argument("--reference", choices=["keras", "tf_keras", "onnxruntime"],
-                   help="default: keras for Keras files (Keras 2 files Keras 3 cannot read run in tf_keras, with a "
-                        "note), onnxruntime (on the original file) for .onnx; tf_keras: Keras 2 itself")
-    v.add_argument("--input", help=".npy/.npz inputs (default: seeded standard normal)")
-    v.add_argument("--batch", type=int, default=4)
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--atol", type=float, default=None, help="absolute tolerance (default documented in README)")
-    v.add_argument("--rtol", type=float, default=None, help="relative tolerance (default documented in README)")
-    v.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    v.add_argument("--weights", help=WEIGHTS_HELP)
+    v.add_argument("--reference", choices=list(REFERENCES),
+                   help="the oracle (default: keras for Keras files, onnxruntime on the original file for .onnx)")
+    who = v.add_mutually_exclusive_group()
+    who.add_argument("--candidate", metavar="PATH.py:FUNC",
+                     help="verify your implementation: FUNC(layer, weights, inputs) -> array, from a file or "
+                          "package.module:FUNC, called once per call node (default: kcompat's NumPy layers)")
+    who.add_argument("--candidate-outputs", metavar="OUT.npz",
+                     help="verify outputs your implementation computed, one array per call node (format: "
+                          "kcompat run --all-layers), compared chained (default: none)")
+    v.add_argument("--strict", action="store_true",
+                   help="layers not implemented by the candidate or missing from its outputs fail too "
+                        "(default: reported, not failing)")
+    v.add_argument("--input", help=".npy/.npz inputs (default: the inputs stored in --candidate-outputs, "
+                                   "else seeded standard normal)")
+    v.add_argument("--batch", type=int, default=4, help="batch size of the generated inputs (default: 4)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the generated inputs and weights (default: 0)")
+    v.add_argument("--atol", type=float, default=None, help=f"absolute tolerance (default: {ATOL:g})")
+    v.add_argument("--rtol", type=float, default=None, help=f"relative tolerance (default: {RTOL:g})")
+    v.add_argument("--all", action="store_true",
+                   help="one table row per call node (default: the failing layers and one line per layer class)")
+    v.add_argument("--json", metavar="FILE", help="also write the report as JSON (default: none)")
     _layout_options(v)
     v.set_defaults(func=cmd_verify)
 
     c = sub.add_parser("convert", help="convert between .keras, .h5, .json(+weights) and .onnx")
     c.add_argument("src")
     c.add_argument("dst")
-    c.add_argument("--weights")
+    c.add_argument("--weights", help=WEIGHTS_HELP)
     c.add_argument("--opset", type=int, help="ONNX opset for .onnx output (default: newest onnxruntime runs)")
-    c.add_argument("--random-weights", type=int, metavar="SEED", help="seeded random weights for an architecture-only JSON")
+    c.add_argument("--random-weights", type=int, metavar="SEED",
+                   help="seeded random weights for an architecture-only JSON (default: none, an error)")
     _layout_options(c)
     c.set_defaults(func=cmd_convert)
 
     d = sub.add_parser("diff", help="diff two models: config, shapes, params, weights, outputs")
     d.add_argument("a")
     d.add_argument("b")
-    d.add_argument("--weights-a")
-    d.add_argument("--weights-b")
-    d.add_argument("--atol", type=float, default=0.0, help="weight/output difference still counted as the same")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--weights-a", help="weights file for A (default: A's own)")
+    d.add_argument("--weights-b", help="weights file for B (default: B's own)")
+    d.add_argument("--atol", type=float, default=0.0,
+                   help="weight/output difference still counted as the same (default: 0)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the inputs the outputs are compared on (default: 0)")
+    d.add_argument("--json", action="store_true", help="machine-readable diff (default: text)")
     d.set_defaults(func=cmd_diff)
     for command in (s, r, v, c, d):
-        command.add_argument("--layers", action="append", default=[], metavar="FILE.py",
+        command.add_argument("--layers", action="append", default=[], metavar="FILE.py", dest="layer_files",
                              help="a Python file defining kcompat layers for custom Keras classes (repeatable; "
-                                  "README: Custom layers). It is run: give only files you trust")
+                                  "README: Custom layers). It is run: give only files you trust (default: none)")
+
+    k = sub.add_parser("conformance", help="the portable conformance suite: export it, run a candidate on it")
+    ksub = k.add_subparsers(dest="action", required=True)
+    e = ksub.add_parser("export", help="write one folder per case, expected outputs from real Keras")
+    e.add_argument("dir")
+    e.add_argument("--layers", metavar="Dense,Conv2D,...", help="layer classes to export (default: every "
+                                                                 "layer class kcompat implements)")
+    e.add_argument("--cases", type=int, default=None, help="at most N cases per layer class (default: every "
+                                                           "config in the table, 1-8 per class)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs (default: 0)")
+    e.set_defaults(func=cmd_conformance_export)
+    cr = ksub.add_parser("run", help="check a candidate on every case; exit 0 all pass, 1 a failure, 2 bad input")
+    cr.add_argument("dir")
+    cwho = cr.add_mutually_exclusive_group()
+    cwho.add_argument("--candidate", metavar="PATH.py:FUNC", help="your implementation, as for verify "
+                                                                  "(default: kcompat's NumPy layers)")
+    cwho.add_argument("--candidate-outputs-dir", metavar="D",
+                      help="one <case>.npz of every call node's output per case (default: none)")
+    cr.add_argument("--layers", metavar="Dense,Conv2D,...", help="run only these layer classes' cases "
+                                                                 "(default: every case)")
+    cr.add_argument("--strict", action="store_true", help="not implemented / missing layers and cases fail "
+                                                          "(default: reported, not failing)")
+    cr.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per case and layer (default: none)")
+    cr.add_argument("--html", metavar="FILE", help="write one self-contained HTML page with a plot per case "
+                                                   "(default: none)")
+    cr.add_argument("--json", metavar="FILE", help="write every case's report as JSON (default: none)")
+    cr.add_argument("--all", action="store_true", help="one line per case (default: the cases that fail)")
+    cr.set_defaults(func=cmd_conformance_run)
     return p
 
 
@@ -210,9 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         import os
         os.environ["KCOMPAT_DEBUG"] = "1"  # keep TensorFlow's native stderr too
     try:
-        if args.layers:
+        if getattr(args, "layer_files", None):
             from .layers import load_layer_file
-            for path in args.layers:
+            for path in args.layer_files:
                 load_layer_file(path)
         return args.func(args)
     except KcompatError as e:

@@ -85,7 +85,8 @@ class Model:
         return layers
 
     # ------------------------------------------------------------------ graph
-    def _node_deps(self, key: NodeKey) -> list[NodeKey]:
+    def node_deps(self, key: NodeKey) -> list[NodeKey]:
+        """The call nodes ``key`` (layer name, node index) reads, in argument order."""
         ls = self.specs[key[0]]
         if not ls.nodes:
             return []
@@ -111,14 +112,15 @@ class Model:
                     raise KcompatError(f"{self.spec.source}: the graph has a cycle through layer '{key[0]}'")
                 visiting.add(key)
                 stack.append((key, True))
-                for dep in self._node_deps(key):
+                for dep in self.node_deps(key):
                     if dep[0] not in self.specs:
                         raise KcompatError(f"{self.spec.source}: layer '{key[0]}' reads unknown layer '{dep[0]}'")
                     if dep not in done:
                         stack.append((dep, False))
         return order
 
-    def _node_args(self, key: NodeKey, values: dict) -> tuple[list, dict]:
+    def node_args(self, key: NodeKey, values: Any) -> tuple[list, dict]:
+        """Call node ``key``'s args and kwargs with each tensor taken from ``values`` (node key -> output)."""
         ls = self.specs[key[0]]
         if not ls.nodes:
             return [None], {}
@@ -133,7 +135,7 @@ class Model:
         shapes: dict[NodeKey, Any] = {}
         for key in self.order:
             layer = self.layers[key[0]]
-            args, kwargs = self._node_args(key, shapes)
+            args, kwargs = self.node_args(key, shapes)
             try:
                 shapes[key] = _as_shape(layer.node_output_shape(args, kwargs))
             except KcompatError as e:
@@ -146,7 +148,7 @@ class Model:
     def input_shape_of(self, name: str, node: int = 0) -> Any:
         """The input shape a layer saw at call ``node`` (what its weights are built for)."""
         layer = self.layers[name]
-        args, kwargs = self._node_args((name, node), self.shapes)
+        args, kwargs = self.node_args((name, node), self.shapes)
         return layer.node_input_shape(args, kwargs)
 
     def _layer_info(self) -> dict[str, LayerInfo]:
@@ -248,7 +250,8 @@ class Model:
     def input_shapes(self) -> list[tuple]:
         return [self.shapes[(r.layer, r.node)] for r in self.spec.inputs]
 
-    def _feed(self, inputs: Any) -> dict[NodeKey, np.ndarray]:
+    def feed(self, inputs: Any) -> dict[NodeKey, np.ndarray]:
+        """The model inputs checked and keyed by their node key (input layer name, 0)."""
         if isinstance(inputs, dict):
             missing = [n for n in self.input_names if n not in inputs]
             if missing:
@@ -276,36 +279,53 @@ class Model:
             feed[(ref.layer, ref.node)] = arr
         return feed
 
-    def run_all(self, inputs: Any, keep: set | None = None) -> dict[NodeKey, Any]:
+    def run_all(self, inputs: Any, keep: set | None = None, masks_out: dict | None = None) -> dict[NodeKey, Any]:
         """Every call node's output, keyed by (layer name, node index).
 
         With ``keep`` (a set of node keys), outputs are dropped as soon as no later node
         reads them, except those in ``keep``: predict's memory is then the live tensors only.
+        ``masks_out``: filled with every node's Keras mask (when some layer makes masks).
         """
         if not self.spec.has_weights:
             raise KcompatError(f"{self.spec.source}: the model has no weights; give --weights or init_weights(seed)")
-        values: dict[NodeKey, Any] = self._feed(inputs)
+        values: dict[NodeKey, Any] = self.feed(inputs)
         masks = {k: None for k in values} if self.uses_masks else None  # Keras masks beside values (masks.py)
-        last_use = self._last_use() if keep is not None else {}
+        last_use = self.last_use() if keep is not None else {}
         for step, key in enumerate(self.order):
             if key in values:
                 continue
-            layer = self.layers[key[0]]
-            args, kwargs = self._node_args(key, values)
-            try:
-                if masks is not None:
-                    kwargs, previous = mask_arguments(layer, args, kwargs, *self._node_args(key, masks), self.keras2)
-                values[key] = layer.call_node(args, kwargs, self.specs[key[0]].weights or [])
-                if masks is not None:
-                    masks[key] = output_masks(layer, args, kwargs, previous, values[key], self.keras2)
-            except KcompatError as e:
-                named = f"layer '{key[0]}'" in str(e)
-                raise type(e)(str(e) if named else f"layer '{key[0]}' ({layer.class_name}): {e}") from None
+            values[key] = self.call(key, values, masks)
             if keep is not None:
-                for dep in set(self._node_deps(key)):
+                for dep in set(self.node_deps(key)):
                     if last_use.get(dep) == step and dep not in keep:
                         values.pop(dep, None)
+        if masks_out is not None and masks is not None:
+            masks_out.update(masks)
         return values
+
+    def call(self, key: NodeKey, values: dict, masks: dict | None = None) -> Any:
+        """Call node ``key`` on the outputs in ``values``; with ``masks`` (node key -> Keras mask), the layer
+        gets its input masks as Keras passes them, and ``masks[key]`` is set to its output mask."""
+        layer = self.layers[key[0]]
+        args, kwargs = self.node_args(key, values)
+        try:
+            if masks is not None:
+                kwargs, previous = mask_arguments(layer, args, kwargs, *self.node_args(key, masks), self.keras2)
+            value = layer.call_node(args, kwargs, self.specs[key[0]].weights or [])
+            if masks is not None:
+                masks[key] = output_masks(layer, args, kwargs, previous, value, self.keras2)
+        except KcompatError as e:
+            named = f"layer '{key[0]}'" in str(e)
+            raise type(e)(str(e) if named else f"layer '{key[0]}' ({layer.class_name}): {e}") from None
+        return value
+
+    def node_masks(self, inputs: Any) -> dict | None:
+        """Every call node's Keras mask on ``inputs`` (kcompat's own run); None when no layer makes masks."""
+        if not self.uses_masks:
+            return None
+        masks: dict = {}
+        self.run_all(inputs, masks_out=masks)
+        return masks
 
     @property
     def uses_masks(self) -> bool:
@@ -317,11 +337,11 @@ class Model:
         """True for a model written by Keras 2 / tf.keras (whose mask rules differ a little from Keras 3's)."""
         return keras2_rules(self.spec)
 
-    def _last_use(self) -> dict[NodeKey, int]:
+    def last_use(self) -> dict[NodeKey, int]:
         """For each node, the step (index in ``order``) of the last node that reads it."""
         last: dict[NodeKey, int] = {}
         for step, key in enumerate(self.order):
-            for dep in self._node_deps(key):
+            for dep in self.node_deps(key):
                 last[dep] = step
         return last
 

@@ -171,9 +171,9 @@ def test_cli_every_command_takes_layers(saved, files, tmp_path):
     code, _, err = cli("run", path, "-i", files / "x.npy", "-o", tmp_path / "y.npy", *layers)
     assert code == 0, err
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, rtol=1e-5, atol=1e-6)
-    code, out, err = cli("verify", path, "--reference", "onnxruntime", *layers)
+    code, out, err = cli("verify", path, "--reference", "onnxruntime", "--all", *layers)
     assert code == 0 and "block/s2" in out, err
-    code, out, err = cli("verify", path, *layers, "--layers", files / "keras_scale.py")  # Keras learns the class
+    code, out, err = cli("verify", path, "--all", *layers, "--layers", files / "keras_scale.py")  # Keras learns it
     assert code == 0 and "keras" in out and "block/s2" in out, err
     code, _, err = cli("convert", path, tmp_path / "c.h5", *layers)
     assert code == 0, err

@@ -6,11 +6,13 @@ mismatches. A file Keras 2 wrote that Keras 3 refuses (or would compute differen
 formats/keras/dialect.py keras2_meanings) runs in Keras 2 itself (tf_keras.py), and the notes say so.
 Only when Keras cannot read the file otherwise (an .onnx, a Keras 3 file it refuses) does
 kcompat write a temporary .keras for it, and the notes say so. Every layer's output
-comes from ONE call of ``keras.Model(inputs, [each layer's first-call output])``.
+comes from ONE call of ``keras.Model(inputs, [the output of every call node])``; a layer's
+call N is keyed ``name:N`` (reference.py).
 A nested model's layers (kcompat's ``outer/inner``) live in the nested model's own graph, not the
 outer one: the outer call also returns the tensors the nested model's first call was given, and one
 call of a model over the nested model's own graph, on those arrays, gives its layers' outputs (at
-any depth, the same way). Keras computes them; kcompat feeds nothing of its own.
+any depth, the same way; a shared nested model's later calls are not probed). Keras computes them;
+kcompat feeds nothing of its own.
 Reference: keras/src/models/functional.py, keras/src/ops/function.py (``_nodes``).
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 from ..errors import KcompatError
 from ..formats.keras.dialect import keras2_meanings
-from .reference import Reference, ReferenceResult
+from .reference import Reference, ReferenceResult, node_key
 
 
 @contextmanager
@@ -130,13 +132,15 @@ class KerasReference(Reference):
             if name not in first:
                 notes.append(f"layer '{flat}' was not found in the {self.who} model; not compared")
                 continue
-            op, tensors, fed = first[name]
+            op, calls, fed = first[name]
+            tensors = calls[0]
             params[flat] = int(op.count_params()) if hasattr(op, "count_params") and op.built else 0
             declared[flat] = tuple(tensors[0].shape) if len(tensors) == 1 else [tuple(t.shape) for t in tensors]
-            probe_names.append((flat, len(tensors)))
-            probe_outputs.extend(tensors)
-            if flat in model.expansion.children:
-                nested.append((flat, op, len(fed)))
+            for k, call in enumerate(calls[:max(len(model.expansion.origin[flat].nodes), 1)]):  # call k is call k
+                probe_names.append((node_key(flat, k), len(call)))
+                probe_outputs.extend(call)
+            if flat in model.expansion.children:  # its first call's inputs follow its calls' outputs
+                nested.append((probe_names[-1][0], flat, op, len(fed)))
                 probe_outputs.extend(fed)
         if not probe_outputs:
             return
@@ -148,11 +152,11 @@ class KerasReference(Reference):
                                f"{first_line(e, 300)}") from None
         values = [np.asarray(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
         i = 0
-        for flat, n in probe_names:
-            outputs[flat] = values[i] if n == 1 else values[i:i + n]
+        for key, n in probe_names:
+            outputs[key] = values[i] if n == 1 else values[i:i + n]
             i += n
-            if nested and nested[0][0] == flat:
-                _, op, n_fed = nested.pop(0)
+            if nested and nested[0][0] == key:
+                _, flat, op, n_fed = nested.pop(0)
                 inner = getattr(op, "_functional", None) or op
                 self._probe(module, inner, values[i:i + n_fed], model.expansion.path[flat], model, scopes,
                             results, notes)
@@ -166,17 +170,17 @@ class KerasReference(Reference):
         return f"keras {keras.__version__} ({keras.backend.backend()})"
 
     def first_nodes(self, graph) -> dict:
-        """Operation name -> (operation, output tensors, input tensors) of its first call inside this model."""
+        """Operation name -> (operation, the output tensors of each of its calls inside this model in call
+        order, the input tensors of its first call)."""
         import keras
         from keras.src.ops.function import make_node_key
         own = graph._nodes
         first = {}
         for op in graph.operations:
-            for i, node in enumerate(op._inbound_nodes):
-                if make_node_key(op, i) in own:
-                    fed = [t for t in keras.tree.flatten(node.arguments.args) if isinstance(t, keras.KerasTensor)]
-                    first[op.name] = (op, list(node.output_tensors), fed)
-                    break
+            mine = [node for i, node in enumerate(op._inbound_nodes) if make_node_key(op, i) in own]
+            if mine:
+                fed = [t for t in keras.tree.flatten(mine[0].arguments.args) if isinstance(t, keras.KerasTensor)]
+                first[op.name] = (op, [list(node.output_tensors) for node in mine], fed)
         return first
 
     def input_names(self, graph) -> list[str]:

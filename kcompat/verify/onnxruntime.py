@@ -2,7 +2,7 @@
 
 For an .onnx file the ORIGINAL file runs, with the ONNX tensor behind each imported layer
 (``spec.onnx_names``, kept by the importer) added as a graph output. For a Keras file,
-kcompat exports the model (every layer's output is an ONNX tensor named after the layer)
+kcompat exports the model (every call node's output is an ONNX tensor named after its key)
 and onnxruntime runs that export: then an exporter bug and a NumPy bug that agree would
 go unseen, and the notes say so.
 Reference: onnxruntime.InferenceSession; kcompat/formats/onnx/export/driver.py (tensor naming).
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KcompatError
-from .reference import Reference, ReferenceResult
+from .reference import Reference, ReferenceResult, node_key
 
 
 def import_onnxruntime():
@@ -42,7 +42,7 @@ class OnnxRuntimeReference(Reference):
         if Path(self.path).suffix.lower() == ".onnx":
             from ..formats.onnx.import_.graph import load_checked
             proto = load_checked(self.path)
-            names = dict(model.spec.onnx_names or {})
+            names = dict(model.spec.onnx_names or {})  # imported layers are called once: key = layer name
             missing = [ls.name for ls in model.spec.layers if ls.name not in names]
             if missing:
                 notes.append(f"layers {missing} have no ONNX tensor of their own (made by kcompat's import); "
@@ -50,11 +50,12 @@ class OnnxRuntimeReference(Reference):
         else:
             from ..formats.onnx.export.driver import to_onnx
             proto = to_onnx(model, self.opset, optimize=False)  # every layer's output kept
-            names = {ls.name: ls.name for ls in model.graph.layers}  # nested models' layers as outer/inner
+            names = _export_names(model, proto)
             notes.append(f"onnxruntime ran kcompat's own ONNX export (opset {proto.opset_import[0].version}) of "
                          f"{self.path}; an exporter bug that matches a NumPy bug would not show")
         feed = self._feed(proto, model, names, inputs)
-        wanted = [t for t in dict.fromkeys(names.values()) if t not in feed]
+        tensors = [t for v in names.values() for t in (v if isinstance(v, list) else [v])]
+        wanted = [t for t in dict.fromkeys(tensors) if t not in feed]
         _add_outputs(proto, wanted)
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -65,9 +66,16 @@ class OnnxRuntimeReference(Reference):
         except Exception as e:  # onnxruntime raises its own exception types
             raise KcompatError(f"onnxruntime reference: {self.path}: {str(e).strip().splitlines()[0]}") from None
         by_tensor = dict(zip(wanted, values)) | feed
+        outputs = {}
+        for key, t in names.items():
+            if isinstance(t, list):
+                if all(x in by_tensor for x in t):
+                    outputs[key] = [by_tensor[x] for x in t]
+            elif t in by_tensor:
+                outputs[key] = by_tensor[t]
         layouts = model.spec.onnx_layouts or {}  # a layer kcompat moved to channels-last: its tensor, moved too
-        outputs = {layer: np.transpose(by_tensor[t], layouts[layer]) if layer in layouts else by_tensor[t]
-                   for layer, t in names.items() if t in by_tensor}
+        for key in set(layouts) & set(outputs):
+            outputs[key] = np.transpose(outputs[key], layouts[key])
         return ReferenceResult(f"onnxruntime {ort.__version__}", outputs, {}, {}, notes)
 
     @staticmethod
@@ -84,6 +92,20 @@ class OnnxRuntimeReference(Reference):
             perm = (model.spec.onnx_layouts or {}).get(name)
             feed[tensor] = array if perm is None else np.transpose(array, np.argsort(perm))  # back to ONNX's
         return feed
+
+
+def _export_names(model, proto) -> dict:
+    """Node key -> the ONNX tensor(s) kcompat's exporter named after it (export/driver.py): ``name`` for
+    a layer's first call, ``name:N`` for call N, ``<that>:i`` for output i >= 1 of a multi-output layer."""
+    made = {o for n in proto.graph.node for o in n.output} | {i.name for i in proto.graph.input}
+    names = {}
+    for name, k in model.order:
+        base = node_key(name, k)
+        shape = model.shapes[(name, k)]
+        tensors = [base] + [f"{base}:{i}" for i in range(1, len(shape))] if isinstance(shape, list) else [base]
+        if all(t in made for t in tensors):
+            names[base] = tensors if isinstance(shape, list) else base
+    return names
 
 
 def _add_outputs(proto, tensors: list[str]) -> None:

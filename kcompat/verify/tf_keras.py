@@ -41,10 +41,9 @@ class TfKerasReference(KerasReference):
         own = graph._network_nodes  # "<layer>_ib-<i>" for the calls that belong to this model
         first = {}
         for layer in graph.layers:
-            for i, node in enumerate(layer._inbound_nodes):
-                if f"{layer.name}_ib-{i}" in own:
-                    first[layer.name] = (layer, _flat(node.outputs), _flat(node.input_tensors))
-                    break
+            mine = [node for i, node in enumerate(layer._inbound_nodes) if f"{layer.name}_ib-{i}" in own]
+            if mine:
+                first[layer.name] = (layer, [_flat(node.outputs) for node in mine], _flat(mine[0].input_tensors))
         return first
 
     def input_names(self, graph) -> list[str]:
