@@ -118,7 +118,8 @@ class Op(Layer):
 
     def call_node(self, args, kwargs, weights):
         args = [as_array(a) for a in args]
-        return _finish(self.compute(*args, **kwargs), args)
+        y = self.compute(*args, **kwargs)
+        return [_finish(v, args) for v in y] if isinstance(y, list) else _finish(y, args)  # TopK: 2 outputs
 
     def node_output_shape(self, args, kwargs):
         try:
@@ -204,8 +205,14 @@ register_table(_Binary, {
     "Power": np.power, "Maximum": np.maximum, "Minimum": np.minimum,
     "Greater": np.greater, "GreaterEqual": np.greater_equal, "Less": np.less, "LessEqual": np.less_equal,
     "Equal": np.equal, "NotEqual": np.not_equal, "LogicalAnd": np.logical_and, "LogicalOr": np.logical_or,
-    "LogicalXor": np.logical_xor, "Arctan2": np.arctan2, "Hypot": np.hypot,
+    "LogicalXor": np.logical_xor, "Arctan2": np.arctan2, "Hypot": np.hypot, "Fmod": _quiet(np.fmod),
+    # bitwise (integers and bools); shifts by the bit width or more give 0 (NumPy; TF leaves them undefined)
+    "BitwiseAnd": np.bitwise_and, "BitwiseOr": np.bitwise_or, "BitwiseXor": np.bitwise_xor,
+    "LeftShift": np.left_shift, "BitwiseLeftShift": np.left_shift, "RightShift": np.right_shift,
+    "BitwiseRightShift": np.right_shift,
 })
+
+register_table(_Unary, {"BitwiseInvert": np.invert, "BitwiseNot": np.invert})
 
 
 class _Parametric(Op):

@@ -90,6 +90,13 @@ class Builder:
             return self.g.shape(x.onnx)
         return tuple(np.shape(x))
 
+    def dtype(self, x) -> np.dtype | None:
+        """The ONNX element type of a Sym's tensor or a constant (None when unknown). In the Keras model every
+        float is float32 (see Cast); integers and bools keep ONNX's dtype."""
+        if isinstance(x, Sym):
+            return self.g.dtype(x.onnx)
+        return np.asarray(x).dtype if isinstance(x, np.ndarray) else None
+
     def rank(self, x) -> int:
         shape = self.shape(x)
         if shape is None:
@@ -157,16 +164,32 @@ class Builder:
                        nodes=[Node(args=self._args(args))], weights=[], module=module)
         return self._add(ls, None if inner else self._out())
 
-    def _args(self, args: list) -> list:
+    def op_outputs(self, class_name: str, args: list, count: int, module: str = "keras.src.ops.numpy",
+                   **config) -> list[Sym]:
+        """A Keras 3 op node with ``count`` outputs (``ops.top_k``: values, indices), as inner Syms."""
+        first = self.op(class_name, args, module=module, inner=True, **config)
+        return [first] + [Sym(TensorRef(first.ref.layer, 0, i), f"{first.onnx}:{i}") for i in range(1, count)]
+
+    def claim(self, y: Sym) -> Sym:
+        """Make ``y`` (the last step of a composition, built ``inner``) the node's output: it stands for the ONNX
+        output tensor and its layer is compared against it by verify."""
+        out = self._out()
+        if out and not y.ref.index and y.ref.layer not in self.onnx_names:
+            self.onnx_names[y.ref.layer] = out
+        return Sym(y.ref, out) if out else y
+
+    def _args(self, args: list, top: bool = True) -> list:
         out = []
         for a in args:
             if isinstance(a, Sym):
                 out.append(a.ref)
             elif isinstance(a, list):
-                out.append(self._args(a))
-            elif isinstance(a, np.ndarray) and a.size == 1 and a.dtype.kind == "f":
+                out.append(self._args(a, top=False))
+            elif isinstance(a, np.ndarray) and a.size == 1 and a.dtype.kind == "f" and top:  # a weak Python float
                 out.append(float(a.reshape(())))
             elif isinstance(a, np.ndarray):
+                if a.dtype.kind == "f":  # the Keras model computes floats in float32 (float64 would promote)
+                    a = a.astype(np.float32)
                 out.append({"class_name": "__numpy__", "config": {"value": a.tolist(), "dtype": str(a.dtype)}})
             else:
                 out.append(a)

@@ -19,7 +19,8 @@ from ....errors import FormatError, UnsupportedError
 from ....spec import ModelSpec, Node, TensorRef, map_refs
 from ...keras.weights import keras_order
 from ..common import np_dtype
-from . import lower_conv, lower_math, lower_normalization, lower_pooling, lower_reshaping  # noqa: F401 (fill LOWERINGS)
+from . import (lower_conv, lower_logic, lower_math, lower_normalization, lower_pooling,  # noqa: F401 (fill LOWERINGS)
+               lower_reduce, lower_reshaping)
 from .builder import Builder, Sym, sanitize
 from .graph import OnnxGraph, load_checked
 from .lowering import LOWERINGS, Dynamic
@@ -33,6 +34,9 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
     b = Builder(graph)
     for v in graph.inputs:
         dtype = np_dtype(v.type.tensor_type.elem_type)
+        if dtype.kind not in "biuf":  # strings, bfloat16, float8, 4-bit types
+            raise UnsupportedError(f"{path}: graph input '{v.name}' holds {dtype}; a Keras model's inputs are "
+                                   f"bool, integers or floats")
         b.input(v.name, graph.input_shape(v), "float32" if dtype.kind == "f" else str(dtype))
     matches = find_matches(graph)
     inner = {i for m in matches.values() for i in m.nodes if i != m.root}
@@ -67,7 +71,8 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
             continue
         for name, value in zip(node.output, values):
             if name and isinstance(value, Sym):
-                b.env[name] = value
+                known = b.g.shape(value.onnx) is not None or b.g.dtype(value.onnx) is not None
+                b.env[name] = value if known else Sym(value.ref, name)  # an inner step now stands for `name`
     if unsupported:
         listed = ", ".join(f"{k} x{v}" for k, v in unsupported.items())
         raise UnsupportedError(f"{path}: unsupported ONNX ops: {listed}")

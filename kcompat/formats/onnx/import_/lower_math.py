@@ -9,6 +9,7 @@ import numpy as np
 
 from ..common import SELU_ALPHA, SELU_SCALE
 from .builder import Sym
+from .lower_logic import cast, truncate_divide
 from .lowering import NN, as_const, as_sym, axes_arg, close, f32, lowering, refuse
 
 
@@ -84,8 +85,14 @@ def Shrink(b, input, bias=0.0, lambd=0.5):
 @lowering("Clip")
 def Clip(b, input, min=None, max=None):
     x = as_sym(b, input)
-    lo = None if min is None else float(np.asarray(min).reshape(()))
-    hi = None if max is None else float(np.asarray(max).reshape(()))
+    dtype = b.dtype(x)
+    if dtype is not None and dtype.kind in "iu":  # integer bounds keep the integer dtype (Keras's clip)
+        info = np.iinfo(dtype)
+        lo = int(info.min) if min is None else int(as_const(min, "min").reshape(()))
+        hi = int(info.max) if max is None else int(as_const(max, "max").reshape(()))
+        return b.op("Clip", [x], x_min=lo, x_max=hi)
+    lo = None if min is None else float(np.asarray(as_const(min, "min")).reshape(()))
+    hi = None if max is None else float(np.asarray(as_const(max, "max")).reshape(()))
     known = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh", (0.0, None): "relu"}
     if (lo, hi) in known:
         return b.activation(x, known[(lo, hi)])
@@ -189,6 +196,12 @@ def _binary(keras_name: str) -> Callable:
             fused = fused or (b.add_bias(c, a) if isinstance(a, np.ndarray) else None)
             if fused is not None:
                 return fused
+        dtype = b.dtype(a)
+        if keras_name == "Divide" and dtype is not None and dtype.kind in "iu":  # ONNX: toward zero
+            return truncate_divide(b, a, c) if dtype.kind == "i" else b.op("FloorDivide", [a, c])
+        if keras_name == "Power" and dtype is not None and dtype.kind in "iu" and b.dtype(c) is not None \
+                and b.dtype(c).kind == "f":  # ONNX Pow keeps the base's type: the float power, truncated
+            return cast(b, b.op("Power", [a, c], inner=True, suffix="power"), dtype)
         merged = _merge_layer(b, keras_name, inputs)
         if merged is not None:
             return merged
@@ -231,36 +244,14 @@ def Identity(b, input):
 
 @lowering("Dropout")
 def Dropout(b, data, ratio=None, training_mode=None, is_test=0, seed=None):
-    return data  # identity at inference (the mask output is not supported: nothing reads it in practice)
-
-
-@lowering("Cast")
-def Cast(b, input, to=1, saturate=1, round_mode=None):
-    if isinstance(input, Sym) and to in (1, 11):  # FLOAT, DOUBLE: Keras computes in float32
-        return input
-    raise refuse(f"to={to}")
-
-
-def _reduce(keras_name: str) -> Callable:
-    def lower(b, data, axes=None, keepdims=1, noop_with_empty_axes=0):
-        x = as_sym(b, data)
-        found = axes_arg(axes) if isinstance(axes, np.ndarray) else axes_arg(None, axes)
-        if not found and noop_with_empty_axes:
-            return x
-        rank = b.rank(x)
-        spatial = {tuple(range(2, rank)): "channels_first", tuple(range(1, rank - 1)): "channels_last"}
-        fmt = spatial.get(tuple(sorted(a % rank for a in found or ())))
-        if keras_name in ("Mean", "Max") and fmt and 3 <= rank <= 5:  # x.mean((2, 3)) of NCHW, (1, 2) of NHWC
-            kind = "Average" if keras_name == "Mean" else "Max"
-            return b.layer(f"Global{kind}Pooling{rank - 2}D", {"data_format": fmt, "keepdims": bool(keepdims)}, [x])
-        axis = None if not found else (found[0] if len(found) == 1 else found)
-        return b.op(keras_name, [x], axis=axis, keepdims=bool(keepdims))
-    return lower
-
-
-for _op, _name in {"ReduceMean": "Mean", "ReduceSum": "Sum", "ReduceMax": "Max", "ReduceMin": "Min"}.items():
-    lowering(_op)(_reduce(_name))
-
+    """The identity at inference; training mode (random) is refused unless the ratio is 0."""
+    training = training_mode is not None and bool(np.asarray(as_const(training_mode, "training_mode")).any())
+    if training and (ratio is None or float(np.asarray(as_const(ratio, "ratio")).reshape(-1)[0]) != 0.0):
+        raise refuse("training_mode=True (a random mask)")
+    if len(b.node.output) > 1 and b.node.output[1] and (b.g.consumers.get(b.node.output[1])
+                                                        or b.node.output[1] in b.g.outputs):
+        raise refuse("the mask output")
+    return data
 
 
 @lowering("PRelu")

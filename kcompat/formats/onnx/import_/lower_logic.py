@@ -1,0 +1,141 @@
+"""ONNX dtype, comparison, logic and bitwise ops -> Keras 3 op nodes: Cast / CastLike, Less ... Equal, Not /
+And / Or / Xor, BitwiseAnd ... BitShift, IsNaN / IsInf, Where, Mod. Contract: lowering.py.
+
+dtypes: every float in the imported Keras model is float32 (kcompat reads float inputs as float32), so a
+Cast between float types is the identity, except to float16, whose rounding is kept (a float16 round trip).
+Integers and bools keep ONNX's dtype exactly. Reference: onnx/reference/ops/op_cast.py, op_mod.py,
+op_bitshift.py, op_isinf.py.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..common import np_dtype
+from .builder import Sym
+from .lowering import as_const, as_sym, lowering, refuse
+
+CORE = "keras.src.ops.core"  # the module of Keras's Cast op node
+
+
+def cast(b, x, dtype: np.dtype, inner: bool = False) -> Sym:
+    """``x`` as ONNX ``dtype`` in the Keras model (floats as float32); no node when it already is."""
+    x = as_sym(b, x)
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biuf":
+        raise refuse(f"to={dtype} (Keras tensors are bool, integers or floats)")
+    src = b.dtype(x)
+    if dtype.kind == "f":
+        if dtype == np.float16 and src != np.float16:  # ONNX rounds to float16: a float16 round trip
+            half = b.op("Cast", [x], module=CORE, inner=True, suffix="float16", dtype="float16")
+            return b.op("Cast", [half], module=CORE, inner=inner, dtype="float32")
+        if src is not None and src.kind == "f":
+            return x
+        return b.op("Cast", [x], module=CORE, inner=inner, dtype="float32")
+    if src == dtype:
+        return x
+    return b.op("Cast", [x], module=CORE, inner=inner, dtype=dtype.name)
+
+
+def _target(to: int) -> np.dtype:
+    dtype = np_dtype(to)
+    if to in (16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26) or dtype.kind not in "biuf":  # bfloat16, float8, 4/2-bit
+        raise refuse(f"to={to} ({dtype}: no Keras dtype)")
+    return dtype
+
+
+@lowering("Cast")
+def Cast(b, input, to=1, saturate=1, round_mode="up"):
+    return cast(b, input, _target(to))
+
+
+@lowering("CastLike")
+def CastLike(b, input, target_type, saturate=1, round_mode="up"):
+    dtype = b.dtype(target_type)
+    if dtype is None:
+        raise refuse("target_type of unknown dtype")
+    return cast(b, input, _target(_onnx_type(dtype)))
+
+
+def _onnx_type(dtype: np.dtype) -> int:
+    from onnx import helper
+    return helper.np_dtype_to_tensor_dtype(dtype)
+
+
+def _two(keras_name: str) -> Callable:
+    def lower(b, A, B):
+        if not isinstance(A, Sym) and not isinstance(B, Sym):
+            raise refuse("both inputs constant")
+        return b.op(keras_name, [A, B])
+    return lower
+
+
+for _op, _keras in {"Less": "Less", "LessOrEqual": "LessEqual", "Greater": "Greater",
+                    "GreaterOrEqual": "GreaterEqual", "Equal": "Equal", "And": "LogicalAnd", "Or": "LogicalOr",
+                    "Xor": "LogicalXor", "BitwiseAnd": "BitwiseAnd", "BitwiseOr": "BitwiseOr",
+                    "BitwiseXor": "BitwiseXor"}.items():
+    lowering(_op)(_two(_keras))
+
+
+@lowering("Not")
+def Not(b, X):
+    return b.op("LogicalNot", [as_sym(b, X)])
+
+
+@lowering("BitwiseNot")
+def BitwiseNot(b, X):
+    return b.op("BitwiseNot", [as_sym(b, X)])
+
+
+@lowering("BitShift")
+def BitShift(b, X, Y, direction=""):
+    if direction not in ("LEFT", "RIGHT"):
+        raise refuse(f"direction={direction!r}")
+    return b.op("LeftShift" if direction == "LEFT" else "RightShift", [X, Y])
+
+
+@lowering("IsNaN")
+def IsNaN(b, X):
+    return b.op("Isnan", [as_sym(b, X)])
+
+
+@lowering("IsInf")
+def IsInf(b, X, detect_negative=1, detect_positive=1):
+    x = as_sym(b, X)
+    if detect_negative and detect_positive:
+        return b.op("Isinf", [x])
+    if not detect_negative and not detect_positive:
+        raise refuse("detect_negative=0 with detect_positive=0")
+    inf = b.op("Isinf", [x], inner=True, suffix="isinf")
+    side = b.op("Greater" if detect_positive else "Less", [x, 0.0], inner=True, suffix="sign")
+    return b.op("LogicalAnd", [inf, side])
+
+
+@lowering("Where")
+def Where(b, condition, X, Y):
+    if not any(isinstance(v, Sym) for v in (condition, X, Y)):
+        raise refuse("every input constant")
+    return b.op("Where", [condition, X, Y])
+
+
+@lowering("Mod")
+def Mod(b, A, B, fmod=0):
+    """fmod=1: C's fmod (the dividend's sign), Keras's Fmod; fmod=0: floor mod (the divisor's sign), Keras's Mod."""
+    if not isinstance(A, Sym) and not isinstance(B, Sym):
+        raise refuse("both inputs constant")
+    return b.op("Fmod" if fmod else "Mod", [A, B])
+
+
+def truncate_divide(b, a, c) -> Sym:
+    """Integer division rounding toward zero (ONNX Div, C): (a - fmod(a, c)) // c, exact."""
+    rest = b.op("Fmod", [a, c], inner=True, suffix="fmod")
+    return b.op("FloorDivide", [b.op("Subtract", [a, rest], inner=True, suffix="whole"), c])
+
+
+def as_int_constant(value, what: str) -> int:
+    """A scalar constant input (K, axis, depth) as a Python int."""
+    arr = as_const(value, what)
+    if arr.size != 1:
+        raise refuse(f"{what} of shape {list(arr.shape)} (one value expected)")
+    return int(arr.reshape(()))
