@@ -197,6 +197,8 @@ class Model:
         feed = {}
         for ref, arr in zip(self.spec.inputs, arrays):
             arr = np.asarray(arr)
+            if arr.dtype.kind == "V" and arr.dtype.name.startswith(("bfloat", "float")):  # ml_dtypes: bfloat16, float8
+                arr = arr.astype(np.float32)
             if arr.dtype.kind not in "fiub":
                 raise ShapeError(f"input '{ref.layer}' must be numeric; received dtype {arr.dtype}")
             declared = _declared_dtype(self.specs[ref.layer])

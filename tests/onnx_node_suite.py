@@ -14,7 +14,7 @@ and such a case ends in a clean "unsupported". The model is written to a tempora
 
 Comparison, as onnx/backend/test/runner/__init__.py (``assert_similar_outputs``) does: same number of
 outputs, same shapes, ``np.testing.assert_allclose`` at the case's rtol / atol (1e-3 / 1e-7 for every
-node case; NaNs equal). dtypes: integer and bool outputs must have exactly ONNX's dtype; a float output
+node case; NaNs equal; rtol at least 2^-6 for a bfloat16 output, as the runner). dtypes: integer and bool outputs must have exactly ONNX's dtype; a float output
 may be float32 where ONNX computes float64 or float16 (a Keras model computes in float32, and kcompat
 reads float inputs as float32), and must be a float.
 
@@ -134,12 +134,14 @@ def compare(got: list, want: list, rtol: float, atol: float) -> str | None:
             if not np.array_equal(g, w):
                 return f"output {i}: strings differ"
             continue
-        float_ok = w.dtype.kind == "f" and g.dtype == np.float32
+        float_ok = w.dtype.kind == "f" or w.dtype.name.startswith(("bfloat", "float"))  # ml_dtypes floats too
+        float_ok = float_ok and g.dtype == np.float32
         if g.dtype != w.dtype and not float_ok:
             return f"output {i}: dtype {g.dtype}, expected {w.dtype}"
         if w.dtype.kind in "fc" or w.dtype.kind == "V":
+            tol = max(rtol, 2**-6) if w.dtype.name == "bfloat16" else rtol  # the runner's: two bfloat16 ULPs
             try:
-                np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol)
+                np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=tol, atol=atol)
             except AssertionError as e:
                 lines = [ln.strip() for ln in str(e).splitlines() if ln.strip().startswith("Max")]
                 return f"output {i}: values differ ({'; '.join(lines)})"

@@ -317,6 +317,15 @@ class Round(Op):
         return np.round(x, self.decimals)  # half to even, like TF
 
 
+NARROW_FLOATS = ("bfloat16", "float8_e4m3fn", "float8_e5m2")  # Keras dtypes NumPy knows through ml_dtypes
+
+
+def narrow_float(name: str) -> np.dtype:
+    """bfloat16 / float8_e4m3fn / float8_e5m2 as NumPy dtypes (ml_dtypes, which onnx installs; RNE rounding)."""
+    import ml_dtypes
+    return np.dtype(getattr(ml_dtypes, name))
+
+
 @register("Cast", op=True)
 class Cast(Op):
     def __init__(self, config, name=None):
@@ -325,7 +334,7 @@ class Cast(Op):
         if isinstance(dtype, dict):
             dtype = dtype.get("config", {}).get("name", dtype)
         try:
-            self.dtype = np.dtype(dtype)
+            self.dtype = narrow_float(dtype) if dtype in NARROW_FLOATS else np.dtype(dtype)
         except TypeError:
             raise UnsupportedError(f"layer '{self.name}' (Cast): dtype {dtype!r} has no NumPy equivalent") from None
 

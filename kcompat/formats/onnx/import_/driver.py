@@ -18,9 +18,9 @@ import numpy as np
 from ....errors import FormatError, UnsupportedError
 from ....spec import ModelSpec, Node, TensorRef, map_refs
 from ...keras.weights import keras_order
-from ..common import np_dtype
+from ..common import is_float, np_dtype
 from . import (lower_conv, lower_logic, lower_math, lower_normalization, lower_pooling,  # noqa: F401 (fill LOWERINGS)
-               lower_reduce, lower_reshaping)
+               lower_index, lower_reduce, lower_reshaping)
 from .builder import Builder, Sym, sanitize
 from .graph import OnnxGraph, load_checked
 from .lowering import LOWERINGS, Dynamic
@@ -34,18 +34,22 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
     b = Builder(graph)
     for v in graph.inputs:
         dtype = np_dtype(v.type.tensor_type.elem_type)
-        if dtype.kind not in "biuf":  # strings, bfloat16, float8, 4-bit types
+        floating = is_float(dtype)  # bfloat16, float8 and float4 inputs are read as float32 too (exactly)
+        if dtype.kind not in "biu" and not floating:  # strings, 4-bit and 2-bit integers
             raise UnsupportedError(f"{path}: graph input '{v.name}' holds {dtype}; a Keras model's inputs are "
                                    f"bool, integers or floats")
-        b.input(v.name, graph.input_shape(v), "float32" if dtype.kind == "f" else str(dtype))
+        if not graph.input_shape(v):
+            raise UnsupportedError(f"{path}: graph input '{v.name}' is a scalar; a Keras Input has a batch axis")
+        b.input(v.name, graph.input_shape(v), "float32" if floating else str(dtype))
     matches = find_matches(graph)
     inner = {i for m in matches.values() for i in m.nodes if i != m.root}
     unsupported: Counter = Counter()
     poisoned: set[str] = set()
     for i, node in enumerate(graph.nodes):
         outs = [o for o in node.output if o]
-        if i in inner or all(o in graph.consts or o in graph.dynamic for o in outs):
-            continue
+        folded = all(o in graph.consts or o in graph.dynamic for o in outs)
+        if i in inner or (folded and not (node.op_type in ("Shape", "Size") and set(outs) & set(graph.outputs))):
+            continue  # (a shape that is a graph output is computed in the model: Keras outputs depend on inputs)
         label = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         if node.domain not in ("", "ai.onnx") or (node.op_type not in LOWERINGS and i not in matches):
             unsupported[label] += 1

@@ -12,42 +12,56 @@ from typing import Callable
 
 import numpy as np
 
-from ..common import np_dtype
+from ..common import is_float, np_dtype
 from .builder import Sym
 from .lowering import as_const, as_sym, lowering, refuse
 
 CORE = "keras.src.ops.core"  # the module of Keras's Cast op node
 
 
-def cast(b, x, dtype: np.dtype, inner: bool = False) -> Sym:
-    """``x`` as ONNX ``dtype`` in the Keras model (floats as float32); no node when it already is."""
+NARROW = {"float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"}  # float types Keras has besides float32 / 64
+
+
+def cast(b, x, dtype: np.dtype, inner: bool = False, saturate: int = 1) -> Sym:
+    """``x`` as ONNX ``dtype`` in the Keras model (floats as float32); no node when it already is. A narrower float
+    (float16, bfloat16, float8) rounds through it and back (float8 saturating first, as ONNX's ``saturate``)."""
     x = as_sym(b, x)
     dtype = np.dtype(dtype)
-    if dtype.kind not in "biuf":
-        raise refuse(f"to={dtype} (Keras tensors are bool, integers or floats)")
     src = b.dtype(x)
-    if dtype.kind == "f":
-        if dtype == np.float16 and src != np.float16:  # ONNX rounds to float16: a float16 round trip
-            half = b.op("Cast", [x], module=CORE, inner=True, suffix="float16", dtype="float16")
-            return b.op("Cast", [half], module=CORE, inner=inner, dtype="float32")
-        if src is not None and src.kind == "f":
+    if is_float(dtype):
+        if dtype.name in NARROW and src != dtype:
+            if dtype.name.startswith("float8") and saturate:
+                top = float(_finfo(dtype).max)
+                x = b.op("Clip", [x], inner=True, suffix="saturate", x_min=-top, x_max=top)
+            narrow = b.op("Cast", [x], module=CORE, inner=True, suffix=dtype.name, dtype=dtype.name)
+            return b.op("Cast", [narrow], module=CORE, inner=inner, dtype="float32")
+        if dtype.kind != "f" and dtype.name not in NARROW:
+            raise refuse(f"to={dtype} (no Keras dtype)")
+        if src is not None and is_float(src):
             return x
         return b.op("Cast", [x], module=CORE, inner=inner, dtype="float32")
+    if dtype.kind not in "biu":
+        raise refuse(f"to={dtype} (no Keras dtype)")
     if src == dtype:
         return x
     return b.op("Cast", [x], module=CORE, inner=inner, dtype=dtype.name)
 
 
+def _finfo(dtype: np.dtype):
+    import ml_dtypes
+    return ml_dtypes.finfo(dtype)
+
+
 def _target(to: int) -> np.dtype:
     dtype = np_dtype(to)
-    if to in (16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26) or dtype.kind not in "biuf":  # bfloat16, float8, 4/2-bit
+    if to in (21, 22, 25, 26) or (dtype.kind not in "biuf" and not is_float(dtype)):  # 4-bit / 2-bit integers, strings
         raise refuse(f"to={to} ({dtype}: no Keras dtype)")
     return dtype
 
 
 @lowering("Cast")
 def Cast(b, input, to=1, saturate=1, round_mode="up"):
-    return cast(b, input, _target(to))
+    return cast(b, input, _target(to), saturate=saturate)
 
 
 @lowering("CastLike")
@@ -55,7 +69,7 @@ def CastLike(b, input, target_type, saturate=1, round_mode="up"):
     dtype = b.dtype(target_type)
     if dtype is None:
         raise refuse("target_type of unknown dtype")
-    return cast(b, input, _target(_onnx_type(dtype)))
+    return cast(b, input, _target(_onnx_type(dtype)), saturate=saturate)
 
 
 def _onnx_type(dtype: np.dtype) -> int:

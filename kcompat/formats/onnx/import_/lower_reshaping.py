@@ -22,7 +22,9 @@ def Flatten(b, input, axis=1):
     if axis == 1:
         return b.layer("Flatten", {"data_format": "channels_last"}, [x])
     shape = b.shape(x)
-    if axis == 0 or any(d is None for d in shape[axis:]):
+    if axis == 0:  # (1, everything)
+        return b.op("Reshape", [x], newshape=[1, -1])
+    if any(d is None for d in shape[axis:]):
         raise refuse(f"axis={axis}")
     return b.op("Reshape", [x], newshape=[-1, int(np.prod(shape[axis:]))])
 
@@ -218,8 +220,8 @@ def Slice(b, data, starts=None, ends=None, axes=None, steps=None):
             cuts[a % rank] = cut
     if not cuts:
         return x
-    if 0 in cuts:
-        raise refuse("slicing the batch axis")
+    if 0 in cuts and shape[0] is None:
+        raise refuse("slicing a batch axis of unknown size")
     pairs = _crop_pairs(cuts, shape)
     if pairs is not None and 3 <= rank <= 5:
         for fmt, spatial in (("channels_last", range(1, rank - 1)), ("channels_first", range(2, rank))):
@@ -315,18 +317,18 @@ def Gather(b, data, indices, axis=0):
         return b.layer("Embedding", {"input_dim": int(data.shape[0]), "output_dim": int(data.shape[1]),
                                      "mask_zero": False}, [indices], [np.ascontiguousarray(data)])
     x = as_sym(b, data, "data")
-    idx = as_const(indices, "indices")
     rank = b.rank(x)
     axis %= rank
-    if axis == 0:
-        raise refuse("gathering along the batch axis")
     n = b.shape(x)[axis]
+    if not isinstance(indices, np.ndarray):  # computed indices: Keras's take
+        return b.op("Take", [x, indices], axis=axis)
+    idx = indices
     flat = [int(v) + (n if v < 0 and n is not None else 0) for v in idx.reshape(-1)]
     if idx.ndim == 0:
         return b.op("GetItem", [x, axis_slice(axis)[:-1] + [flat[0]]])  # x[:, .., i]: the axis goes
     steps = {q - p for p, q in zip(flat, flat[1:])}
-    if idx.ndim != 1 or len(steps) > 1 or 0 in steps or any(v < 0 for v in flat):
-        raise refuse(f"indices {idx.tolist()} (only a scalar or an evenly spaced list becomes a slice)")
+    if idx.ndim != 1 or len(steps) > 1 or 0 in steps or any(v < 0 for v in flat):  # any other list: Keras's take
+        return b.op("Take", [x, np.asarray(flat, np.int64).reshape(idx.shape)], axis=axis)
     step = steps.pop() if steps else 1
     stop = flat[-1] + (1 if step > 0 else -1)
     return b.op("GetItem", [x, axis_slice(axis, flat[0], None if stop < 0 else stop, step)])

@@ -1,0 +1,232 @@
+"""ONNX ops that select, index or rearrange -> Keras 3 op nodes: Trilu (Triu / Tril), Split (GetItem slices),
+Einsum, GatherElements (TakeAlongAxis), GatherND (Reshape + Take), ScatterND / ScatterElements (ScatterUpdate,
+element indices made index tuples at import), OneHot, Expand (BroadcastTo), DepthToSpace / SpaceToDepth
+(Reshape + Transpose), Shape and Size (Size op nodes: the shape of x as Keras can compute it).
+Contract: lowering.py. Reference: onnx/reference/ops/op_*.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .builder import Sym
+from .lower_logic import as_int_constant, cast
+from .lowering import as_const, as_sym, lowering, refuse
+from .windows import axis_slice
+
+CORE = "keras.src.ops.core"
+
+
+def _axis(b, x, axis: int) -> int:
+    rank = b.rank(x)
+    if not -rank <= axis < rank:
+        raise refuse(f"axis={axis} for a rank-{rank} input")
+    return axis % rank
+
+
+@lowering("Trilu")
+def Trilu(b, input, k=None, upper=1):
+    x = as_sym(b, input)
+    if b.rank(x) < 2:
+        raise refuse("an input of rank < 2")
+    diagonal = 0 if k is None else as_int_constant(k, "k")
+    return b.op("Triu" if upper else "Tril", [x], k=diagonal)
+
+
+@lowering("Split")
+def Split(b, input, split=None, axis=0, num_outputs=None):
+    x = as_sym(b, input)
+    axis = _axis(b, x, axis)
+    n = b.shape(x)[axis]
+    count = len(b.node.output)
+    if split is not None:
+        sizes = [int(v) for v in np.reshape(split if isinstance(split, (list, tuple)) else as_const(split, "split"), -1)]
+    elif n is None:
+        raise refuse("an even split of an axis of unknown size")
+    elif num_outputs is not None:  # opset 18: ceil(n / num_outputs) each, the last smaller
+        part = -(-n // int(num_outputs))
+        sizes = [min(part, n - i * part) for i in range(int(num_outputs))]
+    else:
+        sizes = [n // count] * count
+    if len(sizes) != count or (n is not None and sum(sizes) != n) or min(sizes, default=0) < 0:
+        raise refuse(f"split {sizes} of an axis of {n} into {count} outputs")
+    outs, start = [], 0
+    for size, name in zip(sizes, b.node.output):
+        stop = start + size
+        key = axis_slice(axis, start or None, None if n is not None and stop == n else stop)
+        outs.append(b.op("GetItem", [x, key], inner=True, suffix=f"split{len(outs)}"))
+        start = stop
+    return outs
+
+
+@lowering("Einsum")
+def Einsum(b, *Inputs, equation=""):
+    if not any(isinstance(v, Sym) for v in Inputs):
+        raise refuse("every operand constant")
+    return b.op("Einsum", list(Inputs), subscripts=equation.replace(" ", ""))
+
+
+@lowering("GatherElements")
+def GatherElements(b, data, indices, axis=0):
+    x = as_sym(b, data, "data")
+    axis = _axis(b, x, axis)
+    return b.op("TakeAlongAxis", [x, _indices(indices)], axis=axis)
+
+
+def _indices(indices):
+    """Constant indices as int64 (a computed index tensor stays as it is)."""
+    return indices.astype(np.int64) if isinstance(indices, np.ndarray) else indices
+
+
+@lowering("GatherND")
+def GatherND(b, data, indices, batch_dims=0):
+    """x[idx...] as one Take on x flattened over the indexed axes, with the flat positions computed at import."""
+    x = as_sym(b, data, "data")
+    idx = as_const(indices, "indices").astype(np.int64)
+    shape = b.shape(x)
+    k, lead = idx.shape[-1], int(batch_dims)
+    dims = shape[:lead + k]
+    if None in dims:
+        raise refuse("indexed axes of unknown size")
+    idx = np.where(idx < 0, idx + np.asarray(dims[lead:]), idx)
+    grids = np.indices(idx.shape[:lead]) if lead else []
+    coords = [np.broadcast_to(g.reshape(g.shape + (1,) * (idx.ndim - 1 - lead)), idx.shape[:-1]) for g in grids]
+    coords += [idx[..., j] for j in range(k)]
+    flat = np.ravel_multi_index(coords, dims) if dims else np.zeros(idx.shape[:-1], np.int64)
+    rest = [int(d) for d in shape[lead + k:]] if None not in shape[lead + k:] else None
+    if rest is None:
+        raise refuse("trailing axes of unknown size")
+    y = b.op("Reshape", [x], inner=True, suffix="flat", newshape=[int(np.prod(dims, dtype=np.int64)), *rest])
+    return b.op("Take", [y, flat.astype(np.int64)], axis=0)
+
+
+REDUCTIONS = {"none": None, "add": "add", "mul": "mul", "max": "max", "min": "min"}
+
+
+@lowering("ScatterND")
+def ScatterND(b, data, indices, updates, reduction="none"):
+    x = as_sym(b, data, "data")
+    if reduction not in REDUCTIONS:
+        raise refuse(f"reduction={reduction}")
+    idx = as_const(indices, "indices").astype(np.int64)
+    shape = b.shape(x)
+    dims = shape[:idx.shape[-1]]
+    if None in dims:
+        raise refuse("indexed axes of unknown size")
+    idx = np.where(idx < 0, idx + np.asarray(dims, np.int64), idx)
+    return b.op("ScatterUpdate", [x, idx, updates], module=CORE, reduction=REDUCTIONS[reduction])
+
+
+@lowering("ScatterElements", "Scatter")
+def ScatterElements(b, data, indices, updates, axis=0, reduction="none"):
+    """Element indices along ``axis`` become full index tuples (the other coordinates are the position)."""
+    x = as_sym(b, data, "data")
+    if reduction not in REDUCTIONS:
+        raise refuse(f"reduction={reduction}")
+    idx = as_const(indices, "indices").astype(np.int64)
+    axis = _axis(b, x, axis)
+    n = b.shape(x)[axis]
+    if n is None and (idx < 0).any():
+        raise refuse("negative indices on an axis of unknown size")
+    idx = np.where(idx < 0, idx + (n or 0), idx)
+    grid = list(np.indices(idx.shape))
+    grid[axis] = idx
+    tuples = np.stack(grid, axis=-1)  # (*indices.shape, rank)
+    return b.op("ScatterUpdate", [x, tuples, updates], module=CORE, reduction=REDUCTIONS[reduction])
+
+
+@lowering("OneHot")
+def OneHot(b, indices, depth, values, axis=-1):
+    x = as_sym(b, indices, "indices")
+    n = int(np.asarray(as_const(depth, "depth")).reshape(-1)[0])
+    off, on = np.asarray(as_const(values, "values")).reshape(-1)[:2]
+    dtype = np.asarray(values).dtype
+    if (b.dtype(x) is None or b.dtype(x).kind != "u") and n > 0:  # ONNX counts a negative index from the end
+        if b.dtype(x) is not None and b.dtype(x).kind == "f":
+            x = cast(b, x, np.int64, inner=True)
+        wrapped = b.op("Add", [x, np.asarray(n, b.dtype(x) or np.int64)], inner=True, suffix="wrap")
+        x = b.op("Where", [b.op("Less", [x, 0], inner=True, suffix="negative"), wrapped, x], inner=True,
+                 suffix="index")
+    keras_dtype = "float32" if dtype.kind == "f" else dtype.name
+    y = b.op("OneHot", [x], module="keras.src.ops.nn", inner=True, num_classes=n, axis=int(axis), dtype=keras_dtype,
+             sparse=False)
+    if (off, on) != (0, 1):  # off + (on - off) * one_hot
+        y = b.op("Multiply", [y, np.asarray(on - off, dtype)], inner=True, suffix="scale")
+        y = b.op("Add", [y, np.asarray(off, dtype)], inner=True, suffix="offset")
+    return b.claim(y)
+
+
+@lowering("Expand")
+def Expand(b, input, shape):
+    x = as_sym(b, input)
+    have = b.shape(x)
+    target = [int(v) for v in as_const(shape, "shape").reshape(-1)]
+    if have is None or None in have:
+        raise refuse("an input of unknown shape")
+    out = list(np.broadcast_shapes(tuple(have), tuple(target)))
+    if out == list(have):
+        return x
+    return b.op("BroadcastTo", [x], shape=out)
+
+
+def _static(b, x, what: str) -> tuple:
+    shape = b.shape(x)
+    if shape is None or None in shape[1:]:
+        raise refuse(f"{what} of an input of unknown shape")
+    return shape
+
+
+@lowering("DepthToSpace")
+def DepthToSpace(b, input, blocksize=1, mode="DCR"):
+    x = as_sym(b, input)
+    n, c, h, w = _static(b, x, "DepthToSpace")
+    s = int(blocksize)
+    if c % (s * s) or mode not in ("DCR", "CRD"):
+        raise refuse(f"{c} channels, blocksize={s}, mode={mode}")
+    if mode == "DCR":  # (N, s, s, C', H, W) -> (N, C', H, s, W, s)
+        split, perm = [-1, s, s, c // (s * s), h, w], [0, 3, 4, 1, 5, 2]
+    else:  # (N, C', s, s, H, W) -> (N, C', H, s, W, s)
+        split, perm = [-1, c // (s * s), s, s, h, w], [0, 1, 4, 2, 5, 3]
+    y = b.op("Reshape", [x], inner=True, suffix="blocks", newshape=split)
+    y = b.op("Transpose", [y], inner=True, suffix="interleave", axes=perm)
+    return b.op("Reshape", [y], newshape=[-1, c // (s * s), h * s, w * s])
+
+
+@lowering("SpaceToDepth")
+def SpaceToDepth(b, input, blocksize=1):
+    x = as_sym(b, input)
+    n, c, h, w = _static(b, x, "SpaceToDepth")
+    s = int(blocksize)
+    if h % s or w % s:
+        raise refuse(f"a {h}x{w} input with blocksize={s}")
+    y = b.op("Reshape", [x], inner=True, suffix="blocks", newshape=[-1, c, h // s, s, w // s, s])
+    y = b.op("Transpose", [y], inner=True, suffix="gather", axes=[0, 3, 5, 1, 2, 4])  # (N, s, s, C, H', W')
+    return b.op("Reshape", [y], newshape=[-1, c * s * s, h // s, w // s])
+
+
+@lowering("Size")
+def Size(b, data):
+    return b.claim(b.op("Cast", [b.op("Size", [as_sym(b, data)], inner=True)], module=CORE, inner=True,
+                        dtype="int64"))
+
+
+@lowering("Shape")
+def Shape(b, data, start=0, end=None):
+    """Each size as ``ops.size`` of x's line along that axis (index 0 elsewhere), stacked, int64: the shape
+    computed in the model, so it follows a dynamic batch too."""
+    x = as_sym(b, data)
+    shape = b.shape(x)
+    rank = len(shape)
+    first, last = slice(start, end).indices(rank)[:2]
+    axes = range(first, max(first, last))
+    if not axes or 0 in shape:
+        raise refuse(f"the shape of a tensor of shape {list(shape)} (start={start}, end={end})")
+    sizes = []
+    for a in axes:
+        line = [0] * a + [_whole()] + [0] * (rank - a - 1)
+        sizes.append(b.op("Size", [b.op("GetItem", [x, line], inner=True, suffix=f"axis{a}")], inner=True))
+    y = b.op("Stack", [sizes], inner=True, axis=0)
+    return b.claim(b.op("Cast", [y], module=CORE, inner=True, dtype="int64"))
+
+
+def _whole() -> dict:
+    return {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
