@@ -297,6 +297,21 @@ class LogSoftmax(_Parametric):
         return act.log_softmax(x, axis=tuple(self.param) if isinstance(self.param, list) else self.param)
 
 
+@register("Threshold", op=True)
+class Threshold(Op):
+    """x where x > threshold, else default_value (``ops.threshold``; ThresholdedRelu with 0)."""
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        self.threshold, self.default_value = self.get("threshold"), self.get("default_value")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (self.threshold, self.default_value)):
+            raise self.fail(f"'threshold' and 'default_value' must be numbers. Received: threshold={self.threshold!r}, "
+                            f"default_value={self.default_value!r}")
+
+    def compute(self, x):
+        return np.where(x > self.threshold, x, np.asarray(self.default_value).astype(x.dtype))
+
+
 @register("Clip", op=True)
 class Clip(Op):
     def __init__(self, config, name=None):

@@ -314,6 +314,13 @@ def square(ctx, layer, inputs, weights):
     return ctx.op("Mul", x, x)
 
 
+@op_exporter("Threshold")
+def threshold(ctx, layer, inputs, weights):
+    x = ctx.operand(inputs[0])
+    above = ctx.op("Greater", x, const_like(ctx, layer.threshold, x))
+    return ctx.op("Where", above, x, const_like(ctx, layer.default_value, x))
+
+
 @op_exporter("Clip")
 def clip(ctx, layer, inputs, weights):
     lo, hi = layer.config.get("x_min"), layer.config.get("x_max")

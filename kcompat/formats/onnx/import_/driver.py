@@ -20,7 +20,7 @@ from ....spec import ModelSpec, Node, TensorRef, map_refs
 from ...keras.weights import keras_order
 from ..common import is_float, np_dtype
 from . import (lower_conv, lower_logic, lower_math, lower_normalization, lower_pooling,  # noqa: F401 (fill LOWERINGS)
-               lower_index, lower_reduce, lower_reshaping)
+               lower_index, lower_loss, lower_reduce, lower_reshaping)
 from .builder import Builder, Sym, sanitize
 from .graph import OnnxGraph, load_checked
 from .lowering import LOWERINGS, Dynamic
@@ -74,6 +74,8 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
             poisoned.update(outs)
             continue
         for name, value in zip(node.output, values):
+            if name and isinstance(value, np.ndarray):  # a lowering that folded its node (CastLike of a constant)
+                b.g.consts[name] = value
             if name and isinstance(value, Sym):
                 known = b.g.shape(value.onnx) is not None or b.g.dtype(value.onnx) is not None
                 b.env[name] = value if known else Sym(value.ref, name)  # an inner step now stands for `name`

@@ -25,8 +25,10 @@ NARROW = {"float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"}  # float types 
 def cast(b, x, dtype: np.dtype, inner: bool = False, saturate: int = 1) -> Sym:
     """``x`` as ONNX ``dtype`` in the Keras model (floats as float32); no node when it already is. A narrower float
     (float16, bfloat16, float8) rounds through it and back (float8 saturating first, as ONNX's ``saturate``)."""
-    x = as_sym(b, x)
     dtype = np.dtype(dtype)
+    if isinstance(x, np.ndarray):  # a constant cast to a computed tensor's type (CastLike in function bodies)
+        return _cast_constant(x, dtype, saturate)
+    x = as_sym(b, x)
     src = b.dtype(x)
     if is_float(dtype):
         if dtype.name in NARROW and src != dtype:
@@ -45,6 +47,17 @@ def cast(b, x, dtype: np.dtype, inner: bool = False, saturate: int = 1) -> Sym:
     if src == dtype:
         return x
     return b.op("Cast", [x], module=CORE, inner=inner, dtype=dtype.name)
+
+
+def _cast_constant(x: np.ndarray, dtype: np.dtype, saturate: int) -> np.ndarray:
+    """What ONNX's Cast makes of a constant, as the importer keeps it (floats rounded through ``dtype``)."""
+    if dtype.kind in "biu":
+        return x.astype(dtype)
+    if not is_float(dtype) or (dtype.kind != "f" and dtype.name not in NARROW):
+        raise refuse(f"to={dtype} (no Keras dtype)")
+    if dtype.name.startswith("float8") and saturate:
+        x = np.clip(x, -float(_finfo(dtype).max), float(_finfo(dtype).max))
+    return x.astype(dtype).astype(np.float32) if dtype.name in NARROW else x.astype(dtype)
 
 
 def _finfo(dtype: np.dtype):

@@ -276,3 +276,50 @@ def PRelu(b, X, slope):
             raise refuse(f"slope of shape {list(a.shape)} for an input of shape {list(shape)}")
     alpha = np.ascontiguousarray(a.reshape(full))  # Keras's alpha: input_shape[1:] with 1 on shared axes
     return b.layer("PReLU", {"shared_axes": shared or None}, [x], [alpha])
+
+
+@lowering("Mean")
+def Mean(b, *data_0):
+    """The mean of the inputs: their sum, divided by their count."""
+    if not any(isinstance(v, Sym) for v in data_0):
+        raise refuse("every input constant")
+    if len(data_0) == 1:
+        return data_0[0]
+    total = data_0[0]
+    for more in data_0[1:]:
+        total = b.op("Add", [total, more], inner=True, suffix="sum")
+    return b.op("Divide", [total, float(len(data_0))])
+
+
+@lowering("ThresholdedRelu")
+def ThresholdedRelu(b, X, alpha=1.0):
+    return b.op("Threshold", [as_sym(b, X)], module=NN, threshold=f32(alpha), default_value=0.0)
+
+
+@lowering("SwiGLU")
+def SwiGLU(b, A, B, alpha=1.0):
+    """a * sigmoid(alpha * a) * b (Keras's silu when alpha is 1)."""
+    a = as_sym(b, A)
+    if close(alpha, 1.0):
+        gate = b.op("Silu", [a], module=NN, inner=True, suffix="silu")
+    else:
+        scaled = b.op("Multiply", [a, f32(alpha)], inner=True, suffix="alpha")
+        gate = b.op("Multiply", [a, b.op("Sigmoid", [scaled], module=NN, inner=True, suffix="sigmoid")], inner=True,
+                    suffix="swish")
+    return b.op("Multiply", [gate, B])
+
+
+@lowering("LpNormalization")
+def LpNormalization(b, input, axis=-1, p=2):
+    """x / ||x||_p along ``axis``, 0 where the norm is 0 (onnx's reference)."""
+    x = as_sym(b, input)
+    if p not in (1, 2):
+        raise refuse(f"p={p}")
+    rank = b.rank(x)
+    part = b.op("Absolute" if p == 1 else "Square", [x], inner=True, suffix="abs" if p == 1 else "square")
+    norm = b.op("Sum", [part], inner=True, suffix="sum", axis=axis % rank, keepdims=True)
+    if p == 2:
+        norm = b.op("Sqrt", [norm], inner=True, suffix="norm")
+    y = b.op("Divide", [x, norm], inner=True, suffix="divide")
+    zero = b.op("Equal", [norm, 0.0], inner=True, suffix="zero")
+    return b.op("Where", [zero, 0.0, y])
