@@ -294,6 +294,9 @@ def round_(ctx, layer, inputs, weights):
 
 @op_exporter("Cast")
 def cast(ctx, layer, inputs, weights):
+    if layer.dtype.name.startswith("float8") and ctx.opset < 19:
+        raise UnsupportedError(f"layer '{layer.name}' (Cast): ONNX has {layer.dtype.name} from opset 19. "
+                               f"Received: opset={ctx.opset}")
     return ctx.op("Cast", ctx.operand(inputs[0]), to=helper.np_dtype_to_tensor_dtype(layer.dtype))
 
 

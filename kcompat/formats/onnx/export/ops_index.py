@@ -31,6 +31,9 @@ def _scan(onnx_op: str):
         x = cast_to(ctx, x, dtype)
         size = None if layer.axis is None else ctx.shape(inputs[0])[layer.axis]
         x, axis = _flat_axis(ctx, layer, x)
+        if onnx_op == "CumSum" and np.dtype(dtype) in (np.int8, np.int16, np.uint8, np.uint16):  # not ONNX's types
+            total = ctx.op(onnx_op, cast_to(ctx, x, np.int32), ctx.ints(axis, "axis"))
+            return cast_to(ctx, total, dtype)  # int32 sums cast back wrap as the narrow type does
         if onnx_op == "CumSum" or ctx.opset >= 26:
             return ctx.op(onnx_op, x, ctx.ints(axis, "axis"))
         if size is None or size > 256:  # before CumProd: a chain of products over the cells of the axis
@@ -84,21 +87,16 @@ def _index(ctx, indices) -> str:
 
 @op_exporter("TakeAlongAxis")
 def take_along_axis(ctx, layer, inputs, weights):
-    """GatherElements; Keras broadcasts the axes other than ``axis``: both operands expanded to that shape."""
+    """GatherElements; Keras broadcasts the axes other than ``axis``: each operand is expanded by the other's shape
+    with 1 at ``axis`` (Expand broadcasts, so each keeps its own size there)."""
     x, indices = inputs[0], _index(ctx, inputs[1])
     x, axis = _flat_axis(ctx, layer, x)
-    xs = list(ctx.shape(inputs[0])) if layer.axis is not None else [None]
-    ids = list(ctx.shape(inputs[1])) if isinstance(inputs[1], str) and inputs[1] in ctx.shapes else \
-        list(np.shape(inputs[1]["config"]["value"] if isinstance(inputs[1], dict) else inputs[1]))
-    if len(xs) == len(ids) and all(a == c for i, (a, c) in enumerate(zip(xs, ids)) if i != axis):
-        return ctx.op("GatherElements", x, indices, axis=axis)
-    common = [None if a is None or c is None else max(a, c) for a, c in zip(xs, ids)]
-    if any(d is None for i, d in enumerate(common) if i != axis):
-        raise UnsupportedError(f"layer '{layer.name}' (TakeAlongAxis): broadcasting over axes of unknown size")
-    x_shape = [1 if i == axis else d for i, d in enumerate(common)]  # Expand keeps the larger of each pair
-    x = ctx.op("Expand", x, ctx.ints(x_shape, "x_shape"))
-    indices = ctx.op("Expand", indices, ctx.ints(x_shape, "indices_shape"))
-    return ctx.op("GatherElements", x, indices, axis=axis)
+    rank = 1 if layer.axis is None else len(ctx.shape(inputs[0]))
+    at_axis = ctx.const(np.arange(rank) == axis, "at_axis", dtype=bool)
+    one = ctx.ints(1, "one")
+    x_wide = ctx.op("Expand", x, ctx.op("Where", at_axis, one, ctx.op("Shape", indices)))
+    indices = ctx.op("Expand", indices, ctx.op("Where", at_axis, one, ctx.op("Shape", x)))
+    return ctx.op("GatherElements", x_wide, indices, axis=axis)
 
 
 @op_exporter("Take")

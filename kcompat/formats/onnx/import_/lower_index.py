@@ -113,7 +113,22 @@ def ScatterND(b, data, indices, updates, reduction="none"):
     if None in dims:
         raise refuse("indexed axes of unknown size")
     idx = np.where(idx < 0, idx + np.asarray(dims, np.int64), idx)
-    return b.op("ScatterUpdate", [x, idx, updates], module=CORE, reduction=REDUCTIONS[reduction])
+    return _scatter(b, x, idx, updates, shape, REDUCTIONS[reduction])
+
+
+def _scatter(b, x, tuples: np.ndarray, updates, shape: tuple, reduction) -> Sym:
+    """ScatterUpdate with the index tuples as one list (U, depth) and updates (U, ...): Keras's TF "mul" loops over
+    the first axis of ``indices`` only, so a nested list would multiply repeated indices once."""
+    depth = tuples.shape[-1]
+    flat = tuples.reshape(-1, depth)
+    rest = list(shape[depth:])
+    if isinstance(updates, np.ndarray):
+        updates = updates.reshape([flat.shape[0], *rest])
+    elif tuples.ndim != 2:
+        if None in rest:
+            raise refuse("computed updates for slices of unknown size")
+        updates = b.op("Reshape", [updates], inner=True, suffix="updates", newshape=[flat.shape[0], *rest])
+    return b.op("ScatterUpdate", [x, flat, updates], module=CORE, reduction=reduction)
 
 
 @lowering("ScatterElements", "Scatter")
@@ -131,12 +146,13 @@ def ScatterElements(b, data, indices, updates, axis=0, reduction="none"):
     grid = list(np.indices(idx.shape))
     grid[axis] = idx
     tuples = np.stack(grid, axis=-1)  # (*indices.shape, rank)
-    return b.op("ScatterUpdate", [x, tuples, updates], module=CORE, reduction=REDUCTIONS[reduction])
+    return _scatter(b, x, tuples, updates, b.shape(x), REDUCTIONS[reduction])
 
 
 @lowering("OneHot")
 def OneHot(b, indices, depth, values, axis=-1):
     x = as_sym(b, indices, "indices")
+    rank = b.rank(x)
     n = int(np.asarray(as_const(depth, "depth")).reshape(-1)[0])
     off, on = np.asarray(as_const(values, "values")).reshape(-1)[:2]
     dtype = np.asarray(values).dtype
@@ -147,7 +163,9 @@ def OneHot(b, indices, depth, values, axis=-1):
         x = b.op("Where", [b.op("Less", [x, 0], inner=True, suffix="negative"), wrapped, x], inner=True,
                  suffix="index")
     keras_dtype = "float32" if dtype.kind == "f" else dtype.name
-    y = b.op("OneHot", [x], module="keras.src.ops.nn", inner=True, num_classes=n, axis=int(axis), dtype=keras_dtype,
+    axis = int(axis) % (rank + 1)
+    axis = -1 if axis == rank else axis  # tf.one_hot takes -1, not rank, for a new last axis
+    y = b.op("OneHot", [x], module="keras.src.ops.nn", inner=True, num_classes=n, axis=axis, dtype=keras_dtype,
              sparse=False)
     if (off, on) != (0, 1):  # off + (on - off) * one_hot
         y = b.op("Multiply", [y, np.asarray(on - off, dtype)], inner=True, suffix="scale")

@@ -174,5 +174,6 @@ def Hardmax(b, input, axis=-1):
     index = b.op("Argmax", [x], inner=True, suffix="argmax", axis=axis, keepdims=False)
     dtype = b.dtype(x)
     out = "float32" if dtype is None or dtype.kind == "f" else dtype.name
-    return b.op("OneHot", [index], module="keras.src.ops.nn", num_classes=int(n), axis=axis, dtype=out, sparse=False)
+    where = -1 if axis == rank - 1 else axis  # tf.one_hot takes -1, not the rank, for a new last axis
+    return b.op("OneHot", [index], module="keras.src.ops.nn", num_classes=int(n), axis=where, dtype=out, sparse=False)
 
