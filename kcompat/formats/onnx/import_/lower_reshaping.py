@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....errors import UnsupportedError
 from ..common import INT64_MAX
 from .builder import Builder, Sym, sanitize, scope_of
+from .lower_resize import resize_axes
 from .lowering import CF, Dynamic, as_const, as_sym, axes_arg, lowering, refuse
 from .windows import axis_slice, copy_pad, zero_pad
 
@@ -380,6 +382,31 @@ def Resize(b, X, *inputs, scales=None, mode="nearest", coordinate_transformation
     factor = [scale.get(a, 1.0) for a in range(rank)]
     if all(f == 1.0 for f in factor) and coords != "tf_crop_and_resize":  # same cells, whatever the mode
         return x
+    try:
+        return _upsampling(b, x, shape, factor, mode, coords, rounding, antialias, cubic_coeff_a)
+    except UnsupportedError:
+        pass  # no UpSampling layer says it: ONNX's interpolation per axis (lower_resize.py)
+    roi = inputs[0] if b.node.op_type == "Resize" and b.g.opset >= 11 and inputs and inputs[0] is not None else None
+    roi = None if roi is None or not np.size(roi) else as_const(roi, "roi").reshape(-1)
+    if roi is not None and axes is not None:  # roi per listed axis: starts then ends
+        full = [0.0] * rank + [1.0] * rank
+        for i, a in enumerate(where):
+            full[a], full[a + rank] = roi[i], roi[i + len(where)]
+        roi = np.asarray(full)
+    given_sizes = isinstance(sizes, np.ndarray) and sizes.size and not (factors is not None and np.size(factors))
+    attrs = {"mode": mode, "coordinate_transformation_mode": coords, "nearest_mode": rounding,
+             "cubic_coeff_a": float(cubic_coeff_a), "exclude_outside": int(exclude_outside),
+             "extrapolation_value": float(extrapolation_value), "antialias": int(antialias)}
+    if given_sizes:
+        return resize_axes(b, x, shape, {}, {a: int(t) for a, t in zip(where, sizes.reshape(-1))}, roi, attrs)
+    return resize_axes(b, x, shape, {a: f for a, f in scale.items() if f != 1.0 or coords == "tf_crop_and_resize"},
+                       {}, roi, attrs)
+
+
+def _upsampling(b, x: Sym, shape: tuple, factor: list, mode: str, coords: str, rounding: str, antialias: int,
+                cubic_coeff_a: float) -> Sym:
+    """The UpSampling1D / 2D / 3D layer that is this Resize (whole factors on the spatial axes), else refused."""
+    rank = len(shape)
     fmt, axes = _upsampled_axes(factor, rank)
     r = len(axes)
     size = [int(factor[a]) for a in axes]
