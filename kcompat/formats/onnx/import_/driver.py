@@ -19,8 +19,8 @@ from ....errors import FormatError, UnsupportedError
 from ....spec import ModelSpec, Node, TensorRef, map_refs
 from ...keras.weights import keras_order
 from ..common import is_float, np_dtype
-from . import (lower_conv, lower_logic, lower_math, lower_normalization, lower_pooling,  # noqa: F401 (fill LOWERINGS)
-               lower_index, lower_loss, lower_reduce, lower_reshaping)
+from . import (lower_attention, lower_conv, lower_index, lower_logic, lower_loss, lower_math,  # noqa: F401 (fill
+               lower_normalization, lower_pooling, lower_reduce, lower_reshaping)  # LOWERINGS)
 from .builder import Builder, Sym, sanitize
 from .graph import OnnxGraph, load_checked
 from .lowering import LOWERINGS, Dynamic

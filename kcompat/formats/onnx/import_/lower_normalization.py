@@ -46,9 +46,34 @@ def _norm_axis(axes: list[int], rank: int) -> Any:
     return -1 if axes == [rank - 1] else axes
 
 
+def _read(b, index: int) -> bool:
+    """The node's output ``index`` exists and something reads it."""
+    out = b.node.output[index] if len(b.node.output) > index else ""
+    return bool(out) and (bool(b.g.consumers.get(out)) or out in b.g.outputs)
+
+
+def _normalized(b, x: Sym, axis: int, epsilon: float, center: bool) -> tuple:
+    """Op nodes for ONNX's normalisation over axes ``axis..`` (the batch too): (x - mean) / sqrt(var + eps), or
+    x / sqrt(mean(x^2) + eps) without ``center``. Returns (normalised, mean, 1 / std)."""
+    rank = b.rank(x)
+    axes = list(range(axis % rank, rank))
+    reduce = {"axis": axes[0] if len(axes) == 1 else axes, "keepdims": True}
+    mean = b.op("Mean", [x], inner=True, suffix="mean", **reduce) if center else None
+    d = b.op("Subtract", [x, mean], inner=True, suffix="centered") if center else x
+    var = b.op("Mean", [b.op("Square", [d], inner=True, suffix="square")], inner=True, suffix="variance", **reduce)
+    inv = b.op("Rsqrt", [b.op("Add", [var, f32(epsilon)], inner=True, suffix="epsilon")], module="keras.src.ops.math",
+               inner=True, suffix="inv_std")
+    return b.op("Multiply", [d, inv], inner=True, suffix="normalized"), mean, inv
+
+
 @lowering("LayerNormalization")
 def LayerNormalization(b, X, Scale, B=None, axis=-1, epsilon=1e-5, stash_type=1):
     x = as_sym(b, X)
+    if _read(b, 1) or _read(b, 2) or int(axis) % max(b.rank(x), 1) == 0:  # Mean / InvStdDev read, or the batch axis
+        y, mean, inv = _normalized(b, x, int(axis), epsilon, center=True)
+        y = b.op("Multiply", [y, as_const(Scale, "Scale")], inner=True, suffix="scale")
+        y = y if B is None else b.op("Add", [y, as_const(B, "B")], inner=True, suffix="shift")
+        return [b.claim(y), mean, inv]
     axes, dims = _trailing(b, x, int(axis), "LayerNormalization")
     gamma = _per_axis(Scale, dims, "Scale")
     beta = None if B is None else _per_axis(B, dims, "B")
@@ -62,6 +87,9 @@ def LayerNormalization(b, X, Scale, B=None, axis=-1, epsilon=1e-5, stash_type=1)
 @lowering("RMSNormalization")
 def RMSNormalization(b, X, scale, axis=-1, epsilon=1e-5, stash_type=1):
     x = as_sym(b, X)
+    if int(axis) % max(b.rank(x), 1) == 0:  # over the batch axis too: op nodes
+        y, _, _ = _normalized(b, x, int(axis), epsilon, center=False)
+        return b.claim(b.op("Multiply", [y, as_const(scale, "scale")], inner=True, suffix="scale"))
     axes, dims = _trailing(b, x, int(axis), "RMSNormalization")
     return b.layer("RMSNormalization", {"axis": _norm_axis(axes, b.rank(x)), "epsilon": f32(epsilon)}, [x],
                    [_per_axis(scale, dims, "scale")])
