@@ -148,6 +148,8 @@ INDEX_OPS = [  # kcompat/layers/ops_index.py
         data=ints(5, low=-120, high=120, dtype=np.int8)),
     row("fmod_signs", lambda k, x: k.ops.fmod(x * 3, np.float32(0.7)), A),
     row("threshold", lambda k, x: k.ops.threshold(x, 0.3, -1.0), A),
+    row("det", lambda k, x: k.ops.linalg.det(x), (3, 3)),
+    row("arccosh", lambda k, x: k.ops.arccosh(k.ops.abs(x) + 1.0), A),
     row("cast_bfloat16_round_trip", lambda k, x: k.ops.cast(k.ops.cast(x * 100, "bfloat16"), "float32"), A),
 ]
 

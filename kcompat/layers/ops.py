@@ -189,6 +189,7 @@ register_table(_Unary, {
     "Log2": _quiet(np.log2), "Log10": _quiet(np.log10), "Expm1": _quiet(np.expm1), "Exp2": _quiet(np.exp2),
     "Sin": np.sin, "Cos": np.cos, "Tan": np.tan, "Sinh": np.sinh, "Cosh": np.cosh, "Tanh": np.tanh,
     "Arcsin": np.arcsin, "Arccos": np.arccos, "Arctan": np.arctan, "Arctanh": np.arctanh, "Arcsinh": np.arcsinh,
+    "Arccosh": _quiet(np.arccosh),
     "Floor": np.floor, "Ceil": np.ceil, "Trunc": np.trunc, "Sign": np.sign,
     "Reciprocal": _quiet(np.reciprocal), "Rsqrt": _quiet(lambda x: 1 / np.sqrt(x)),
     "Erf": act.erf, "LogicalNot": np.logical_not, "Isnan": np.isnan, "Isinf": np.isinf, "Isfinite": np.isfinite,

@@ -106,6 +106,22 @@ register_table(_Reduce, {
 })
 
 
+@register("Det", op=True)
+class Det(Op):
+    """The determinant of each matrix in the last two axes (``keras.ops.linalg.det``)."""
+
+    what = "determinant of the last two axes"
+
+    def compute(self, x):
+        return np.linalg.det(x)  # (..., M, M) -> (...)
+
+    def shape(self, x):
+        s = shape_of(x)
+        if len(s) < 2 or (None not in s[-2:] and s[-1] != s[-2]):
+            raise ValueError(f"det needs square matrices in the last two axes, not {fmt_shape(s)}")
+        return tuple(s[:-2])
+
+
 # ---------------------------------------------------------------- shapes
 
 @register("Reshape", op=True)

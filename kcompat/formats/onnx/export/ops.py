@@ -187,7 +187,7 @@ for _keras, _onnx in UNARY_OPS.items():
 
 FLOAT_UNARY = {"Exp": "Exp", "Sqrt": "Sqrt", "Log": "Log", "Tanh": "Tanh", "Sin": "Sin", "Cos": "Cos",
                "Floor": "Floor", "Ceil": "Ceil", "Tan": "Tan", "Sinh": "Sinh", "Cosh": "Cosh", "Arcsin": "Asin",
-               "Arccos": "Acos", "Arctan": "Atan", "Arcsinh": "Asinh", "Arctanh": "Atanh"}
+               "Arccos": "Acos", "Arctan": "Atan", "Arcsinh": "Asinh", "Arctanh": "Atanh", "Arccosh": "Acosh"}
 
 
 def _float_unary(fn):

@@ -128,6 +128,11 @@ op_exporter("Argmin")(_arg("ArgMin"))
 
 
 
+@op_exporter("Det")
+def det(ctx, layer, inputs, weights):
+    return ctx.op("Det", as_float(ctx, inputs[0]))
+
+
 # ------------------------------------------------------------------ shapes
 @op_exporter("Reshape")
 def reshape(ctx, layer, inputs, weights):

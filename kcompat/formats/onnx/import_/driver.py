@@ -22,7 +22,7 @@ from ..common import is_float, np_dtype
 from . import (lower_attention, lower_conv, lower_index, lower_logic, lower_loss, lower_math,  # noqa: F401 (fill
                lower_normalization, lower_pooling, lower_reduce, lower_reshaping)  # LOWERINGS)
 from .builder import Builder, Sym, sanitize
-from .graph import OnnxGraph, load_checked
+from .graph import NONDETERMINISTIC, OnnxGraph, evaluate_node, load_checked
 from .lowering import LOWERINGS, Dynamic
 from .patterns import find_matches
 
@@ -62,6 +62,8 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
             if i in matches:
                 b.at(i, matches[i].nodes)
                 values = [matches[i].emit(b, b.env[matches[i].x])]
+            elif _fold(b, node):
+                continue
             else:
                 b.at(i)
                 values = _lower(b, node)
@@ -96,6 +98,22 @@ def _value(b: Builder, name: str) -> Any:
     if name in b.g.dynamic:
         return Dynamic(*b.g.dynamic[name])
     raise UnsupportedError(f"input '{name}' could not be computed")
+
+
+def _fold(b: Builder, node) -> bool:
+    """Evaluate a node whose inputs became constants during lowering (a CastLike of a constant in a function
+    body): its outputs join the constants. False when an input is computed or onnx.reference cannot run it."""
+    names = [n for n in node.input if n]
+    if not names or node.op_type in NONDETERMINISTIC or not all(n in b.g.consts for n in names):
+        return False
+    try:
+        outs = evaluate_node(node, [b.g.consts[n] if n else None for n in node.input], b.g.opset)
+    except Exception:  # onnx.reference cannot run it: the lowering decides
+        return False
+    for name, value in zip(node.output, outs):
+        if name and value is not None:
+            b.g.consts[name] = np.asarray(value)
+    return True
 
 
 def _lower(b: Builder, node) -> list:

@@ -372,7 +372,7 @@ class OnnxGraph:
             if any(n and n not in values for n in node.input):
                 continue
             try:
-                outs = _evaluate(node, [values[n] if n else None for n in node.input], self.opset)
+                outs = evaluate_node(node, [values[n] if n else None for n in node.input], self.opset)
             except Exception:  # an op onnx.reference cannot run here: left for the lowering to report
                 continue
             for name, value in zip(node.output, outs):
@@ -390,7 +390,7 @@ def _shape_value(node, shape: tuple) -> np.ndarray:
     return np.asarray(shape[start:end], dtype=np.int64)
 
 
-def _evaluate(node, inputs: list, opset: int) -> list:
+def evaluate_node(node, inputs: list, opset: int) -> list:
     """Run one node with onnx.reference, in a model with typed inputs (a context-dependent function op,
     GroupNormalization, is expanded only when its input types are known)."""
     from onnx import helper

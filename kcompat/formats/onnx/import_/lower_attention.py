@@ -129,3 +129,56 @@ def Attention(b, Q, K, V, attn_mask=None, past_key=None, past_value=None, nonpad
         raise refuse(f"qk_matmul_output_mode={mode}")
     return [b.claim(y), present_key, present_value, qk]
 
+
+
+@lowering("RotaryEmbedding")
+def RotaryEmbedding(b, input, cos_cache, sin_cache, position_ids=None, interleaved=0, num_heads=0,
+                    rotary_embedding_dim=0):
+    """x's first ``rotary_embedding_dim`` features of each head rotated by position: cos / sin picked by the
+    constant position ids at import; halves (or even / odd features) rotated with op nodes, then put back."""
+    x = as_sym(b, input)
+    shape = b.shape(x)
+    if shape is None or len(shape) not in (3, 4) or None in shape[1:]:
+        raise refuse("an input of unknown shape (rank 3 or 4 expected)")
+    cos = np.asarray(cos_cache if position_ids is None else cos_cache[np.asarray(position_ids)], np.float32)
+    sin = np.asarray(sin_cache if position_ids is None else sin_cache[np.asarray(position_ids)], np.float32)
+    if len(shape) == 3:  # (B, S, H * D) -> (B, S, H, D); the caches (B, S, 1, half)
+        if not num_heads or shape[2] % num_heads:
+            raise refuse(f"num_heads={num_heads} for a hidden size of {shape[2]}")
+        x = b.op("Reshape", [x], inner=True, suffix="heads", newshape=[-1, shape[1], num_heads, shape[2] // num_heads])
+        cos, sin = cos[:, :, None], sin[:, :, None]
+        d = shape[2] // num_heads
+    else:  # (B, H, S, D); the caches (B, 1, S, half)
+        cos, sin = cos[:, None], sin[:, None]
+        d = shape[3]
+    rd = rotary_embedding_dim or d
+    half = rd // 2
+    if cos.shape[-1] != half or rd % 2 or rd > d:
+        raise refuse(f"rotary_embedding_dim={rd} for caches of {cos.shape[-1]} and heads of {d}")
+    whole = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
+    rank = 4
+
+    def part(start, stop, step, suffix):
+        key = [whole] * (rank - 1) + [{"class_name": "__slice__", "config": {"start": start, "stop": stop,
+                                                                              "step": step}}]
+        return b.op("GetItem", [x, key], inner=True, suffix=suffix)
+    x1 = part(0, rd, 2, "even") if interleaved else part(None, half, None, "first_half")
+    x2 = part(1, rd, 2, "odd") if interleaved else part(half, rd, None, "second_half")
+
+    def mix(p, a, q, c, sign, suffix):  # a * p + sign * c * q
+        first = b.op("Multiply", [p, a], inner=True, suffix=f"{suffix}_1")
+        second = b.op("Multiply", [q, c], inner=True, suffix=f"{suffix}_2")
+        return b.op("Subtract" if sign < 0 else "Add", [first, second], inner=True, suffix=suffix)
+    real = mix(x1, cos, x2, sin, -1, "real")  # cos x1 - sin x2
+    imag = mix(x1, sin, x2, cos, 1, "imag")  # sin x1 + cos x2
+    if interleaved:  # (.., half, 2) -> (.., rd): real, imag alternate again
+        pairs = b.op("Stack", [[real, imag]], inner=True, suffix="pairs", axis=-1)
+        inner_shape = [-1, shape[1], num_heads, rd] if len(shape) == 3 else [-1, shape[1], shape[2], rd]
+        rotated = b.op("Reshape", [pairs], inner=True, suffix="interleave", newshape=inner_shape)
+    else:
+        rotated = b.op("Concatenate", [[real, imag]], inner=True, suffix="rotated", axis=-1)
+    if rd < d:
+        rotated = b.op("Concatenate", [[rotated, part(rd, None, None, "kept")]], inner=True, suffix="joined", axis=-1)
+    if len(shape) == 3:
+        rotated = b.op("Reshape", [rotated], inner=True, suffix="merged", newshape=[-1, shape[1], shape[2]])
+    return b.claim(rotated)

@@ -210,14 +210,15 @@ def DepthToSpace(b, input, blocksize=1, mode="DCR"):
 
 
 @lowering("SpaceToDepth")
-def SpaceToDepth(b, input, blocksize=1):
+def SpaceToDepth(b, input, blocksize=1, mode="DCR"):
     x = as_sym(b, input)
     n, c, h, w = _static(b, x, "SpaceToDepth")
     s = int(blocksize)
-    if h % s or w % s:
-        raise refuse(f"a {h}x{w} input with blocksize={s}")
+    if h % s or w % s or mode not in ("DCR", "CRD"):
+        raise refuse(f"a {h}x{w} input with blocksize={s}, mode={mode}")
     y = b.op("Reshape", [x], inner=True, suffix="blocks", newshape=[-1, c, h // s, s, w // s, s])
-    y = b.op("Transpose", [y], inner=True, suffix="gather", axes=[0, 3, 5, 1, 2, 4])  # (N, s, s, C, H', W')
+    perm = [0, 3, 5, 1, 2, 4] if mode == "DCR" else [0, 1, 3, 5, 2, 4]  # (N, s, s, C, H', W') / (N, C, s, s, ..)
+    y = b.op("Transpose", [y], inner=True, suffix="gather", axes=perm)
     return b.op("Reshape", [y], newshape=[-1, c * s * s, h // s, w // s])
 
 
@@ -248,3 +249,33 @@ def Shape(b, data, start=0, end=None):
 
 def _whole() -> dict:
     return {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
+
+
+@lowering("Compress")
+def Compress(b, input, condition, axis=None):
+    """The slices where the constant condition holds (beyond its end: not kept), as a Take."""
+    x = as_sym(b, input)
+    keep = np.nonzero(np.asarray(as_const(condition, "condition")).reshape(-1))[0].astype(np.int64)
+    if axis is None:
+        return b.op("Take", [x, keep], axis=None)
+    return b.op("Take", [x, keep], axis=_axis(b, x, axis))
+
+
+@lowering("ReverseSequence")
+def ReverseSequence(b, input, sequence_lens, batch_axis=1, time_axis=0):
+    """Each batch entry's first sequence_lens[i] steps reversed: one TakeAlongAxis with the source step of every
+    (entry, step), computed at import."""
+    x = as_sym(b, input)
+    shape = b.shape(x)
+    lens = np.asarray(as_const(sequence_lens, "sequence_lens")).reshape(-1).astype(np.int64)
+    t_axis, b_axis = _axis(b, x, time_axis), _axis(b, x, batch_axis)
+    steps = shape[t_axis]
+    if steps is None or shape[b_axis] not in (None, len(lens)):
+        raise refuse("a time axis of unknown size")
+    t = np.arange(steps)[None, :]  # (1, T)
+    source = np.where(t < lens[:, None], lens[:, None] - 1 - t, t)  # (B, T)
+    if b_axis > t_axis:
+        source = source.T
+    view = [1] * len(shape)
+    view[b_axis], view[t_axis] = len(lens), steps
+    return b.op("TakeAlongAxis", [x, source.reshape(view)], axis=t_axis)

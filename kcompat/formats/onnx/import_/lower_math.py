@@ -146,8 +146,10 @@ def Gemm(b, A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
         if not close(beta, 1.0):
             c = (c * np.asarray(beta, c.dtype)).astype(c.dtype)
         units = kernel.shape[1]
-        if c.size not in (1, units) or (c.ndim == 2 and c.shape[0] != 1):
-            raise refuse(f"C of shape {list(c.shape)}")
+        if c.size not in (1, units) or (c.ndim == 2 and c.shape[0] != 1):  # a bias per row too: added after
+            y = b.layer("Dense", {"units": int(units), "activation": "linear", "use_bias": False}, [x],
+                        [np.ascontiguousarray(kernel)], inner=True)
+            return b.op("Add", [c.astype(np.float32), y])  # constant first: see windows.conv_layer
         bias = np.broadcast_to(c.reshape(-1), (units,)).astype(kernel.dtype)
     return b.dense(x, kernel, bias)
 
@@ -164,7 +166,9 @@ BINARY = {"Add": "Add", "Sub": "Subtract", "Mul": "Multiply", "Div": "Divide", "
 
 
 UNARY = {"Neg": "Negative", "Abs": "Absolute", "Sqrt": "Sqrt", "Log": "Log", "Reciprocal": "Reciprocal",
-         "Floor": "Floor", "Ceil": "Ceil", "Sign": "Sign", "Sin": "Sin", "Cos": "Cos"}
+         "Floor": "Floor", "Ceil": "Ceil", "Sign": "Sign", "Sin": "Sin", "Cos": "Cos", "Tan": "Tan", "Asin": "Arcsin",
+         "Acos": "Arccos", "Atan": "Arctan", "Sinh": "Sinh", "Cosh": "Cosh", "Asinh": "Arcsinh", "Acosh": "Arccosh",
+         "Atanh": "Arctanh", "Round": "Round"}  # Round: half to even in ONNX, TF and NumPy
 
 
 MERGE_LAYERS = {"Add", "Subtract", "Multiply", "Maximum", "Minimum"}  # keras.layers merging classes
@@ -265,15 +269,17 @@ def PRelu(b, X, slope):
         a = a.reshape(a.size, *(1,) * (len(shape) - 2))  # PRelu-6: a 1-D slope is per channel
     while a.ndim > len(shape) - 1 and a.shape[0] == 1:
         a = a[0]
-    if a.ndim > len(shape) - 1:
-        raise refuse(f"slope of shape {list(a.shape)} for an input of rank {len(shape)}")
+    if a.ndim > len(shape) - 1:  # the slope covers the batch axis too: where(x < 0, slope * x, x)
+        negative = b.op("Less", [x, 0.0], inner=True, suffix="negative")
+        return b.op("Where", [negative, b.op("Multiply", [x, a], inner=True, suffix="scaled"), x])
     full = (1,) * (len(shape) - 1 - a.ndim) + a.shape  # numpy broadcasting against (C, H, W)
     shared = []
     for axis, (sd, xd) in enumerate(zip(full, shape[1:]), 1):
         if sd == 1 and xd != 1:
             shared.append(axis)
         elif sd != xd:
-            raise refuse(f"slope of shape {list(a.shape)} for an input of shape {list(shape)}")
+            negative = b.op("Less", [x, 0.0], inner=True, suffix="negative")
+            return b.op("Where", [negative, b.op("Multiply", [x, a], inner=True, suffix="scaled"), x])
     alpha = np.ascontiguousarray(a.reshape(full))  # Keras's alpha: input_shape[1:] with 1 on shared axes
     return b.layer("PReLU", {"shared_axes": shared or None}, [x], [alpha])
 
@@ -323,3 +329,19 @@ def LpNormalization(b, input, axis=-1, p=2):
     y = b.op("Divide", [x, norm], inner=True, suffix="divide")
     zero = b.op("Equal", [norm, 0.0], inner=True, suffix="zero")
     return b.op("Where", [zero, 0.0, y])
+
+
+@lowering("Swish")
+def Swish(b, X, alpha=1.0):
+    """x * sigmoid(alpha * x): Keras's silu when alpha is 1."""
+    x = as_sym(b, X)
+    if close(alpha, 1.0):
+        return b.op("Silu", [x], module=NN)
+    gate = b.op("Sigmoid", [b.op("Multiply", [x, f32(alpha)], inner=True, suffix="alpha")], module=NN, inner=True,
+                suffix="sigmoid")
+    return b.op("Multiply", [x, gate])
+
+
+@lowering("Det")
+def Det(b, X):
+    return b.op("Det", [as_sym(b, X)], module="keras.src.ops.linalg")

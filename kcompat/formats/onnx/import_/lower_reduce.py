@@ -107,16 +107,16 @@ lowering("ArgMin")(_arg("Argmin"))
 def _scan(keras_name: str, identity: float):
     def lower(b, x, axis, exclusive=0, reverse=0):
         x = as_sym(b, x)
+        shape, dtype = b.shape(x), b.dtype(x)
         axis, rank = _axis_of(b, x, as_int_constant(axis, "axis"))
         if reverse:
             x = b.op("Flip", [x], inner=True, suffix="flip", axis=axis)
         y = b.op(keras_name, [x], inner=bool(exclusive or reverse), axis=axis)
         if exclusive:  # shift by one along the axis, the identity first
-            shape = b.shape(x)
             if shape is None or None in shape:
                 raise refuse("exclusive=1 on a tensor of unknown shape")
             first = np.full([1 if a == axis else d for a, d in enumerate(shape)], identity,
-                            np.float32 if (b.dtype(x) is None or b.dtype(x).kind == "f") else b.dtype(x))
+                            np.float32 if (dtype is None or dtype.kind == "f") else dtype)
             head = [slice(None)] * axis + [slice(None, -1)]
             body = b.op("GetItem", [y, _key(head)], inner=True, suffix="shift")
             y = b.op("Concatenate", [[first, body]], inner=bool(reverse), axis=axis)
