@@ -116,6 +116,39 @@ def _fold(b: Builder, node) -> bool:
     return True
 
 
+BROADCASTING = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Where", "Equal", "Less", "Greater",
+                "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Mod", "BitwiseAnd", "BitwiseOr", "BitwiseXor"}
+
+
+def _collapse_dynamic(b: Builder, node, inputs: list) -> list:
+    """An operand that follows the batch size but holds the same values along it (tf2onnx's
+    ConstantOfShape(Shape(x)) zeros) is the constant it repeats, with size 1 on those axes, when broadcasting
+    the other operands keeps the node's output shape: x * zeros_like(x) reads as x * 0."""
+    out_shape = b.g.shape(node.output[0])
+    if out_shape is None:
+        return inputs
+    fixed = []
+    for v in inputs:
+        if isinstance(v, Dynamic):
+            v0, v1 = (np.asarray(a) for a in v.values)
+            varying = [i for i in range(v0.ndim) if v0.ndim == v1.ndim and v0.shape[i] != v1.shape[i]]
+            if v0.ndim != v1.ndim or not varying:
+                return inputs
+            first = v0[tuple(slice(0, 1) if i in varying else slice(None) for i in range(v0.ndim))]
+            if not (np.array_equal(np.broadcast_to(first, v0.shape), v0) and
+                    np.array_equal(np.broadcast_to(first, v1.shape), v1)):
+                return inputs
+            v = first
+        fixed.append(v)
+    shapes = [b.shape(v) for v in fixed if v is not None]
+    if any(s is None for s in shapes):
+        return inputs
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    wide = tuple(None if any(p[i] is None for p in padded) else max(p[i] for p in padded) for i in range(rank))
+    return fixed if wide == tuple(out_shape) else inputs
+
+
 def _lower(b: Builder, node) -> list:
     """Call the op's lowering with inputs positional and attributes by keyword."""
     from onnx import helper
@@ -130,6 +163,8 @@ def _lower(b: Builder, node) -> list:
     inputs = [_value(b, n) for n in node.input]
     while inputs and inputs[-1] is None:
         inputs.pop()
+    if node.op_type in BROADCASTING and any(isinstance(v, Dynamic) for v in inputs):
+        inputs = _collapse_dynamic(b, node, inputs)
     out = fn(b, *inputs, **attrs)
     return out if isinstance(out, list) else [out]
 

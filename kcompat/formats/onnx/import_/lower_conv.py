@@ -10,8 +10,8 @@ import numpy as np
 from ....layers.conv import span
 from .builder import Builder
 from .lowering import CF, as_const, as_sym, lowering, refuse
-from .windows import (auto_pads, conv_layer, crop, kernel_spatial_first, nchw, pad_pairs, padding_mode, window_ints,
-                      zero_pad)
+from .windows import (auto_pads, conv_layer, crop, kernel_spatial_first, nchw, pad_pairs, padding_mode, tf_same,
+                      window_ints, zero_pad)
 
 
 def _width(b: Builder, extra: int = 0) -> int | None:
@@ -40,14 +40,33 @@ def Conv(b, X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     m = int(w.shape[0])
     if c is None or c != w.shape[1] * group or m % group:
         raise refuse(f"{c} input channels, group={group} and W of shape {list(w.shape)}")
-    _check_strides_dilations(s, d)
     pairs = auto_pads(auto_pad, pads, sizes, k, s, d)
+    step = None
+    if max(s) > 1 and max(d) > 1:  # Keras refuses both: the dilated convolution at stride 1, every s-th output kept
+        if pairs == "same":
+            pairs = [tf_same(n, kk, ss, dd) for n, kk, ss, dd in zip(sizes, k, s, d)]
+            if None in pairs:
+                raise refuse("strides with dilations and auto_pad=SAME_UPPER on a dynamic spatial size")
+        step, s = s, (1,) * r
     padding = padding_mode(pairs, sizes, k, s, d)
     if padding == "explicit":
         x, padding = zero_pad(b, x, pairs), "valid"
     config = {"kernel_size": list(k), "strides": list(s), "padding": padding, "data_format": CF,
               "dilation_rate": list(d), "activation": "linear", "use_bias": B is not None}
     bias = None if B is None else np.ascontiguousarray(as_const(B, "B (the bias)").reshape(m))
+    if step is not None:
+        width = None if sizes[-1] is None else sizes[-1] + sum(pairs[-1]) - span(k[-1], d[-1]) + 1
+        if group > 1 and group == c and r <= 2:
+            kernel = kernel_spatial_first(w.reshape(c, m // c, *k)).swapaxes(-1, -2)
+            y = conv_layer(b, f"DepthwiseConv{r}D", {**config, "depth_multiplier": m // c}, x,
+                           np.ascontiguousarray(kernel), bias, width, inner=True)
+        else:
+            y = conv_layer(b, f"Conv{r}D", {"filters": m, **config, "groups": int(group)}, x, kernel_spatial_first(w),
+                           bias, width, inner=True)
+        whole = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
+        key = [whole, whole] + [{"class_name": "__slice__", "config": {"start": None, "stop": None, "step": st}}
+                                for st in step]
+        return b.op("GetItem", [y, key], suffix="stride")  # (N, F, *L) -> (N, F, *ceil(L / s))
     if group > 1 and group == c and r <= 2:  # depthwise: output channel c*M' + j reads input channel c
         kernel = kernel_spatial_first(w.reshape(c, m // c, *k)).swapaxes(-1, -2)  # (C*M', 1, *k) -> (*k, C, M')
         return conv_layer(b, f"DepthwiseConv{r}D", {**config, "depth_multiplier": m // c}, x,

@@ -88,11 +88,13 @@ def Clip(b, input, min=None, max=None):
     dtype = b.dtype(x)
     if dtype is not None and dtype.kind in "iu":  # integer bounds keep the integer dtype (Keras's clip)
         info = np.iinfo(dtype)
-        lo = int(info.min) if min is None else int(as_const(min, "min").reshape(()))
-        hi = int(info.max) if max is None else int(as_const(max, "max").reshape(()))
+        lo = int(info.min) if min is None else int(np.asarray(min if isinstance(min, float) else
+                                                              as_const(min, "min")).reshape(()))
+        hi = int(info.max) if max is None else int(np.asarray(max if isinstance(max, float) else
+                                                              as_const(max, "max")).reshape(()))
         return b.op("Clip", [x], x_min=lo, x_max=hi)
-    lo = None if min is None else float(np.asarray(as_const(min, "min")).reshape(()))
-    hi = None if max is None else float(np.asarray(as_const(max, "max")).reshape(()))
+    lo = None if min is None else float(np.asarray(min if isinstance(min, float) else as_const(min, "min")).reshape(()))
+    hi = None if max is None else float(np.asarray(max if isinstance(max, float) else as_const(max, "max")).reshape(()))
     known = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh", (0.0, None): "relu"}
     if (lo, hi) in known:
         return b.activation(x, known[(lo, hi)])
@@ -129,8 +131,26 @@ def LogSoftmax(b, input, axis=None):
     return _softmax(b, input, axis, "log_softmax", "LogSoftmax")
 
 
+def _gemm_computed(b, A, B, C, alpha: float, beta: float, transA: int, transB: int) -> Sym:
+    """alpha * A' B' + beta * C with both operands computed (torch.addmm, mm): Matmul and elementwise op nodes."""
+    a = b.op("Transpose", [A], inner=True, suffix="a_t", axes=[1, 0]) if transA and isinstance(A, Sym) else \
+        (A.T if transA else A)
+    w = b.op("Transpose", [B], inner=True, suffix="b_t", axes=[1, 0]) if transB and isinstance(B, Sym) else \
+        (B.T if transB else B)
+    y = b.op("Matmul", [a, w], inner=True, suffix="matmul")
+    if not close(alpha, 1.0):
+        y = b.op("Multiply", [y, f32(alpha)], inner=True, suffix="alpha")
+    if C is not None:
+        c = C if close(beta, 1.0) else (b.op("Multiply", [C, f32(beta)], inner=True, suffix="beta")
+                                        if isinstance(C, Sym) else (C * np.asarray(beta, C.dtype)).astype(C.dtype))
+        y = b.op("Add", [y, c], inner=True, suffix="bias")
+    return b.claim(y)
+
+
 @lowering("Gemm")
 def Gemm(b, A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
+    if isinstance(B, Sym) or not isinstance(A, Sym):  # no constant weight: no Dense
+        return _gemm_computed(b, A, B, C, alpha, beta, transA, transB)
     x = as_sym(b, A, "A")
     if transA:
         if b.rank(x) != 2:
