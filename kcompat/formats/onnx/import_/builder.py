@@ -77,6 +77,7 @@ class Builder:
         self.scopes: dict[str, str | None] = {}
         self.node = None  # the ONNX node being lowered (its name gives the layer's)
         self.group: set[int] = set()  # node indices lowered together (a pattern), for use counts
+        self.inner_shapes: dict[TensorRef, tuple] = {}  # shapes of inner steps, where a lowering recorded them
 
     def at(self, index: int, group: set[int] | None = None) -> None:
         """Lower node ``index`` next (with ``group``: a whole pattern rooted there)."""
@@ -87,8 +88,13 @@ class Builder:
     def shape(self, x) -> tuple | None:
         """Keras shape of a Sym or constant."""
         if isinstance(x, Sym):
-            return self.g.shape(x.onnx)
+            return self.inner_shapes.get(x.ref) or self.g.shape(x.onnx)
         return tuple(np.shape(x))
+
+    def like(self, y: Sym, x: Sym) -> Sym:
+        """Record that the inner step ``y`` has x's shape (an elementwise step another lowering then reads)."""
+        self.inner_shapes[y.ref] = self.shape(x)
+        return y
 
     def dtype(self, x) -> np.dtype | None:
         """The ONNX element type of a Sym's tensor or a constant (None when unknown). In the Keras model every

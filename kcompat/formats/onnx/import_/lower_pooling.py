@@ -173,3 +173,19 @@ lowering("GlobalAveragePool")(_global("Average"))
 
 
 lowering("GlobalMaxPool")(_global("Max"))
+
+
+@lowering("LpPool")
+def LpPool(b, X, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, p=2, pads=None, strides=None):
+    """(sum of |x|^p over the window)^(1 / p): AveragePool of |x|^p counting the zero pads, times the window size."""
+    x = as_sym(b, X)
+    if kernel_shape is None or p < 1:
+        raise refuse(f"kernel_shape={kernel_shape}, p={p}")
+    power = b.op("Absolute", [x], inner=True, suffix="abs")
+    if p != 1:
+        power = b.op("Power", [power, float(p)], inner=True, suffix="power")
+    mean = _pool(b, "Average", b.like(power, x), auto_pad, ceil_mode, dilations, kernel_shape, pads, strides,
+                 count_include_pad=1)
+    b.onnx_names.pop(mean.ref.layer, None)  # a step: the node's output is the root below
+    total = b.op("Multiply", [mean, float(math.prod(kernel_shape))], inner=True, suffix="sum")
+    return b.claim(total if p == 1 else b.op("Power", [total, 1.0 / p], inner=True, suffix="root"))
