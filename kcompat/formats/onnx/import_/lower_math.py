@@ -201,7 +201,7 @@ def _merge_layer(b, keras_name: str, inputs: tuple) -> Any:
     if keras_name == "Subtract" and len(inputs) != 2:
         return None
     shapes = [b.shape(v) for v in inputs]
-    if any(s is None or len(s) != len(shapes[0]) or s[0] != shapes[0][0] for s in shapes) or not shapes[0]:
+    if any(not s or len(s) != len(shapes[0]) or s[0] != shapes[0][0] for s in shapes):
         return None  # Keras merges lower ranks by inserting axes after the batch, not numpy-style
     if any(len({d for d in dims if d not in (None, 1)}) > 1 for dims in zip(*shapes)):
         return None
