@@ -16,6 +16,16 @@ import onnx_node_suite as suite
 
 PASS_FLOOR = 1100  # the target of issue 10; the table below records where it stands
 SAMPLE = 60
+# Keras bugs that make real Keras compute something else than ONNX (and kcompat) for a case, by what they touch
+KERAS_BUGS = {"uint64": "keras's result_type('uint64', 'uint64') is 'uint32' (keras/src/backend/common/dtypes.py): "
+                        "real Keras computes binary ops on uint64 tensors in uint32"}
+
+
+def _touches(case, dtype: str) -> bool:
+    """The case reads or writes a tensor of ``dtype`` (an input, an output or an initializer)."""
+    from onnx import numpy_helper
+    arrays = list(case.inputs) + list(case.outputs) + [numpy_helper.to_array(t) for t in case.model.graph.initializer]
+    return any(np.asarray(a).dtype == np.dtype(dtype) for a in arrays)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +63,7 @@ def test_a_sample_of_passing_cases_converts_to_keras(results, keras, tmp_path):
 
     import kcompat
     outcomes, _ = results
-    passing = [o.case for o in outcomes if o.status == "pass"]
+    passing = [o.case for o in outcomes if o.status == "pass" and not any(_touches(o.case, k) for k in KERAS_BUGS)]
     sample = random.Random(10).sample(passing, min(SAMPLE, len(passing)))
     failures = []
     for case in sample:
@@ -74,3 +84,10 @@ def test_a_sample_of_passing_cases_converts_to_keras(results, keras, tmp_path):
         if why:
             failures.append(f"{case.name}: {why}")
     assert not failures, "\n".join(failures)
+
+
+def test_the_keras_bugs_the_sample_leaves_out_are_still_there(keras):
+    """When Keras fixes one, this fails: drop it from KERAS_BUGS so the sample covers those cases again."""
+    x = keras.Input((3,), dtype="uint64", batch_size=2)
+    y = keras.ops.add(x, np.array([1, 2, 3], np.uint64))
+    assert y.dtype == "uint32", KERAS_BUGS["uint64"]

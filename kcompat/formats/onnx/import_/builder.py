@@ -197,7 +197,9 @@ class Builder:
                 if a.dtype.kind == "f":  # the Keras model computes floats in float32 (float64 would promote)
                     a = a.astype(np.float32)
                 out.append({"class_name": "__numpy__", "config": {"value": a.tolist(), "dtype": str(a.dtype)}})
-            elif a is None or isinstance(a, (bool, int, float, str, dict, np.generic)):
+            elif isinstance(a, np.generic):  # a NumPy scalar: the Python number (JSON has no float32)
+                out.append(a.item())
+            elif a is None or isinstance(a, (bool, int, float, str, dict)):
                 out.append(a)
             else:  # a value that follows the input's shape (lowering.Dynamic) has no place in a Keras config
                 raise UnsupportedError(f"{self.node.op_type if self.node is not None else 'a node'} reads a value "

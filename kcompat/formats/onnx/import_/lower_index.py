@@ -29,6 +29,9 @@ def Trilu(b, input, k=None, upper=1):
     if b.rank(x) < 2:
         raise refuse("an input of rank < 2")
     diagonal = 0 if k is None else as_int_constant(k, "k")
+    rows, cols = b.shape(x)[-2:]
+    if (upper and rows is not None and diagonal <= 1 - rows) or (not upper and cols is not None and diagonal >= cols - 1):
+        return x  # the whole matrix (TF's band_part refuses such a k: Keras's triu / tril would fail)
     return b.op("Triu" if upper else "Tril", [x], k=diagonal)
 
 

@@ -117,9 +117,33 @@ def BitwiseNot(b, X):
 
 @lowering("BitShift")
 def BitShift(b, X, Y, direction=""):
+    """Keras's shifts (TF's: undefined for a shift below 0 or of the bit width or more); ONNX defines those as 0,
+    or -1 for a right shift of a negative signed value: a Where around the shift of the amounts made valid."""
     if direction not in ("LEFT", "RIGHT"):
         raise refuse(f"direction={direction!r}")
-    return b.op("LeftShift" if direction == "LEFT" else "RightShift", [X, Y])
+    if not isinstance(X, Sym) and not isinstance(Y, Sym):
+        raise refuse("both inputs constant")
+    op = "LeftShift" if direction == "LEFT" else "RightShift"
+    dtype = b.dtype(X) if isinstance(X, Sym) else np.asarray(X).dtype
+    if dtype is None or dtype.kind not in "iu":
+        raise refuse(f"shifting {dtype}")
+    bits = dtype.itemsize * 8
+    if isinstance(Y, np.ndarray):
+        outside = (Y < 0) | (Y >= bits)
+        if not outside.any():
+            return b.op(op, [X, Y])
+        amount = np.where(outside, 0, Y).astype(Y.dtype)
+    else:
+        outside = b.op("LogicalOr", [b.op("Less", [Y, 0], inner=True, suffix="negative"),
+                                     b.op("GreaterEqual", [Y, bits], inner=True, suffix="too_far")], inner=True,
+                       suffix="outside")
+        amount = b.op("Where", [outside, np.asarray(0, dtype), Y], inner=True, suffix="amount")
+    shifted = b.op(op, [X, amount], inner=True, suffix="shift")
+    fill = np.asarray(0, dtype)
+    if direction == "RIGHT" and dtype.kind == "i":
+        fill = b.op("Where", [b.op("Less", [X, 0], inner=True, suffix="sign"), np.asarray(-1, dtype), fill], inner=True,
+                    suffix="fill")
+    return b.op("Where", [outside, fill, shifted])
 
 
 @lowering("IsNaN")

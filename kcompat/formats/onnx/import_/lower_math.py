@@ -92,9 +92,14 @@ def Clip(b, input, min=None, max=None):
                                                               as_const(min, "min")).reshape(()))
         hi = int(info.max) if max is None else int(np.asarray(max if isinstance(max, float) else
                                                               as_const(max, "max")).reshape(()))
+        if lo > hi:
+            return b.op("Minimum", [b.op("Maximum", [x, np.asarray(lo, dtype)], inner=True, suffix="low"),
+                                    np.asarray(hi, dtype)])
         return b.op("Clip", [x], x_min=lo, x_max=hi)
     lo = None if min is None else float(np.asarray(min if isinstance(min, float) else as_const(min, "min")).reshape(()))
     hi = None if max is None else float(np.asarray(max if isinstance(max, float) else as_const(max, "max")).reshape(()))
+    if lo is not None and hi is not None and lo > hi:  # ONNX (and NumPy): max wins; TF's clip_by_value differs
+        return b.op("Minimum", [b.op("Maximum", [x, lo], inner=True, suffix="low"), hi])
     known = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh", (0.0, None): "relu"}
     if (lo, hi) in known:
         return b.activation(x, known[(lo, hi)])

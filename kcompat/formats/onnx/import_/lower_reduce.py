@@ -56,7 +56,8 @@ def Reduce(b, data, axes=None, keepdims=1, noop_with_empty_axes=0):
         x = b.op("Square", [x], inner=True, suffix="square")
     elif op == "ReduceLogSumExp" and dtype is not None and dtype.kind != "f":
         x = cast(b, x, np.float32, inner=True)
-    y = b.op(keras, [x], inner=True, **config)
+    y = b.op(keras, [x], module="keras.src.ops.math" if keras == "Logsumexp" else "keras.src.ops.numpy", inner=True,
+             **config)
     if op == "ReduceL2":
         y = b.op("Sqrt", [y], inner=True)
     elif op == "ReduceLogSum":

@@ -69,21 +69,21 @@ def resize_axes(b, x: Sym, shape: tuple, scales: dict, sizes: dict, roi, attrs: 
     dtype = b.dtype(x)
     if dtype is not None and dtype.kind != "f":
         raise refuse(f"mode={attrs.get('mode')} on {dtype} (ONNX rounds and saturates the interpolated integers)")
-    letters = string.ascii_lowercase[:r]
-    if not any(c.any() for _, _, c in plan):  # one Einsum: x and each axis's (out, in) matrix
+    letters, fresh = string.ascii_lowercase[:r], string.ascii_lowercase[13:13 + r]  # lowercase only (Keras's TF
+    if not any(c.any() for _, _, c in plan):  # einsum misreads capitals): x and each axis's (out, in) matrix
         out = list(letters)
         terms = [letters]
         for a, _, _ in plan:
-            out[a] = letters[a].upper()
-            terms.append(letters[a].upper() + letters[a])
+            out[a] = fresh[a]
+            terms.append(fresh[a] + letters[a])
         subscripts = ",".join(terms) + "->" + "".join(out)
         return b.claim(b.op("Einsum", [x] + [m.astype(np.float32) for _, m, _ in plan], inner=True,
                             subscripts=subscripts))
     y = x
     for a, m, c in plan:  # y = M y + c along each axis in turn (extrapolated cells take c)
-        out = letters[:a] + letters[a].upper() + letters[a + 1:]
+        out = letters[:a] + fresh[a] + letters[a + 1:]
         y = b.op("Einsum", [y, m.astype(np.float32)], inner=True, suffix=f"axis{a}",
-                 subscripts=f"{letters},{letters[a].upper()}{letters[a]}->{out}")
+                 subscripts=f"{letters},{fresh[a]}{letters[a]}->{out}")
         if c.any():
             y = b.op("Add", [y, c.astype(np.float32).reshape([-1 if i == a else 1 for i in range(r)])], inner=True,
                      suffix=f"extrapolate{a}")
