@@ -91,9 +91,9 @@ class Builder:
             return self.inner_shapes.get(x.ref) or self.g.shape(x.onnx)
         return tuple(np.shape(x))
 
-    def like(self, y: Sym, x: Sym) -> Sym:
-        """Record that the inner step ``y`` has x's shape (an elementwise step another lowering then reads)."""
-        self.inner_shapes[y.ref] = self.shape(x)
+    def like(self, y: Sym, x) -> Sym:
+        """Record that the inner step ``y`` has x's shape (a Sym's, or a shape tuple), for a lowering that reads it."""
+        self.inner_shapes[y.ref] = tuple(x) if isinstance(x, (tuple, list)) else self.shape(x)
         return y
 
     def dtype(self, x) -> np.dtype | None:

@@ -86,8 +86,21 @@ def ConvTranspose(b, X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, k
     s, d = window_ints(strides, r, 1, "strides"), window_ints(dilations, r, 1, "dilations")
     op = window_ints(output_padding, r, 0, "output_padding")
     c, sizes = nchw(b, x, r, "ConvTranspose")
-    if group != 1:
-        raise refuse(f"group={group} (Keras's transposed convolutions have no groups)")
+    if group != 1:  # Keras's transposed convolutions have no groups: one per group, concatenated
+        if c is None or c % group or w.shape[0] != c:
+            raise refuse(f"group={group} with {c} input channels and W of shape {list(w.shape)}")
+        per, f = c // group, int(w.shape[1])
+        whole = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
+        parts = []
+        for g in range(group):
+            key = [whole, {"class_name": "__slice__", "config": {"start": g * per, "stop": (g + 1) * per, "step": None}}]
+            part = b.like(b.op("GetItem", [x, key], inner=True, suffix=f"group{g}"), (b.shape(x)[0], per, *sizes))
+            y = ConvTranspose(b, part, w[g * per:(g + 1) * per], None if B is None else
+                              as_const(B, "B (the bias)").reshape(-1)[g * f:(g + 1) * f], auto_pad, dilations, 1,
+                              kernel_shape, output_padding, output_shape, pads, strides)
+            b.onnx_names.pop(y.ref.layer, None)
+            parts.append(y)
+        return b.claim(b.op("Concatenate", [parts], inner=True, suffix="groups", axis=1))
     if kernel_shape is not None and tuple(kernel_shape) != k:
         raise refuse(f"kernel_shape={list(kernel_shape)} but W has shape {list(w.shape)}")
     if c is None or c != w.shape[0]:
@@ -126,3 +139,31 @@ def ConvTranspose(b, X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, k
     y = conv_layer(b, keras, config, x, kernel, bias, _width(b, sum(pairs[-1])),
                     inner=cropped)  # (N, C, *in) -> (N, F, (n-1)*s + span + output_padding)
     return crop(b, y, pairs) if cropped else y
+
+
+@lowering("CausalConvWithState")
+def CausalConvWithState(b, input, weight, bias=None, past_state=None, activation="none"):
+    """A depthwise Conv1D over the input with the past state (or k - 1 zeros) in front; present_state is the last
+    k - 1 steps of that. (onnx/reference/ops/op_causal_conv_with_state.py)"""
+    x = as_sym(b, input)
+    w = as_const(weight, "weight")
+    shape = b.shape(x)
+    if shape is None or len(shape) != 3 or w.ndim != 3 or activation not in ("none", "silu", "swish"):
+        raise refuse(f"input of shape {shape}, weight of shape {list(w.shape)}, activation={activation}")
+    n, c, length = shape
+    k = int(w.shape[2])
+    head = np.zeros((1 if n is None else n, c, k - 1), np.float32) if past_state is None else past_state
+    if isinstance(head, np.ndarray) and n is None:
+        if past_state is not None or k > 1:
+            raise refuse("a past state (or padding) for a batch of unknown size")
+    padded = x if k == 1 else b.like(b.op("Concatenate", [[head, x]], inner=True, suffix="padded", axis=2),
+                                      (n, c, None if length is None else length + k - 1))
+    y = Conv(b, padded, w, bias, group=c, kernel_shape=[k])
+    b.onnx_names.pop(y.ref.layer, None)
+    if activation != "none":
+        y = b.op("Silu", [y], module="keras.src.ops.nn", inner=True, suffix="silu")
+    whole = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
+    tail = [whole, whole, {"class_name": "__slice__", "config": {"start": -(k - 1) if k > 1 else length, "stop": None,
+                                                                  "step": None}}]
+    state = b.op("GetItem", [padded, tail], inner=True, suffix="state")
+    return [b.claim(y), state]
