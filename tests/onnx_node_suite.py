@@ -18,7 +18,8 @@ node case; NaNs equal; rtol at least 2^-6 for a bfloat16 output, as the runner).
 may be float32 where ONNX computes float64 or float16 (a Keras model computes in float32, and kcompat
 reads float inputs as float32), and must be a float.
 
-Each case ends as one of: ``pass``; ``wrong`` (runs, but an output differs); ``internal`` (any exception
+Each case ends as one of: ``pass``; ``exact`` (a case in NOISY whose stored outputs carry float32 noise above
+their atol, matched against ONNX's reference run in float64 instead); ``wrong`` (runs, but an output differs); ``internal`` (any exception
 that is not a KcompatError: a kcompat bug); ``unsupported`` (a clean UnsupportedError); ``rejected``
 (another clean KcompatError: FormatError, ShapeError, ConfigError).
 
@@ -43,7 +44,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "docs" / "ONNX_NODE_SUITE.md"
-STATUSES = ("pass", "wrong", "internal", "unsupported", "rejected")
+STATUSES = ("pass", "exact", "wrong", "internal", "unsupported", "rejected")
+# cases whose stored outputs carry float32 rounding noise above their atol (ONNX Runtime misses them too):
+# kcompat's answer is compared with ONNX's reference run in float64 on the same inputs instead ("exact")
+NOISY = {"test_dft_inverse": "numpy's float32 FFT leaves ~2e-7 in parts that are 0 (atol is 1e-7)",
+         "test_dft_inverse_opset19": "numpy's float32 FFT leaves ~2e-7 in parts that are 0 (atol is 1e-7)"}
 EXPANDED = re.compile(r"_expanded(_ver\d+)?$")
 
 
@@ -171,7 +176,27 @@ def run_case(case: Case, folder: str) -> Outcome:
     finally:
         os.unlink(path)
     why = compare(got, case.outputs, case.rtol, case.atol)
+    if why is not None and case.name in NOISY:
+        exact = compare(got, float64_reference(case), case.rtol, case.atol)
+        return Outcome(case, "wrong", why) if exact else Outcome(case, "exact", NOISY[case.name])
     return Outcome(case, "pass" if why is None else "wrong", why or "")
+
+
+def float64_reference(case: Case) -> list:
+    """ONNX's reference evaluator on the case in float64 (float inputs and initializers widened), cast back."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+    wide = onnx.ModelProto()
+    wide.CopyFrom(case.model)
+    for v in list(wide.graph.input) + list(wide.graph.output):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.DOUBLE
+    for i, t in enumerate(wide.graph.initializer):
+        if t.data_type == TensorProto.FLOAT:
+            wide.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+    feeds = {v.name: x.astype(np.float64) if x.dtype == np.float32 else x for v, x in zip(wide.graph.input, case.inputs)}
+    return [np.asarray(y).astype(w.dtype) for y, w in zip(ReferenceEvaluator(wide).run(None, feeds), case.outputs)]
 
 
 def _reason(message: str, path: str) -> str:
@@ -213,16 +238,18 @@ def markdown(outcomes: list[Outcome], collected: int) -> str:
         "",
         f"**{t['pass']} pass**, {t['unsupported']} unsupported (a clean error naming the op and why), "
         f"{t['wrong']} wrong, {t['internal']} internal errors, {t['rejected']} rejected; "
-        f"{full} of {len(ops)} ops pass every case.",
+        f"{full} of {len(ops)} ops pass every case. {t['exact']} more match ONNX's reference run in float64 but "
+        f"not the stored outputs, which carry float32 noise above their atol (ONNX Runtime misses them too): "
+        f"{', '.join(sorted(o.case.name for o in outcomes if o.status == 'exact')) or 'none'}.",
         "",
         "| op | cases | pass | unsupported | other |",
         "|---|---:|---:|---:|---:|",
     ]
     for op, c in ops.items():
-        other = c["wrong"] + c["internal"] + c["rejected"]
-        lines.append(f"| {op} | {sum(c.values())} | {c['pass']} | {c['unsupported']} | {other or ''} |")
+        other = ", ".join(f"{c[k]} {k}" for k in ("exact", "wrong", "internal", "rejected") if c[k])
+        lines.append(f"| {op} | {sum(c.values())} | {c['pass']} | {c['unsupported']} | {other} |")
     lines.append(f"| **total** | {len(outcomes)} | {t['pass']} | {t['unsupported']} | "
-                 f"{t['wrong'] + t['internal'] + t['rejected']} |")
+                 f"{', '.join(f'{t[k]} {k}' for k in ('exact', 'wrong', 'internal', 'rejected') if t[k])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -58,6 +58,11 @@ def scope_of(node_name: str, producer: str = "") -> str | None:
     return path[-1]
 
 
+def float64(array: np.ndarray) -> dict:
+    """A float64 constant argument kept float64 (op arguments are otherwise float32), for a float64 computation."""
+    return {"class_name": "__numpy__", "config": {"value": np.asarray(array, np.float64).tolist(), "dtype": "float64"}}
+
+
 def sanitize(name: str) -> str:
     """A name Keras accepts: no '/' (Keras 3's one rule) and no control characters; unicode, spaces
     and ':' are kept, so a kcompat export reads back with its layer names."""

@@ -282,3 +282,33 @@ def ReverseSequence(b, input, sequence_lens, batch_axis=1, time_axis=0):
     view = [1] * len(shape)
     view[b_axis], view[t_axis] = len(lens), steps
     return b.op("TakeAlongAxis", [x, source.reshape(view)], axis=t_axis)
+
+
+@lowering("CenterCropPad")
+def CenterCropPad(b, input_data, shape, axes=None):
+    """Each listed axis cropped (a GetItem slice) or zero-padded (a Concatenate with zero blocks) to its target size,
+    centred (the odd cell after), as onnx's reference."""
+    x = as_sym(b, input_data)
+    have = list(b.shape(x))
+    rank = len(have)
+    where = list(range(rank)) if axes is None else [int(a) % rank for a in axes]
+    target = [int(v) for v in as_const(shape, "shape").reshape(-1)]
+    y, now = x, list(have)
+    for a, size in zip(where, target):
+        n = now[a]
+        if n is None:
+            raise refuse("a crop or pad of an axis of unknown size")
+        if size < n:
+            lo = (n - size) // 2
+            y = b.op("GetItem", [y, axis_slice(a, lo, lo + size)], inner=True, suffix=f"crop{a}")
+        elif size > n:
+            if None in now:
+                raise refuse("zero padding of a tensor of unknown shape")
+            lo = (size - n) // 2
+            dtype = b.dtype(x) if b.dtype(x) is not None and b.dtype(x).kind != "f" else np.dtype(np.float32)
+            blocks = [np.zeros([lo if i == a else d for i, d in enumerate(now)], dtype), y,
+                      np.zeros([size - n - lo if i == a else d for i, d in enumerate(now)], dtype)]
+            y = b.op("Concatenate", [[v for v in blocks if not isinstance(v, np.ndarray) or v.size]], inner=True,
+                     suffix=f"pad{a}", axis=a)
+        now[a] = size
+    return y if y is x else b.claim(y)

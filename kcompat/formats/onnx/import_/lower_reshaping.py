@@ -13,7 +13,7 @@ from ..common import INT64_MAX
 from .builder import Builder, Sym, sanitize, scope_of
 from .lower_resize import resize_axes
 from .lowering import CF, Dynamic, as_const, as_sym, axes_arg, lowering, refuse
-from .windows import axis_slice, copy_pad, zero_pad
+from .windows import axis_slice, block_pad, copy_pad, zero_pad
 
 
 @lowering("Flatten")
@@ -260,7 +260,7 @@ def Pad(b, data, pads=None, constant_value=None, axes=None, mode="constant", val
     pairs = [(0, 0)] * rank
     for i, a in enumerate(where):
         pairs[a] = (amounts[i], amounts[i + len(where)])
-    if pairs[0] != (0, 0):
+    if pairs[0] != (0, 0) and (shape[0] is None or mode != "constant"):
         raise refuse("padding the batch axis")
     if constant_value is not None:
         value = float(np.asarray(constant_value).reshape(-1)[0]) if np.size(constant_value) else 0.0
@@ -279,7 +279,10 @@ def Pad(b, data, pads=None, constant_value=None, axes=None, mode="constant", val
         return copy_pad(b, x, grow[1:], mode, shape[1:], first_axis=1)
     if mode != "constant":
         raise refuse(f"mode={mode}")
-    return _constant_pad(b, x, grow, shape, value)
+    try:
+        return _constant_pad(b, x, grow, shape, value)
+    except UnsupportedError:  # axes ZeroPadding does not pad: blocks of the value on each side, if shapes are known
+        return block_pad(b, x, grow, shape, value, b.dtype(data))
 
 
 def _constant_pad(b: Builder, x: Sym, grow: list, shape: tuple, value: float) -> Sym:
