@@ -127,6 +127,23 @@ def collect(ops: list[str] | None = None) -> tuple[list[Case], int]:
     return cases, len(raw)
 
 
+def with_dynamic_batch(case: Case) -> Case | None:
+    """The case with its input's (and outputs') first axis made dynamic ("N"), as exporters write a batch axis;
+    None for a scalar or 1-D input. kcompat must then give the same answer or refuse cleanly."""
+    import onnx
+    model = onnx.ModelProto()
+    model.CopyFrom(case.model)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) < 2:
+        return None
+    for value in [model.graph.input[0], *model.graph.output]:
+        shape = value.type.tensor_type.shape.dim
+        if len(shape):
+            shape[0].Clear()
+            shape[0].dim_param = "N"
+    return Case(case.name, case.op, model, case.inputs, case.outputs, case.rtol, case.atol)
+
+
 def compare(got: list, want: list, rtol: float, atol: float) -> str | None:
     """Why ``got`` does not match ``want`` (None when it does); see the module docstring."""
     if len(got) != len(want):

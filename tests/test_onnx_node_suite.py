@@ -49,6 +49,17 @@ def test_pass_count_and_table_are_current(results):
     assert suite.TABLE.read_text() == text, "docs/ONNX_NODE_SUITE.md is stale: python -m tests.onnx_node_suite --table"
 
 
+def test_with_a_dynamic_batch_axis_no_case_goes_wrong(results):
+    """The passing cases again with a dynamic first axis (as exporters write the batch): still right, or a clean
+    refusal (a lowering that needs that size), never a wrong answer or an internal error."""
+    outcomes, _ = results
+    variants = [v for v in (suite.with_dynamic_batch(o.case) for o in outcomes if o.status == "pass") if v is not None]
+    rerun = suite.run_all(random.Random(4).sample(variants, min(400, len(variants))))
+    bad = [f"{o.case.name}: {o.status}: {o.detail}" for o in rerun if o.status in ("wrong", "internal", "rejected")]
+    assert not bad, "\n".join(bad)
+    assert sum(o.status == "pass" for o in rerun) >= 0.8 * len(rerun)
+
+
 def test_unsupported_cases_name_the_op(results):
     """A clean refusal says which ONNX op (and, for a refused attribute, why)."""
     outcomes, _ = results

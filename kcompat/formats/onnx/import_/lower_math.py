@@ -154,8 +154,8 @@ def _gemm_computed(b, A, B, C, alpha: float, beta: float, transA: int, transB: i
 
 @lowering("Gemm")
 def Gemm(b, A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
-    if isinstance(B, Sym) or not isinstance(A, Sym):  # no constant weight: no Dense
-        return _gemm_computed(b, A, B, C, alpha, beta, transA, transB)
+    if isinstance(B, Sym) or not isinstance(A, Sym) or (transA and (b.shape(A) or (None,))[0] is None):
+        return _gemm_computed(b, A, B, C, alpha, beta, transA, transB)  # no constant weight, or A^T's K unknown
     x = as_sym(b, A, "A")
     if transA:
         if b.rank(x) != 2:
