@@ -312,3 +312,24 @@ def CenterCropPad(b, input_data, shape, axes=None):
                      suffix=f"pad{a}", axis=a)
         now[a] = size
     return y if y is x else b.claim(y)
+
+
+@lowering("TensorScatter")
+def TensorScatter(b, past_cache, update, write_indices=None, axis=-2, mode="linear"):
+    """The update's steps written into the cache along ``axis`` from each batch entry's write index (circular:
+    modulo the cache length): a ScatterUpdate with the index tuples computed at import."""
+    x = as_sym(b, past_cache, "past_cache")
+    shape = b.shape(x)
+    if shape is None or None in shape or mode not in ("linear", "circular"):
+        raise refuse(f"a cache of unknown shape, or mode={mode}")
+    a = int(axis) % len(shape)
+    steps = np.shape(update)[a] if isinstance(update, np.ndarray) else b.shape(update)[a]
+    starts = np.zeros(shape[0], np.int64) if write_indices is None else \
+        as_const(write_indices, "write_indices").astype(np.int64).reshape(-1)
+    grid = np.indices([*shape[:a], steps, *shape[a + 1:]])  # every cell of the update: its cache position
+    grid[a] = grid[a] + starts.reshape([-1] + [1] * (len(shape) - 1))
+    if mode == "circular":
+        grid[a] %= shape[a]
+    if (grid[a] >= shape[a]).any():
+        raise refuse("writes past the end of the cache")
+    return _scatter(b, x, np.stack(list(grid), axis=-1), update, shape, None)

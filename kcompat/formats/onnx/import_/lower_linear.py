@@ -1,7 +1,8 @@
 """ONNX ops that are linear in their data input once every other input is a constant -> one Keras Einsum.
 
 DFT (of a computed signal: the DFT matrix of the axis), GridSample (of a computed image on a constant grid:
-each output cell a fixed mix of input cells), AffineGrid (of a computed theta: the base grid). The map is
+each output cell a fixed mix of input cells), AffineGrid (of a computed theta: the base grid), and ops that
+map each batch entry alike (Col2Im, STFT, DeformConv with constant offsets: a matrix over the sample). The map is
 read off ONNX's own reference (onnx.reference) run on a basis, so every mode, padding and normalisation is
 ONNX's exactly; the Einsum's constant is capped in size. Contract: lowering.py.
 """
@@ -100,3 +101,59 @@ def AffineGrid(b, theta, size, align_corners=0):
     grid = _check(np.stack(base, axis=-1))  # (*spatial, r + 1)
     cells = "dhw"[-r:]
     return b.op("Einsum", [t, grid], subscripts=f"nij,{cells}j->n{cells}i")
+
+
+def _per_sample(b, x, op: str, others: list, attrs: dict, batched: tuple = ()):
+    """An op that maps each batch entry of x linearly and alike: (N, *s) -> (N, *o) as x flattened times a matrix
+    read off ONNX's reference run on one one-hot sample per entry of a basis batch. ``others``: the other inputs,
+    constants; those at the positions ``batched`` (per-batch offsets, of one entry) are repeated over the basis."""
+    x = as_sym(b, x)
+    shape = b.shape(x)
+    if shape is None or None in shape[1:] or (batched and shape[0] != 1):
+        raise refuse(f"an input of shape {None if shape is None else list(shape)}")
+    size = int(np.prod(shape[1:]))
+    basis = np.eye(size, dtype=np.float32).reshape(size, *shape[1:])
+    others = [np.repeat(o, size, axis=0) if i in batched and o is not None else o for i, o in enumerate(others)]
+    out = _run(op, [basis, *others], b.g.opset, **attrs)  # (size, *o)
+    weights = _check(out.reshape(size, -1))
+    flat = b.op("Reshape", [x], inner=True, suffix="flat", newshape=[-1, size])
+    y = b.op("Matmul", [flat, weights], inner=True, suffix="map")  # (N, size) @ (size, prod(o))
+    return b.claim(b.op("Reshape", [y], inner=True, suffix="shaped", newshape=[-1, *out.shape[1:]]))
+
+
+@lowering("Col2Im")
+def Col2Im(b, input, image_shape, block_shape, dilations=None, pads=None, strides=None):
+    attrs = {k: list(v) for k, v in (("dilations", dilations), ("pads", pads), ("strides", strides)) if v is not None}
+    return _per_sample(b, input, "Col2Im", [as_const(image_shape, "image_shape"), as_const(block_shape, "block_shape")],
+                       attrs)
+
+
+@lowering("STFT")
+def STFT(b, signal, frame_step, window=None, frame_length=None, onesided=1):
+    others = [as_const(frame_step, "frame_step"), None if window is None else as_const(window, "window"),
+              None if frame_length is None else as_const(frame_length, "frame_length")]
+    while others and others[-1] is None:
+        others.pop()
+    return _per_sample(b, signal, "STFT", others, {"onesided": int(onesided)})
+
+
+@lowering("DeformConv")
+def DeformConv(b, X, W, offset, B=None, mask=None, dilations=None, group=1, kernel_shape=None, offset_group=1,
+               pads=None, strides=None):
+    """Linear in X once the weights, offsets and mask are constants (offsets of one batch entry, or the same)."""
+    consts = [as_const(v, n) if v is not None else None for v, n in ((W, "W"), (offset, "offset"), (B, "B"),
+                                                                     (mask, "mask"))]
+    for v in consts[1::2]:
+        if v is not None and v.shape[0] != 1:
+            raise refuse("offsets or a mask per batch entry")
+    attrs = {"group": int(group), "offset_group": int(offset_group)}
+    attrs |= {k: list(v) for k, v in (("dilations", dilations), ("kernel_shape", kernel_shape), ("pads", pads),
+                                      ("strides", strides)) if v is not None}
+    bias = consts[2]
+    others = [consts[0], consts[1], None, consts[3]]  # the bias is added after (it is not linear)
+    while others and others[-1] is None:
+        others.pop()
+    y = _per_sample(b, X, "DeformConv", others, attrs, batched=(1, 3))
+    if bias is None:
+        return y
+    return b.op("Add", [y, bias.astype(np.float32).reshape(1, -1, *[1] * (len(b.shape(X)) - 2))])
