@@ -259,15 +259,30 @@ def markdown(outcomes: list[Outcome], collected: int) -> str:
         f"not the stored outputs, which carry float32 noise above their atol (ONNX Runtime misses them too): "
         f"{', '.join(sorted(o.case.name for o in outcomes if o.status == 'exact')) or 'none'}.",
         "",
-        "| op | cases | pass | unsupported | other |",
-        "|---|---:|---:|---:|---:|",
+        "| op | cases | pass | unsupported | other | why unsupported (the most common reason) |",
+        "|---|---:|---:|---:|---:|---|",
     ]
+    reasons: dict[str, Counter] = defaultdict(Counter)
+    for o in outcomes:
+        if o.status == "unsupported":
+            reasons[o.case.op][_short(o.detail)] += 1
     for op, c in ops.items():
         other = ", ".join(f"{c[k]} {k}" for k in ("exact", "wrong", "internal", "rejected") if c[k])
-        lines.append(f"| {op} | {sum(c.values())} | {c['pass']} | {c['unsupported']} | {other} |")
+        why = reasons.get(op)
+        text = "" if not why else why.most_common(1)[0][0] + (f" (+{len(why) - 1} other)" if len(why) > 1 else "")
+        lines.append(f"| {op} | {sum(c.values())} | {c['pass']} | {c['unsupported']} | {other} | {text} |")
     lines.append(f"| **total** | {len(outcomes)} | {t['pass']} | {t['unsupported']} | "
-                 f"{', '.join(f'{t[k]} {k}' for k in ('exact', 'wrong', 'internal', 'rejected') if t[k])} |")
+                 f"{', '.join(f'{t[k]} {k}' for k in ('exact', 'wrong', 'internal', 'rejected') if t[k])} | |")
     return "\n".join(lines) + "\n"
+
+
+def _short(detail: str) -> str:
+    """An unsupported case's reason for the table: the refusal without the file's name and counts."""
+    text = re.sub(r" x\d+(, |$)", r"\1", detail.replace("unsupported ONNX ops: ", ""))
+    text = re.sub(r"'[^'\s]*'", "'…'", text).replace("|", "/")  # tensor names differ case by case
+    if re.fullmatch(r"[\w.]+", text):
+        text = f"{text}: no lowering"
+    return text if len(text) <= 110 else text[:107] + "..."
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -208,8 +208,11 @@ def _spec(b: Builder, graph: OnnxGraph, path: str) -> ModelSpec:
     outputs = []
     for name in graph.outputs:
         sym = b.env.get(name)
+        if sym is None and (name in graph.consts or name in graph.dynamic):
+            raise UnsupportedError(f"{path}: graph output '{name}' does not depend on the input's values (a Keras "
+                                   f"model's outputs are computed from its inputs)")
         if sym is None:
-            raise UnsupportedError(f"{path}: graph output '{name}' is a constant or could not be computed")
+            raise UnsupportedError(f"{path}: graph output '{name}' could not be computed")
         outputs.append(sym.ref)
     outputs = _merge_shared_layers(b, outputs)
     layers = keras_order(b.layers, outputs)

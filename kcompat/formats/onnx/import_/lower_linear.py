@@ -1,4 +1,4 @@
-"""ONNX ops that are linear in their data input once every other input is a constant -> one Keras Einsum.
+"""ONNX ops that are linear in their data input once every other input is a constant -> one Keras Einsum / Matmul.
 
 DFT (of a computed signal: the DFT matrix of the axis), GridSample (of a computed image on a constant grid:
 each output cell a fixed mix of input cells), AffineGrid (of a computed theta: the base grid), and ops that
