@@ -65,7 +65,10 @@ def _finfo(dtype: np.dtype):
     return ml_dtypes.finfo(dtype)
 
 
-def _target(to: int) -> np.dtype:
+def _target(to) -> np.dtype:
+    if isinstance(to, str):  # Cast-1 names the type ("FLOAT")
+        from onnx import TensorProto
+        to = TensorProto.DataType.Value(to.upper())
     dtype = np_dtype(to)
     if to in (21, 22, 25, 26) or (dtype.kind not in "biuf" and not is_float(dtype)):  # 4-bit / 2-bit integers, strings
         raise refuse(f"to={to} ({dtype}: no Keras dtype)")
