@@ -20,7 +20,7 @@ reads float inputs as float32), and must be a float.
 
 Each case ends as one of: ``pass``; ``exact`` (a case in NOISY whose stored outputs carry float32 noise above
 their atol, matched against ONNX's reference run in float64 instead); ``wrong`` (runs, but an output differs); ``internal`` (any exception
-that is not a KcompatError: a kcompat bug); ``unsupported`` (a clean UnsupportedError); ``rejected``
+that is not a KcompatError, or one the importer turned into "cannot lower node": a kcompat bug); ``unsupported`` (a clean UnsupportedError); ``rejected``
 (another clean KcompatError: FormatError, ShapeError, ConfigError).
 
 ``python -m tests.onnx_node_suite`` prints the totals and the cases that are not ``pass`` or
@@ -185,6 +185,8 @@ def run_case(case: Case, folder: str) -> Outcome:
             model = kcompat.load(path)
             got = model.predict(case.inputs)
     except kcompat.UnsupportedError as e:
+        if "cannot lower node" in str(e):  # the importer caught a ValueError / TypeError / IndexError of a lowering
+            return Outcome(case, "internal", _reason(str(e), path))
         return Outcome(case, "unsupported", _reason(str(e), path))
     except kcompat.KcompatError as e:
         return Outcome(case, "rejected", f"{type(e).__name__}: {_reason(str(e), path)}")

@@ -84,13 +84,13 @@ def _arg(keras_name: str):
     def lower(b, data, axis=0, keepdims=1, select_last_index=0):
         x = as_sym(b, data)
         axis, rank = _axis_of(b, x, axis)
+        n = b.shape(x)[axis]
         if b.dtype(x) == np.bool_:
             x = b.op("Cast", [x], module="keras.src.ops.core", inner=True, suffix="int", dtype="int32")
         elif b.dtype(x) is None or b.dtype(x).kind == "f":  # Keras ranks -0.0 below +0.0; ONNX ties them: +0 only
             x = b.op("Where", [b.op("Equal", [x, 0.0], inner=True, suffix="zero"), 0.0, x], inner=True,
                      suffix="plus_zero")
         if select_last_index:  # the first of the flipped axis is the last: index n - 1 - i
-            n = b.shape(x)[axis]
             if n is None:
                 raise refuse("select_last_index=1 on an axis of unknown size")
             flipped = b.op("Flip", [x], inner=True, suffix="flip", axis=axis)
