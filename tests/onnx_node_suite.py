@@ -14,14 +14,16 @@ and such a case ends in a clean "unsupported". The model is written to a tempora
 
 Comparison, as onnx/backend/test/runner/__init__.py (``assert_similar_outputs``) does: same number of
 outputs, same shapes, ``np.testing.assert_allclose`` at the case's rtol / atol (1e-3 / 1e-7 for every
-node case; NaNs equal; rtol at least 2^-6 for a bfloat16 output, as the runner). dtypes: integer and bool outputs must have exactly ONNX's dtype; a float output
-may be float32 where ONNX computes float64 or float16 (a Keras model computes in float32, and kcompat
-reads float inputs as float32), and must be a float.
+node case; NaNs equal; rtol at least 2^-6 for a bfloat16 output, as the runner). dtypes: integer and
+bool outputs must have exactly ONNX's dtype; a float output may be float32 where ONNX computes float64,
+float16, bfloat16 or float8 (a Keras model computes in float32, and kcompat reads float inputs as
+float32), and must be a float.
 
-Each case ends as one of: ``pass``; ``exact`` (a case in NOISY whose stored outputs carry float32 noise above
-their atol, matched against ONNX's reference run in float64 instead); ``wrong`` (runs, but an output differs); ``internal`` (any exception
-that is not a KcompatError, or one the importer turned into "cannot lower node": a kcompat bug); ``unsupported`` (a clean UnsupportedError); ``rejected``
-(another clean KcompatError: FormatError, ShapeError, ConfigError).
+Each case ends as one of: ``pass``; ``exact`` (a case in NOISY whose stored outputs carry float32 noise
+above their atol, matched against ONNX's reference run in float64 instead); ``wrong`` (runs, but an
+output differs); ``internal`` (any exception that is not a KcompatError, or one the importer turned into
+"cannot lower node": a kcompat bug); ``unsupported`` (a clean UnsupportedError); ``rejected`` (another
+clean KcompatError: FormatError, ShapeError, ConfigError).
 
 ``python -m tests.onnx_node_suite`` prints the totals and the cases that are not ``pass`` or
 ``unsupported``; ``--table`` writes the per-op table to docs/ONNX_NODE_SUITE.md; ``--op Add`` runs the
@@ -211,11 +213,13 @@ def float64_reference(case: Case) -> list:
     for v in list(wide.graph.input) + list(wide.graph.output):
         if v.type.tensor_type.elem_type == TensorProto.FLOAT:
             v.type.tensor_type.elem_type = TensorProto.DOUBLE
-    for i, t in enumerate(wide.graph.initializer):
+    for t in wide.graph.initializer:
         if t.data_type == TensorProto.FLOAT:
-            wide.graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
-    feeds = {v.name: x.astype(np.float64) if x.dtype == np.float32 else x for v, x in zip(wide.graph.input, case.inputs)}
-    return [np.asarray(y).astype(w.dtype) for y, w in zip(ReferenceEvaluator(wide).run(None, feeds), case.outputs)]
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+    feeds = {v.name: x.astype(np.float64) if x.dtype == np.float32 else x
+             for v, x in zip(wide.graph.input, case.inputs)}
+    got = ReferenceEvaluator(wide).run(None, feeds)
+    return [np.asarray(y).astype(w.dtype) for y, w in zip(got, case.outputs)]
 
 
 def _reason(message: str, path: str) -> str:

@@ -76,7 +76,8 @@ def tf2onnx_activations(keras, tmp_path_factory):
         outs.append(keras.layers.Dense(8, activation=a, name=f"dense_{a}")(x2))
         outs.append(keras.layers.Activation(a, name=f"act_{a}")(x3))
     kmodel = keras.Model([x2, x3], outs)
-    spec = (tf.TensorSpec((None, 8), tf.float32, name="flat_in"), tf.TensorSpec((None, 5, 8), tf.float32, name="seq_in"))
+    spec = (tf.TensorSpec((None, 8), tf.float32, name="flat_in"),
+            tf.TensorSpec((None, 5, 8), tf.float32, name="seq_in"))
 
     @tf.function(input_signature=spec)
     def call(a, b):

@@ -305,7 +305,8 @@ class Threshold(Op):
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.threshold, self.default_value = self.get("threshold"), self.get("default_value")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (self.threshold, self.default_value)):
+        values = (self.threshold, self.default_value)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise self.fail(f"'threshold' and 'default_value' must be numbers. Received: threshold={self.threshold!r}, "
                             f"default_value={self.default_value!r}")
 

@@ -145,7 +145,8 @@ class TakeAlongAxis(_AxisOp):
         if self.axis is None:
             xs = [None] if None in xs else [int(np.prod(xs, dtype=np.int64))]
         if len(xs) != len(ids):
-            raise ValueError(f"x and indices must have the same rank: {fmt_shape(tuple(xs))} and {fmt_shape(tuple(ids))}")
+            raise ValueError(f"x and indices must have the same rank: {fmt_shape(tuple(xs))} and "
+                             f"{fmt_shape(tuple(ids))}")
         axis = 0 if self.axis is None else canonical_axis(self.axis, len(xs))
         xs[axis] = ids[axis]
         return broadcast_shapes(tuple(xs), tuple(ids))

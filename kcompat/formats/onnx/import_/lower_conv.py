@@ -93,7 +93,8 @@ def ConvTranspose(b, X, W, B=None, auto_pad="NOTSET", dilations=None, group=1, k
         whole = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
         parts = []
         for g in range(group):
-            key = [whole, {"class_name": "__slice__", "config": {"start": g * per, "stop": (g + 1) * per, "step": None}}]
+            channels = {"class_name": "__slice__", "config": {"start": g * per, "stop": (g + 1) * per, "step": None}}
+            key = [whole, channels]
             part = b.like(b.op("GetItem", [x, key], inner=True, suffix=f"group{g}"), (b.shape(x)[0], per, *sizes))
             y = ConvTranspose(b, part, w[g * per:(g + 1) * per], None if B is None else
                               as_const(B, "B (the bias)").reshape(-1)[g * f:(g + 1) * f], auto_pad, dilations, 1,

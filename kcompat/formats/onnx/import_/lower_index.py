@@ -30,7 +30,9 @@ def Trilu(b, input, k=None, upper=1):
         raise refuse("an input of rank < 2")
     diagonal = 0 if k is None else as_int_constant(k, "k")
     rows, cols = b.shape(x)[-2:]
-    if (upper and rows is not None and diagonal <= 1 - rows) or (not upper and cols is not None and diagonal >= cols - 1):
+    whole = (upper and rows is not None and diagonal <= 1 - rows) or \
+        (not upper and cols is not None and diagonal >= cols - 1)
+    if whole:
         return x  # the whole matrix (TF's band_part refuses such a k: Keras's triu / tril would fail)
     return b.op("Triu" if upper else "Tril", [x], k=diagonal)
 
@@ -42,7 +44,8 @@ def Split(b, input, split=None, axis=0, num_outputs=None):
     n = b.shape(x)[axis]
     count = len(b.node.output)
     if split is not None:
-        sizes = [int(v) for v in np.reshape(split if isinstance(split, (list, tuple)) else as_const(split, "split"), -1)]
+        given = split if isinstance(split, (list, tuple)) else as_const(split, "split")  # an attribute before opset 13
+        sizes = [int(v) for v in np.reshape(given, -1)]
     elif n is None:
         raise refuse("an even split of an axis of unknown size")
     elif num_outputs is not None:  # opset 18: ceil(n / num_outputs) each, the last smaller

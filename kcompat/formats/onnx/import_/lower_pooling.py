@@ -104,8 +104,8 @@ def _dilated_pool(b, kind: str, x, sizes, k, s, d, pairs, ceil_mode, count_inclu
     whole = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
     cells = []
     for offset in itertools.product(*[range(kk) for kk in k]):
-        key = [whole, whole] + [{"class_name": "__slice__", "config": {"start": j * dd, "stop": j * dd + (o - 1) * ss + 1,
-                                                                        "step": ss}}
+        key = [whole, whole] + [{"class_name": "__slice__",
+                                 "config": {"start": j * dd, "stop": j * dd + (o - 1) * ss + 1, "step": ss}}
                                 for j, dd, o, ss in zip(offset, d, outs, s)]
         cells.append(b.op("GetItem", [x, key], inner=True, suffix="cell"))  # (N, C, *out)
     if kind == "Max":
