@@ -267,9 +267,14 @@ class Model:
         feed = {}
         for ref, arr in zip(self.spec.inputs, arrays):
             arr = np.asarray(arr)
+            if arr.dtype.kind == "V" and arr.dtype.name.startswith(("bfloat", "float")):  # ml_dtypes: bfloat16, float8
+                arr = arr.astype(np.float32)
             if arr.dtype.kind not in "fiub":
                 raise ShapeError(f"input '{ref.layer}' must be numeric; received dtype {arr.dtype}")
-            if arr.dtype.kind == "f" or arr.dtype.kind == "b":
+            declared = _declared_dtype(self.specs[ref.layer])
+            if declared is not None and declared.kind in "biu":  # as Keras: converted to the Input's dtype
+                arr = arr.astype(declared, copy=False)
+            elif arr.dtype.kind == "f" or arr.dtype.kind == "b":
                 arr = arr.astype(np.float32, copy=False)
             expected = self.shapes[(ref.layer, ref.node)]
             ok = arr.ndim == len(expected) and all(e is None or e == g for e, g in zip(expected, arr.shape))
@@ -402,6 +407,17 @@ def random_weight(layer: Layer, w: Weight, rng: np.random.Generator) -> np.ndarr
         limit = np.sqrt(6.0 / max(fan_in + fan_out, 1))
         return rng.uniform(-limit, limit, size=w.shape).astype(np.float32)
     return rng.normal(0.0, 0.1, size=w.shape).astype(np.float32)
+
+
+def _declared_dtype(ls: LayerSpec) -> np.dtype | None:
+    """An InputLayer's declared dtype when it is a plain NumPy dtype name ("int32", "bool"); else None."""
+    dtype = ls.config.get("dtype")
+    if ls.class_name != "InputLayer" or not isinstance(dtype, str):
+        return None
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return None
 
 
 def _is_shape(value: Any) -> bool:

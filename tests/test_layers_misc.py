@@ -85,12 +85,16 @@ def run_group(keras, rows: list[Row], tmp_path, name: str) -> dict:
     got = kc.predict(data)
     out = {}
     for r, w, g, ref, t in zip(rows, want, got, kc.spec.outputs, kmodel.outputs):
+        kc_shape = kc.shapes[(ref.layer, ref.node)]
+        kc_shape = kc_shape[ref.index] if isinstance(kc_shape, list) else kc_shape  # a multi-output op's
         out[r.id] = dict(keras=keras.ops.convert_to_numpy(w), kcompat=g, keras_shape=tuple(t.shape),
-                         kc_shape=kc.shapes[(ref.layer, ref.node)], tol=r.tol)
+                         kc_shape=kc_shape, tol=r.tol)
     ops = []
     for op in kmodel.operations:
         params = op.count_params() if isinstance(op, keras.layers.Layer) else 0
-        ops.append((op.name, type(op).__name__, tuple(op.output.shape), params))
+        made = op.output
+        shape = [tuple(o.shape) for o in made] if isinstance(made, (list, tuple)) else tuple(made.shape)  # TopK: 2
+        ops.append((op.name, type(op).__name__, shape, params))
     out["__ops__"] = (ops, kc)
     out["__total__"] = (kmodel.count_params(), kc.total_params)
     return out

@@ -107,8 +107,74 @@ REDUCTIONS = [
         data=lambda s: [np.arange(BATCH * 5, dtype=np.int32).reshape(BATCH, 5)]),
 ]
 
+def ints(*shape, low=-6, high=7, dtype=np.int32):
+    """Seeded integer data (BATCH, *shape)."""
+    return lambda s: [np.random.default_rng(s).integers(low, high, size=(BATCH, *shape)).astype(dtype)]
+
+
+def ties(s):
+    """(BATCH, 4, 3) with repeated values, so order among equal values shows."""
+    return [np.resize(np.asarray([1.0, 3.0, 1.0, 0.5, 3.0, -2.0, 0.5, 0.5, 0.5, -1.0, 2.0, 2.0], np.float32),
+                      (BATCH, *A))]
+
+
+INDEX_OPS = [  # kcompat/layers/ops_index.py
+    row("cumsum_axis1", lambda k, x: k.ops.cumsum(x, axis=1), A),
+    row("cumsum_flat_int8_keeps_int8", lambda k, x: k.ops.cumsum(x), (5,), dtype="int8", data=ints(5, dtype=np.int8)),
+    row("cumprod_last", lambda k, x: k.ops.cumprod(x, axis=-1), A),
+    row("triu_k1", lambda k, x: k.ops.triu(x, k=1), A),
+    row("tril_negative_k", lambda k, x: k.ops.tril(x, k=-1), A),
+    row("top_k_values", lambda k, x: k.ops.top_k(x, 2)[0], A),
+    row("top_k_indices_ties_lower_first", lambda k, x: k.ops.top_k(x, 3)[1], A, data=ties),
+    row("take_along_axis_broadcast", lambda k, x: k.ops.take_along_axis(
+        x, np.array([[[2, 0, 1], [3, -1, 0]]], np.int32), axis=1), A),
+    row("take_negative_index", lambda k, x: k.ops.take(x, np.array([0, -1, 2, 2]), axis=1), A),
+    row("take_2d_indices_last_axis", lambda k, x: k.ops.take(x, np.array([[0, 2], [1, 1]]), axis=-1), A),
+    row("scatter_update_rows", lambda k, x: k.ops.scatter_update(
+        x, np.array([[0, 1], [2, 3]]), np.array([[5.0, 6.0, 7.0], [-1.0, -2.0, -3.0]], np.float32)), A),
+    row("one_hot_axis1_negative_is_zeros", lambda k, x: k.ops.one_hot(x, 4, axis=1), (5,), dtype="int32",
+        data=ints(5, low=-2, high=4)),
+    row("one_hot_int64", lambda k, x: k.ops.one_hot(x, 3, dtype="int64"), (2,), dtype="int32",
+        data=ints(2, low=0, high=3)),
+    row("broadcast_to_static_batch", lambda k, x: k.ops.broadcast_to(x[:, :1], (BATCH, 4, 3)), A),
+    row("flip_axis1", lambda k, x: k.ops.flip(x, axis=1), A),
+    row("size_int32", lambda k, x: k.ops.size(x), A),
+    row("einsum_batched_matmul", lambda k, x, y: k.ops.einsum("bij,bjk->bik", x, y), A, (3, 2)),
+    row("einsum_constant_vector", lambda k, x: k.ops.einsum("bij,j->bi", x, np.array([1.0, -2.0, 0.5], np.float32)),
+        A),
+    row("max_initial", lambda k, x: k.ops.max(x, axis=1, initial=0.5), A),
+    row("min_initial_int", lambda k, x: k.ops.min(x, axis=-1, initial=-2), (5,), dtype="int32", data=ints(5)),
+    row("sum_int8_in_int32", lambda k, x: k.ops.sum(x, axis=-1), (5,), dtype="int8",
+        data=ints(5, low=-120, high=120, dtype=np.int8)),
+    row("fmod_signs", lambda k, x: k.ops.fmod(x * 3, np.float32(0.7)), A),
+    row("threshold", lambda k, x: k.ops.threshold(x, 0.3, -1.0), A),
+    row("det", lambda k, x: k.ops.linalg.det(x), (3, 3)),
+    row("arccosh", lambda k, x: k.ops.arccosh(k.ops.abs(x) + 1.0), A),
+    row("cast_bfloat16_round_trip", lambda k, x: k.ops.cast(k.ops.cast(x * 100, "bfloat16"), "float32"), A),
+]
+
+FLOAT8 = [  # ONNX has float8 types from opset 19 (test_onnx_export_ops.MIN_OPSET)
+    row("cast_float8_e4m3fn_round_trip", lambda k, x: k.ops.cast(k.ops.cast(x * 10, "float8_e4m3fn"), "float32"), A),
+    row("cast_float8_e5m2_round_trip", lambda k, x: k.ops.cast(k.ops.cast(x, "float8_e5m2"), "float32"), A),
+]
+
+BITWISE = [  # integers only; ONNX has Bitwise* from opset 18 (test_onnx_export_ops.MIN_OPSET)
+    row("bitwise_and_or_xor", lambda k, x, y: k.ops.bitwise_xor(k.ops.bitwise_and(x, y),
+                                                                k.ops.bitwise_or(x, np.full((5,), 5, np.int32))),
+        (5,), (5,), dtype="int32", data=lambda s: ints(5)(s) + ints(5)(s + 1)),
+    row("bitwise_not_invert", lambda k, x: k.ops.bitwise_not(x) + k.ops.bitwise_invert(x), (5,), dtype="int32",
+        data=ints(5)),
+    row("bitwise_uint8", lambda k, x: k.ops.bitwise_and(k.ops.bitwise_invert(x), np.full((5,), 0x5A, np.uint8)), (5,),
+        dtype="uint8", data=ints(5, low=0, high=256, dtype=np.uint8)),
+    row("shifts_signed", lambda k, x: k.ops.left_shift(x, 2) + k.ops.right_shift(x, 1), (5,), dtype="int32",
+        data=ints(5, low=-40, high=40)),
+    row("shifts_unsigned_tensor_amounts", lambda k, x, y: k.ops.bitwise_left_shift(x, y)
+        + k.ops.bitwise_right_shift(x, y), (5,), (5,), dtype="uint8",
+        data=lambda s: ints(5, low=0, high=256, dtype=np.uint8)(s) + ints(5, low=0, high=8, dtype=np.uint8)(s)),
+]
+
 GROUPS = {"arithmetic": ARITHMETIC, "activation_ops": ACTIVATION_OPS, "shape_ops": SHAPE_OPS,
-          "reductions": REDUCTIONS}
+          "reductions": REDUCTIONS, "index_ops": INDEX_OPS, "bitwise": BITWISE, "float8": FLOAT8}
 ROWS = [pytest.param(g, p.values[0], id=p.id) for g, rows in GROUPS.items() for p in rows]
 
 
@@ -171,10 +237,10 @@ def test_attention_block_with_ops_end_to_end(keras, tmp_path):
 def test_unsupported_op_refused_by_name(keras, tmp_path):
     import kcompat
     x = keras.Input((4,))
-    m = keras.Model(x, keras.ops.sort(x) + keras.ops.cumsum(x))
+    m = keras.Model(x, keras.ops.sort(x) + keras.ops.cbrt(x))
     with pytest.raises(kcompat.UnsupportedError) as e:
         to_kcompat(m, tmp_path)
-    assert "'Sort'" in str(e.value) and "'Cumsum'" in str(e.value)
+    assert "'Sort'" in str(e.value) and "'Cbrt'" in str(e.value)
 
 
 def test_tensor_index_refused():

@@ -118,7 +118,8 @@ class Op(Layer):
 
     def call_node(self, args, kwargs, weights):
         args = [as_array(a) for a in args]
-        return _finish(self.compute(*args, **kwargs), args)
+        y = self.compute(*args, **kwargs)
+        return [_finish(v, args) for v in y] if isinstance(y, list) else _finish(y, args)  # TopK: 2 outputs
 
     def node_output_shape(self, args, kwargs):
         try:
@@ -192,6 +193,7 @@ register_table(_Unary, {
     "Log2": _quiet(np.log2), "Log10": _quiet(np.log10), "Expm1": _quiet(np.expm1), "Exp2": _quiet(np.exp2),
     "Sin": np.sin, "Cos": np.cos, "Tan": np.tan, "Sinh": np.sinh, "Cosh": np.cosh, "Tanh": np.tanh,
     "Arcsin": np.arcsin, "Arccos": np.arccos, "Arctan": np.arctan, "Arctanh": np.arctanh, "Arcsinh": np.arcsinh,
+    "Arccosh": _quiet(np.arccosh),
     "Floor": np.floor, "Ceil": np.ceil, "Trunc": np.trunc, "Sign": np.sign,
     "Reciprocal": _quiet(np.reciprocal), "Rsqrt": _quiet(lambda x: 1 / np.sqrt(x)),
     "Erf": act.erf, "LogicalNot": np.logical_not, "Isnan": np.isnan, "Isinf": np.isinf, "Isfinite": np.isfinite,
@@ -208,8 +210,14 @@ register_table(_Binary, {
     "Power": np.power, "Maximum": np.maximum, "Minimum": np.minimum,
     "Greater": np.greater, "GreaterEqual": np.greater_equal, "Less": np.less, "LessEqual": np.less_equal,
     "Equal": np.equal, "NotEqual": np.not_equal, "LogicalAnd": np.logical_and, "LogicalOr": np.logical_or,
-    "LogicalXor": np.logical_xor, "Arctan2": np.arctan2, "Hypot": np.hypot,
+    "LogicalXor": np.logical_xor, "Arctan2": np.arctan2, "Hypot": np.hypot, "Fmod": _quiet(np.fmod),
+    # bitwise (integers and bools); shifts by the bit width or more give 0 (NumPy; TF leaves them undefined)
+    "BitwiseAnd": np.bitwise_and, "BitwiseOr": np.bitwise_or, "BitwiseXor": np.bitwise_xor,
+    "LeftShift": np.left_shift, "BitwiseLeftShift": np.left_shift, "RightShift": np.right_shift,
+    "BitwiseRightShift": np.right_shift,
 })
+
+register_table(_Unary, {"BitwiseInvert": np.invert, "BitwiseNot": np.invert})
 
 
 class _Parametric(Op):
@@ -300,6 +308,22 @@ class LogSoftmax(_Parametric):
         return act.log_softmax(x, axis=tuple(self.param) if isinstance(self.param, list) else self.param)
 
 
+@register("Threshold", op=True)
+class Threshold(Op):
+    """x where x > threshold, else default_value (``ops.threshold``; ThresholdedRelu with 0)."""
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        self.threshold, self.default_value = self.get("threshold"), self.get("default_value")
+        values = (self.threshold, self.default_value)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise self.fail(f"'threshold' and 'default_value' must be numbers. Received: threshold={self.threshold!r}, "
+                            f"default_value={self.default_value!r}")
+
+    def compute(self, x):
+        return np.where(x > self.threshold, x, np.asarray(self.default_value).astype(x.dtype))
+
+
 @register("Clip", op=True)
 class Clip(Op):
 
@@ -324,6 +348,15 @@ class Round(Op):
         return np.round(x, self.decimals)  # half to even, like TF
 
 
+NARROW_FLOATS = ("bfloat16", "float8_e4m3fn", "float8_e5m2")  # Keras dtypes NumPy knows through ml_dtypes
+
+
+def narrow_float(name: str) -> np.dtype:
+    """bfloat16 / float8_e4m3fn / float8_e5m2 as NumPy dtypes (ml_dtypes, which onnx installs; RNE rounding)."""
+    import ml_dtypes
+    return np.dtype(getattr(ml_dtypes, name))
+
+
 @register("Cast", op=True)
 class Cast(Op):
 
@@ -334,7 +367,7 @@ class Cast(Op):
         if isinstance(dtype, dict):
             dtype = dtype.get("config", {}).get("name", dtype)
         try:
-            self.dtype = np.dtype(dtype)
+            self.dtype = narrow_float(dtype) if dtype in NARROW_FLOATS else np.dtype(dtype)
         except TypeError:
             raise UnsupportedError(f"layer '{self.name}' (Cast): dtype {dtype!r} has no NumPy equivalent") from None
 

@@ -27,7 +27,8 @@ class _Reduce(Op):
         super().__init__(config, name)
         self.axis = axes_tuple(self.config.get("axis"))
         self.keepdims = bool(self.get("keepdims", False))
-        if self.config.get("initial") is not None:
+        self.initial = self.config.get("initial")
+        if self.initial is not None and self.class_name not in ("Max", "Min", "Amax", "Amin"):
             raise UnsupportedError(f"layer '{self.name}' ({self.class_name}): 'initial' is not supported. "
                                    f"Received: initial={self.config['initial']!r}")
 
@@ -37,6 +38,8 @@ class _Reduce(Op):
         return f"reduces over {where}{', keeping them as size 1' if self.keepdims else ''}"
 
     def compute(self, x):
+        if self.initial is not None:  # Keras: maximum(reduce_max(x), initial); the empty set gives initial
+            return _bounded(self.fn, x, self.axis, self.keepdims, self.initial)
         return self.fn(x, axis=self.axis, keepdims=self.keepdims)
 
     def shape(self, x):
@@ -49,16 +52,39 @@ class _Reduce(Op):
         return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
+def _bounded(fn, x, axis, keepdims, initial):
+    """max / min with Keras's ``initial``: TF's reduction (its identity, -inf / +inf or the integer bounds, over
+    an empty set), then maximum / minimum with ``initial``; bools reduce with any / all."""
+    top = fn in (np.max, np.amax)
+    if x.dtype == bool:
+        y = (np.any if top else np.all)(x, axis=axis, keepdims=keepdims)
+        return (np.maximum if top else np.minimum)(y.astype(np.int32), int(initial)).astype(bool)
+    lowest, highest = (np.iinfo(x.dtype).min, np.iinfo(x.dtype).max) if x.dtype.kind in "iu" else (-np.inf, np.inf)
+    y = fn(x, axis=axis, keepdims=keepdims, initial=lowest if top else highest)
+    return (np.maximum if top else np.minimum)(y, np.asarray(initial).astype(x.dtype))
+
+
 def _logsumexp(x, axis=None, keepdims=False):
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)  # TF: -inf over an empty set
     m = np.where(np.isfinite(m), m, np.asarray(0, m.dtype))
     with np.errstate(over="ignore", divide="ignore"):  # inf / -inf results are the right answers here
         y = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return y if keepdims else np.squeeze(y, axis=axis) if axis is not None else y.reshape(())
 
 
+def accumulator_dtype(dtype: np.dtype) -> np.dtype:
+    """Keras's sum / prod dtype: bool, int8 and int16 add up in int32, uint8 and uint16 in uint32."""
+    if dtype == bool or dtype in (np.int8, np.int16):
+        return np.dtype(np.int32)
+    return np.dtype(np.uint32) if dtype in (np.uint8, np.uint16) else dtype
+
+
 def _prod(x, axis=None, keepdims=False):
-    return np.prod(x, axis=axis, keepdims=keepdims, dtype=x.dtype if x.dtype.kind in "iuf" else None)
+    return np.prod(x, axis=axis, keepdims=keepdims, dtype=accumulator_dtype(x.dtype))
+
+
+def _sum(x, axis=None, keepdims=False):
+    return np.sum(x, axis=axis, keepdims=keepdims, dtype=accumulator_dtype(x.dtype))
 
 
 def _arg(fn):
@@ -74,10 +100,26 @@ def _arg(fn):
 
 
 register_table(_Reduce, {
-    "Mean": np.mean, "Sum": np.sum, "Max": np.max, "Min": np.min, "Amax": np.max, "Amin": np.min,
+    "Mean": np.mean, "Sum": _sum, "Max": np.max, "Min": np.min, "Amax": np.max, "Amin": np.min,
     "Prod": _prod, "Var": np.var, "Std": np.std, "Any": np.any, "All": np.all, "Logsumexp": _logsumexp,
     "Argmax": _arg(np.argmax), "Argmin": _arg(np.argmin),
 })
+
+
+@register("Det", op=True)
+class Det(Op):
+    """The determinant of each matrix in the last two axes (``keras.ops.linalg.det``)."""
+
+    what = "determinant of the last two axes"
+
+    def compute(self, x):
+        return np.linalg.det(x)  # (..., M, M) -> (...)
+
+    def shape(self, x):
+        s = shape_of(x)
+        if len(s) < 2 or (None not in s[-2:] and s[-1] != s[-2]):
+            raise ValueError(f"det needs square matrices in the last two axes, not {fmt_shape(s)}")
+        return tuple(s[:-2])
 
 
 # ---------------------------------------------------------------- shapes

@@ -19,3 +19,8 @@ def np_dtype(elem_type: int) -> np.dtype:
         return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
     except (KeyError, TypeError):
         return np.dtype(np.float32)
+
+
+def is_float(dtype: np.dtype) -> bool:
+    """A floating-point dtype, the ml_dtypes ones included (bfloat16, float8_*, float4_*: kind 'V' to NumPy)."""
+    return dtype.kind == "f" or dtype.name.startswith(("bfloat", "float"))

@@ -23,7 +23,8 @@ from ....files import writes_atomically
 from ....spec import map_refs
 from ..common import MIN_OPSET
 from . import (activation_layers, activations, conv, core, embedding, merging, models,  # noqa: F401
-               normalization, ops, ops_array, pooling, preprocessing, regularization, reshaping)  # (they fill the tables)
+               normalization, ops, ops_array, ops_index, pooling, preprocessing, regularization,
+               reshaping)  # (they fill the tables)
 from .context import ExportContext
 from .registry import ACTIVATIONS, exporter_for
 

@@ -82,6 +82,61 @@ def mod(ctx, layer, inputs, weights):
     return ctx.op("Where", fix, ctx.op("Add", r, b), r)
 
 
+@op_exporter("Fmod")
+def fmod(ctx, layer, inputs, weights):
+    """C's fmod (the dividend's sign): ONNX Mod with fmod=1, for floats and integers alike."""
+    (a, b), dtype = promote(ctx, inputs[:2])
+    if dtype.kind == "b":
+        a, b = cast_to(ctx, a, np.int32), cast_to(ctx, b, np.int32)
+    return ctx.op("Mod", a, b, fmod=1)
+
+
+def _bitwise(onnx_op: str):
+    def export(ctx, layer, inputs, weights):
+        if ctx.opset < 18:
+            raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): ONNX has {onnx_op} from opset 18. "
+                                   f"Received: opset={ctx.opset}")
+        if onnx_op == "BitwiseNot":
+            x = ctx.operand(inputs[0])
+            return ctx.op("Not", x) if kind(ctx, x) == "b" else ctx.op(onnx_op, x)
+        (a, b), dtype = promote(ctx, inputs[:2])
+        if dtype.kind == "b":
+            return ctx.op({"BitwiseAnd": "And", "BitwiseOr": "Or", "BitwiseXor": "Xor"}[onnx_op], a, b)
+        return ctx.op(onnx_op, a, b)
+    return export
+
+
+for _keras, _onnx in {"BitwiseAnd": "BitwiseAnd", "BitwiseOr": "BitwiseOr", "BitwiseXor": "BitwiseXor",
+                      "BitwiseNot": "BitwiseNot", "BitwiseInvert": "BitwiseNot"}.items():
+    op_exporter(_keras)(_bitwise(_onnx))
+
+
+def _shift(direction: str):
+    """ONNX BitShift takes unsigned integers: a signed left shift goes through the unsigned type of its width (two's
+    complement wraps the same); a signed right shift is arithmetic (TF): floor(x / 2^y), exact in integers."""
+    def export(ctx, layer, inputs, weights):
+        (x, y), dtype = promote(ctx, inputs[:2])
+        if dtype.kind == "u":
+            return ctx.op("BitShift", x, y, direction=direction)
+        if dtype.kind != "i":
+            raise UnsupportedError(f"layer '{layer.name}' ({layer.class_name}): shifts take integers. "
+                                   f"Received: dtype={dtype}")
+        unsigned = np.dtype(f"uint{dtype.itemsize * 8}")
+        if direction == "LEFT":
+            shifted = ctx.op("BitShift", cast_to(ctx, x, unsigned), cast_to(ctx, y, unsigned), direction="LEFT")
+            return cast_to(ctx, shifted, dtype)
+        one = ctx.const(1, "one", dtype=unsigned)
+        power = cast_to(ctx, ctx.op("BitShift", one, cast_to(ctx, y, unsigned), direction="LEFT"), dtype)  # 2^y
+        whole = ctx.op("Sub", x, ctx.op("Mod", x, power, fmod=0))  # x - floormod(x, 2^y)
+        return ctx.op("Div", whole, power)
+    return export
+
+
+for _keras, _direction in {"LeftShift": "LEFT", "BitwiseLeftShift": "LEFT", "RightShift": "RIGHT",
+                           "BitwiseRightShift": "RIGHT"}.items():
+    op_exporter(_keras)(_shift(_direction))
+
+
 @op_exporter("FloorDivide")
 def floor_divide(ctx, layer, inputs, weights):
     """floor(a / b) for floats (TF's FloorDiv); (a - a mod b) / b for integers, exact."""
@@ -132,7 +187,7 @@ for _keras, _onnx in UNARY_OPS.items():
 
 FLOAT_UNARY = {"Exp": "Exp", "Sqrt": "Sqrt", "Log": "Log", "Tanh": "Tanh", "Sin": "Sin", "Cos": "Cos",
                "Floor": "Floor", "Ceil": "Ceil", "Tan": "Tan", "Sinh": "Sinh", "Cosh": "Cosh", "Arcsin": "Asin",
-               "Arccos": "Acos", "Arctan": "Atan", "Arcsinh": "Asinh", "Arctanh": "Atanh"}
+               "Arccos": "Acos", "Arctan": "Atan", "Arcsinh": "Asinh", "Arctanh": "Atanh", "Arccosh": "Acosh"}
 
 
 def _float_unary(fn):
@@ -239,6 +294,9 @@ def round_(ctx, layer, inputs, weights):
 
 @op_exporter("Cast")
 def cast(ctx, layer, inputs, weights):
+    if layer.dtype.name.startswith("float8") and ctx.opset < 19:
+        raise UnsupportedError(f"layer '{layer.name}' (Cast): ONNX has {layer.dtype.name} from opset 19. "
+                               f"Received: opset={ctx.opset}")
     return ctx.op("Cast", ctx.operand(inputs[0]), to=helper.np_dtype_to_tensor_dtype(layer.dtype))
 
 
@@ -269,6 +327,13 @@ def where(ctx, layer, inputs, weights):
 def square(ctx, layer, inputs, weights):
     x = ctx.operand(inputs[0])
     return ctx.op("Mul", x, x)
+
+
+@op_exporter("Threshold")
+def threshold(ctx, layer, inputs, weights):
+    x = ctx.operand(inputs[0])
+    above = ctx.op("Greater", x, const_like(ctx, layer.threshold, x))
+    return ctx.op("Where", above, x, const_like(ctx, layer.default_value, x))
 
 
 @op_exporter("Clip")

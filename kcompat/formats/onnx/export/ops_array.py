@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....errors import UnsupportedError
-from ....layers.ops_array import getitem_key
+from ....layers.ops_array import accumulator_dtype, getitem_key
 from ..common import INT64_MAX, INT64_MIN
 from .merging import concatenate
 from .operands import BOOL, INT32, as_bool, as_float, cast_to, const_like, kind, promote
@@ -24,7 +24,18 @@ def _reduction(onnx_op):
         if axis is None:
             axis = list(range(len(ctx.shape(x))))
         axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
-        return ctx.reduce(onnx_op, x, axes, keep)
+        initial = getattr(layer, "initial", None)
+        if onnx_op == "ReduceSum":  # Keras adds bool / int8 / int16 up in int32, uint8 / uint16 in uint32
+            x = cast_to(ctx, x, accumulator_dtype(np.dtype(ctx.dtype(x))))
+        if initial is None:
+            return ctx.reduce(onnx_op, x, axes, keep)
+        # Keras: maximum(reduce_max(x), initial); ONNX reduces an empty set to -inf / +inf (its identity)
+        bound = "Max" if onnx_op == "ReduceMax" else "Min"
+        if kind(ctx, x) == "b":
+            y = ctx.reduce(onnx_op, ctx.op("Cast", x, to=INT32), axes, keep)
+            return ctx.op("Cast", ctx.op(bound, y, ctx.const(int(initial), "initial", dtype=np.int32)), to=BOOL)
+        y = ctx.reduce(onnx_op, x, axes, keep)
+        return ctx.op(bound, y, const_like(ctx, initial, y))
     return export
 
 
@@ -42,7 +53,7 @@ def _axes(ctx, layer, x: str) -> list[int]:
 @op_exporter("Prod")
 def prod(ctx, layer, inputs, weights):
     x = inputs[0]
-    x = cast_to(ctx, x, np.int32) if kind(ctx, x) == "b" else x  # Keras: bool -> int32
+    x = cast_to(ctx, x, accumulator_dtype(np.dtype(ctx.dtype(x))))  # Keras: bool, int8, int16 -> int32 ...
     return ctx.reduce("ReduceProd", x, _axes(ctx, layer, inputs[0]), int(layer.keepdims))
 
 
@@ -115,6 +126,11 @@ op_exporter("Argmax")(_arg("ArgMax"))
 
 op_exporter("Argmin")(_arg("ArgMin"))
 
+
+
+@op_exporter("Det")
+def det(ctx, layer, inputs, weights):
+    return ctx.op("Det", as_float(ctx, inputs[0]))
 
 
 # ------------------------------------------------------------------ shapes

@@ -58,6 +58,11 @@ def scope_of(node_name: str, producer: str = "") -> str | None:
     return path[-1]
 
 
+def float64(array: np.ndarray) -> dict:
+    """A float64 constant argument kept float64 (op arguments are otherwise float32), for a float64 computation."""
+    return {"class_name": "__numpy__", "config": {"value": np.asarray(array, np.float64).tolist(), "dtype": "float64"}}
+
+
 def sanitize(name: str) -> str:
     """A name Keras accepts: no '/' (Keras 3's one rule) and no control characters; unicode, spaces
     and ':' are kept, so a kcompat export reads back with its layer names."""
@@ -77,6 +82,7 @@ class Builder:
         self.scopes: dict[str, str | None] = {}
         self.node = None  # the ONNX node being lowered (its name gives the layer's)
         self.group: set[int] = set()  # node indices lowered together (a pattern), for use counts
+        self.inner_shapes: dict[TensorRef, tuple] = {}  # shapes of inner steps, where a lowering recorded them
 
     def at(self, index: int, group: set[int] | None = None) -> None:
         """Lower node ``index`` next (with ``group``: a whole pattern rooted there)."""
@@ -87,8 +93,20 @@ class Builder:
     def shape(self, x) -> tuple | None:
         """Keras shape of a Sym or constant."""
         if isinstance(x, Sym):
-            return self.g.shape(x.onnx)
+            return self.inner_shapes.get(x.ref) or self.g.shape(x.onnx)
         return tuple(np.shape(x))
+
+    def like(self, y: Sym, x) -> Sym:
+        """Record that the inner step ``y`` has x's shape (a Sym's, or a shape tuple), for a lowering that reads it."""
+        self.inner_shapes[y.ref] = tuple(x) if isinstance(x, (tuple, list)) else self.shape(x)
+        return y
+
+    def dtype(self, x) -> np.dtype | None:
+        """The ONNX element type of a Sym's tensor or a constant (None when unknown). In the Keras model every
+        float is float32 (see Cast); integers and bools keep ONNX's dtype."""
+        if isinstance(x, Sym):
+            return self.g.dtype(x.onnx)
+        return np.asarray(x).dtype if isinstance(x, np.ndarray) else None
 
     def rank(self, x) -> int:
         shape = self.shape(x)
@@ -157,19 +175,40 @@ class Builder:
                        nodes=[Node(args=self._args(args))], weights=[], module=module)
         return self._add(ls, None if inner else self._out())
 
-    def _args(self, args: list) -> list:
+    def op_outputs(self, class_name: str, args: list, count: int, module: str = "keras.src.ops.numpy",
+                   **config) -> list[Sym]:
+        """A Keras 3 op node with ``count`` outputs (``ops.top_k``: values, indices), as inner Syms."""
+        first = self.op(class_name, args, module=module, inner=True, **config)
+        return [first] + [Sym(TensorRef(first.ref.layer, 0, i), f"{first.onnx}:{i}") for i in range(1, count)]
+
+    def claim(self, y: Sym) -> Sym:
+        """Make ``y`` (the last step of a composition, built ``inner``) the node's output: it stands for the ONNX
+        output tensor and its layer is compared against it by verify."""
+        out = self._out()
+        if out and not y.ref.index and y.ref.layer not in self.onnx_names:
+            self.onnx_names[y.ref.layer] = out
+        return Sym(y.ref, out) if out else y
+
+    def _args(self, args: list, top: bool = True) -> list:
         out = []
         for a in args:
             if isinstance(a, Sym):
                 out.append(a.ref)
             elif isinstance(a, list):
-                out.append(self._args(a))
-            elif isinstance(a, np.ndarray) and a.size == 1 and a.dtype.kind == "f":
+                out.append(self._args(a, top=False))
+            elif isinstance(a, np.ndarray) and a.size == 1 and a.dtype.kind == "f" and top:  # a weak Python float
                 out.append(float(a.reshape(())))
             elif isinstance(a, np.ndarray):
+                if a.dtype.kind == "f":  # the Keras model computes floats in float32 (float64 would promote)
+                    a = a.astype(np.float32)
                 out.append({"class_name": "__numpy__", "config": {"value": a.tolist(), "dtype": str(a.dtype)}})
-            else:
+            elif isinstance(a, np.generic):  # a NumPy scalar: the Python number (JSON has no float32)
+                out.append(a.item())
+            elif a is None or isinstance(a, (bool, int, float, str, dict)):
                 out.append(a)
+            else:  # a value that follows the input's shape (lowering.Dynamic) has no place in a Keras config
+                raise UnsupportedError(f"{self.node.op_type if self.node is not None else 'a node'} reads a value "
+                                       f"computed from the input's shape")
         return out
 
     # ------------------------------------------------------------ Dense and its peepholes

@@ -18,10 +18,12 @@ import numpy as np
 from ....errors import FormatError, UnsupportedError
 from ....spec import ModelSpec, Node, TensorRef, map_refs
 from ...keras.weights import keras_order
-from ..common import np_dtype
-from . import lower_conv, lower_math, lower_normalization, lower_pooling, lower_reshaping  # noqa: F401 (fill LOWERINGS)
+from ..common import is_float, np_dtype
+from . import (lower_attention, lower_conv, lower_index, lower_logic, lower_loss, lower_math,  # noqa: F401 (fill
+               lower_linear, lower_normalization, lower_pooling, lower_quantize, lower_reduce,  # LOWERINGS)
+               lower_reshaping)
 from .builder import Builder, Sym, sanitize
-from .graph import OnnxGraph, load_checked
+from .graph import NONDETERMINISTIC, OnnxGraph, evaluate_node, load_checked
 from .lowering import LOWERINGS, Dynamic
 from .patterns import find_matches
 
@@ -33,15 +35,22 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
     b = Builder(graph)
     for v in graph.inputs:
         dtype = np_dtype(v.type.tensor_type.elem_type)
-        b.input(v.name, graph.input_shape(v), "float32" if dtype.kind == "f" else str(dtype))
+        floating = is_float(dtype)  # bfloat16, float8 and float4 inputs are read as float32 too (exactly)
+        if dtype.kind not in "biu" and not floating:  # strings, 4-bit and 2-bit integers
+            raise UnsupportedError(f"{path}: graph input '{v.name}' holds {dtype}; a Keras model's inputs are "
+                                   f"bool, integers or floats")
+        if not graph.input_shape(v):
+            raise UnsupportedError(f"{path}: graph input '{v.name}' is a scalar; a Keras Input has a batch axis")
+        b.input(v.name, graph.input_shape(v), "float32" if floating else str(dtype))
     matches = find_matches(graph)
     inner = {i for m in matches.values() for i in m.nodes if i != m.root}
     unsupported: Counter = Counter()
     poisoned: set[str] = set()
     for i, node in enumerate(graph.nodes):
         outs = [o for o in node.output if o]
-        if i in inner or all(o in graph.consts or o in graph.dynamic for o in outs):
-            continue
+        folded = all(o in graph.consts or o in graph.dynamic for o in outs)
+        if i in inner or (folded and not (node.op_type in ("Shape", "Size") and set(outs) & set(graph.outputs))):
+            continue  # (a shape that is a graph output is computed in the model: Keras outputs depend on inputs)
         label = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         if node.domain not in ("", "ai.onnx") or (node.op_type not in LOWERINGS and i not in matches):
             unsupported[label] += 1
@@ -54,6 +63,8 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
             if i in matches:
                 b.at(i, matches[i].nodes)
                 values = [matches[i].emit(b, b.env[matches[i].x])]
+            elif _fold(b, node):
+                continue
             else:
                 b.at(i)
                 values = _lower(b, node)
@@ -66,8 +77,11 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
             poisoned.update(outs)
             continue
         for name, value in zip(node.output, values):
+            if name and isinstance(value, np.ndarray):  # a lowering that folded its node (CastLike of a constant)
+                b.g.consts[name] = value
             if name and isinstance(value, Sym):
-                b.env[name] = value
+                known = b.g.shape(value.onnx) is not None or b.g.dtype(value.onnx) is not None
+                b.env[name] = value if known else Sym(value.ref, name)  # an inner step now stands for `name`
     if unsupported:
         listed = ", ".join(f"{k} x{v}" for k, v in unsupported.items())
         raise UnsupportedError(f"{path}: unsupported ONNX ops: {listed}")
@@ -87,6 +101,55 @@ def _value(b: Builder, name: str) -> Any:
     raise UnsupportedError(f"input '{name}' could not be computed")
 
 
+def _fold(b: Builder, node) -> bool:
+    """Evaluate a node whose inputs became constants during lowering (a CastLike of a constant in a function
+    body): its outputs join the constants. False when an input is computed or onnx.reference cannot run it."""
+    names = [n for n in node.input if n]
+    if not names or node.op_type in NONDETERMINISTIC or not all(n in b.g.consts for n in names):
+        return False
+    try:
+        outs = evaluate_node(node, [b.g.consts[n] if n else None for n in node.input], b.g.opset)
+    except Exception:  # onnx.reference cannot run it: the lowering decides
+        return False
+    for name, value in zip(node.output, outs):
+        if name and value is not None:
+            b.g.consts[name] = np.asarray(value)
+    return True
+
+
+BROADCASTING = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Where", "Equal", "Less", "Greater",
+                "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Mod", "BitwiseAnd", "BitwiseOr", "BitwiseXor"}
+
+
+def _collapse_dynamic(b: Builder, node, inputs: list) -> list:
+    """An operand that follows the batch size but holds the same values along it (tf2onnx's
+    ConstantOfShape(Shape(x)) zeros) is the constant it repeats, with size 1 on those axes, when broadcasting
+    the other operands keeps the node's output shape: x * zeros_like(x) reads as x * 0."""
+    out_shape = b.g.shape(node.output[0])
+    if out_shape is None:
+        return inputs
+    fixed = []
+    for v in inputs:
+        if isinstance(v, Dynamic):
+            v0, v1 = (np.asarray(a) for a in v.values)
+            varying = [i for i in range(v0.ndim) if v0.ndim == v1.ndim and v0.shape[i] != v1.shape[i]]
+            if v0.ndim != v1.ndim or not varying:
+                return inputs
+            first = v0[tuple(slice(0, 1) if i in varying else slice(None) for i in range(v0.ndim))]
+            if not (np.array_equal(np.broadcast_to(first, v0.shape), v0) and
+                    np.array_equal(np.broadcast_to(first, v1.shape), v1)):
+                return inputs
+            v = first
+        fixed.append(v)
+    shapes = [b.shape(v) for v in fixed if v is not None]
+    if any(s is None for s in shapes):
+        return inputs
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    wide = tuple(None if any(p[i] is None for p in padded) else max(p[i] for p in padded) for i in range(rank))
+    return fixed if wide == tuple(out_shape) else inputs
+
+
 def _lower(b: Builder, node) -> list:
     """Call the op's lowering with inputs positional and attributes by keyword."""
     from onnx import helper
@@ -101,6 +164,8 @@ def _lower(b: Builder, node) -> list:
     inputs = [_value(b, n) for n in node.input]
     while inputs and inputs[-1] is None:
         inputs.pop()
+    if node.op_type in BROADCASTING and any(isinstance(v, Dynamic) for v in inputs):
+        inputs = _collapse_dynamic(b, node, inputs)
     out = fn(b, *inputs, **attrs)
     return out if isinstance(out, list) else [out]
 
@@ -143,8 +208,11 @@ def _spec(b: Builder, graph: OnnxGraph, path: str) -> ModelSpec:
     outputs = []
     for name in graph.outputs:
         sym = b.env.get(name)
+        if sym is None and (name in graph.consts or name in graph.dynamic):
+            raise UnsupportedError(f"{path}: graph output '{name}' does not depend on the input's values (a Keras "
+                                   f"model's outputs are computed from its inputs)")
         if sym is None:
-            raise UnsupportedError(f"{path}: graph output '{name}' is a constant or could not be computed")
+            raise UnsupportedError(f"{path}: graph output '{name}' could not be computed")
         outputs.append(sym.ref)
     outputs = _merge_shared_layers(b, outputs)
     layers = keras_order(b.layers, outputs)

@@ -11,12 +11,12 @@ size is told apart from a true constant. Evaluation uses onnx.reference, one nod
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from ....errors import FormatError
+from ....errors import FormatError, UnsupportedError
 from ..common import np_dtype
 
 MAX_ELEMENTS = 1 << 31  # per tensor: refuse a claim of 10^12 elements before allocating anything
@@ -144,6 +144,10 @@ class OnnxGraph:
         graph = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
         if self.opset is None:
+            others = Counter(f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx"))
+            if others:  # ai.onnx.ml, ai.onnx.preview.training: ops kcompat has no Keras form for
+                listed = ", ".join(f"{k} x{v}" for k, v in others.items())
+                raise UnsupportedError(f"{path}: unsupported ONNX ops: {listed}")
             raise FormatError(f"{path}: the model imports no default-domain ONNX opset")
         self.producer_name = model.producer_name or ""
         self.nodes = list(graph.node)
@@ -165,6 +169,7 @@ class OnnxGraph:
         self.dynamic: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # values that follow a dynamic dim
         self.probe_shapes: dict[str, tuple[tuple, tuple]] = {}  # concrete shapes at both probes
         self.sym_shapes: dict[str, tuple] = {}
+        self.elem_types: dict[str, int] = {}  # ONNX element type of each tensor shape inference typed
         self._fold()
 
     # -- structure
@@ -215,6 +220,8 @@ class OnnxGraph:
             known = {}
             for v in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
                 t = v.type.tensor_type
+                if t.elem_type:
+                    self.elem_types[v.name] = t.elem_type
                 if t.HasField("shape"):
                     known[v.name] = v
                     self.sym_shapes[v.name] = tuple(d.dim_value if d.HasField("dim_value") else
@@ -272,6 +279,13 @@ class OnnxGraph:
             return None
         return tuple(d if isinstance(d, int) else None for d in sym)
 
+    def dtype(self, tensor: str) -> np.dtype | None:
+        """The ONNX element type of a tensor as a NumPy dtype (None if inference left it untyped)."""
+        if tensor in self.consts:
+            return self.consts[tensor].dtype
+        elem = self.elem_types.get(tensor)
+        return None if elem is None else np_dtype(elem)
+
     def concrete_shape(self, tensor: str, probe: int) -> tuple | None:
         """The tensor's shape when dynamic dims take the sizes of ``PROBES[probe]``."""
         if tensor in self.probe_shapes:
@@ -311,7 +325,7 @@ class OnnxGraph:
                         tuple(d if isinstance(d, int) else p for d, p in zip(sym, v.shape))
                         if sym is not None and len(sym) == v.ndim else tuple(v.shape) for v in (v0, v1))
                 continue
-            if v0 is v1 or (v0.shape == v1.shape and np.array_equal(v0, v1, equal_nan=True)):
+            if v0 is v1 or (v0.shape == v1.shape and np.array_equal(v0, v1, equal_nan=v0.dtype.kind in "fc")):
                 self.consts[name] = v0
             else:
                 self.dynamic[name] = (v0, v1)
@@ -371,7 +385,7 @@ class OnnxGraph:
                     constant.update(outs)
                     continue
             try:
-                outs = _evaluate(node, [values[n] if n else None for n in node.input], self.opset)
+                outs = evaluate_node(node, [values[n] if n else None for n in node.input], self.opset)
             except Exception:  # an op onnx.reference cannot run here: left for the lowering to report
                 continue
             for name, value in zip(node.output, outs):
@@ -389,7 +403,7 @@ def _shape_value(node, shape: tuple) -> np.ndarray:
     return np.asarray(shape[start:end], dtype=np.int64)
 
 
-def _evaluate(node, inputs: list, opset: int) -> list:
+def evaluate_node(node, inputs: list, opset: int) -> list:
     """Run one node with onnx.reference, in a model with typed inputs (a context-dependent function op,
     GroupNormalization, is expanded only when its input types are known)."""
     from onnx import helper

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..common import SELU_ALPHA, SELU_SCALE
 from .builder import Sym
-from .lowering import NN, as_const, as_sym, axes_arg, close, f32, lowering, refuse
+from .lower_logic import cast, truncate_divide
+from .lowering import NN, as_const, as_sym, close, f32, lowering, refuse
 
 
 def _activation(name: str) -> Callable:
@@ -84,8 +85,21 @@ def Shrink(b, input, bias=0.0, lambd=0.5):
 @lowering("Clip")
 def Clip(b, input, min=None, max=None):
     x = as_sym(b, input)
-    lo = None if min is None else float(np.asarray(min).reshape(()))
-    hi = None if max is None else float(np.asarray(max).reshape(()))
+    dtype = b.dtype(x)
+    if dtype is not None and dtype.kind in "iu":  # integer bounds keep the integer dtype (Keras's clip)
+        info = np.iinfo(dtype)
+        lo = int(info.min) if min is None else int(np.asarray(min if isinstance(min, float) else
+                                                              as_const(min, "min")).reshape(()))
+        hi = int(info.max) if max is None else int(np.asarray(max if isinstance(max, float) else
+                                                              as_const(max, "max")).reshape(()))
+        if lo > hi:
+            return b.op("Minimum", [b.op("Maximum", [x, np.asarray(lo, dtype)], inner=True, suffix="low"),
+                                    np.asarray(hi, dtype)])
+        return b.op("Clip", [x], x_min=lo, x_max=hi)
+    lo = None if min is None else float(np.asarray(min if isinstance(min, float) else as_const(min, "min")).reshape(()))
+    hi = None if max is None else float(np.asarray(max if isinstance(max, float) else as_const(max, "max")).reshape(()))
+    if lo is not None and hi is not None and lo > hi:  # ONNX (and NumPy): max wins; TF's clip_by_value differs
+        return b.op("Minimum", [b.op("Maximum", [x, lo], inner=True, suffix="low"), hi])
     known = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh", (0.0, None): "relu"}
     if (lo, hi) in known:
         return b.activation(x, known[(lo, hi)])
@@ -122,8 +136,26 @@ def LogSoftmax(b, input, axis=None):
     return _softmax(b, input, axis, "log_softmax", "LogSoftmax")
 
 
+def _gemm_computed(b, A, B, C, alpha: float, beta: float, transA: int, transB: int) -> Sym:
+    """alpha * A' B' + beta * C with both operands computed (torch.addmm, mm): Matmul and elementwise op nodes."""
+    a = b.op("Transpose", [A], inner=True, suffix="a_t", axes=[1, 0]) if transA and isinstance(A, Sym) else \
+        (A.T if transA else A)
+    w = b.op("Transpose", [B], inner=True, suffix="b_t", axes=[1, 0]) if transB and isinstance(B, Sym) else \
+        (B.T if transB else B)
+    y = b.op("Matmul", [a, w], inner=True, suffix="matmul")
+    if not close(alpha, 1.0):
+        y = b.op("Multiply", [y, f32(alpha)], inner=True, suffix="alpha")
+    if C is not None:
+        c = C if close(beta, 1.0) else (b.op("Multiply", [C, f32(beta)], inner=True, suffix="beta")
+                                        if isinstance(C, Sym) else (C * np.asarray(beta, C.dtype)).astype(C.dtype))
+        y = b.op("Add", [y, c], inner=True, suffix="bias")
+    return b.claim(y)
+
+
 @lowering("Gemm")
 def Gemm(b, A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
+    if isinstance(B, Sym) or not isinstance(A, Sym) or (transA and (b.shape(A) or (None,))[0] is None):
+        return _gemm_computed(b, A, B, C, alpha, beta, transA, transB)  # no constant weight, or A^T's K unknown
     x = as_sym(b, A, "A")
     if transA:
         if b.rank(x) != 2:
@@ -139,8 +171,10 @@ def Gemm(b, A, B, C=None, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=0):
         if not close(beta, 1.0):
             c = (c * np.asarray(beta, c.dtype)).astype(c.dtype)
         units = kernel.shape[1]
-        if c.size not in (1, units) or (c.ndim == 2 and c.shape[0] != 1):
-            raise refuse(f"C of shape {list(c.shape)}")
+        if c.size not in (1, units) or (c.ndim == 2 and c.shape[0] != 1):  # a bias per row too: added after
+            y = b.layer("Dense", {"units": int(units), "activation": "linear", "use_bias": False}, [x],
+                        [np.ascontiguousarray(kernel)], inner=True)
+            return b.op("Add", [c.astype(np.float32), y])  # constant first: see windows.conv_layer
         bias = np.broadcast_to(c.reshape(-1), (units,)).astype(kernel.dtype)
     return b.dense(x, kernel, bias)
 
@@ -157,7 +191,9 @@ BINARY = {"Add": "Add", "Sub": "Subtract", "Mul": "Multiply", "Div": "Divide", "
 
 
 UNARY = {"Neg": "Negative", "Abs": "Absolute", "Sqrt": "Sqrt", "Log": "Log", "Reciprocal": "Reciprocal",
-         "Floor": "Floor", "Ceil": "Ceil", "Sign": "Sign", "Sin": "Sin", "Cos": "Cos"}
+         "Floor": "Floor", "Ceil": "Ceil", "Sign": "Sign", "Sin": "Sin", "Cos": "Cos", "Tan": "Tan", "Asin": "Arcsin",
+         "Acos": "Arccos", "Atan": "Arctan", "Sinh": "Sinh", "Cosh": "Cosh", "Asinh": "Arcsinh", "Acosh": "Arccosh",
+         "Atanh": "Arctanh", "Round": "Round"}  # Round: half to even in ONNX, TF and NumPy
 
 
 MERGE_LAYERS = {"Add", "Subtract", "Multiply", "Maximum", "Minimum"}  # keras.layers merging classes
@@ -170,7 +206,7 @@ def _merge_layer(b, keras_name: str, inputs: tuple) -> Any:
     if keras_name == "Subtract" and len(inputs) != 2:
         return None
     shapes = [b.shape(v) for v in inputs]
-    if any(s is None or len(s) != len(shapes[0]) or s[0] != shapes[0][0] for s in shapes) or not shapes[0]:
+    if any(not s or len(s) != len(shapes[0]) or s[0] != shapes[0][0] for s in shapes):
         return None  # Keras merges lower ranks by inserting axes after the batch, not numpy-style
     if any(len({d for d in dims if d not in (None, 1)}) > 1 for dims in zip(*shapes)):
         return None
@@ -189,6 +225,12 @@ def _binary(keras_name: str) -> Callable:
             fused = fused or (b.add_bias(c, a) if isinstance(a, np.ndarray) else None)
             if fused is not None:
                 return fused
+        dtype = b.dtype(a)
+        if keras_name == "Divide" and dtype is not None and dtype.kind in "iu":  # ONNX: toward zero
+            return truncate_divide(b, a, c) if dtype.kind == "i" else b.op("FloorDivide", [a, c])
+        if keras_name == "Power" and dtype is not None and dtype.kind in "iu" and b.dtype(c) is not None \
+                and b.dtype(c).kind == "f":  # ONNX Pow keeps the base's type: the float power, truncated
+            return cast(b, b.op("Power", [a, c], inner=True, suffix="power"), dtype)
         merged = _merge_layer(b, keras_name, inputs)
         if merged is not None:
             return merged
@@ -231,36 +273,14 @@ def Identity(b, input):
 
 @lowering("Dropout")
 def Dropout(b, data, ratio=None, training_mode=None, is_test=0, seed=None):
-    return data  # identity at inference (the mask output is not supported: nothing reads it in practice)
-
-
-@lowering("Cast")
-def Cast(b, input, to=1, saturate=1, round_mode=None):
-    if isinstance(input, Sym) and to in (1, 11):  # FLOAT, DOUBLE: Keras computes in float32
-        return input
-    raise refuse(f"to={to}")
-
-
-def _reduce(keras_name: str) -> Callable:
-    def lower(b, data, axes=None, keepdims=1, noop_with_empty_axes=0):
-        x = as_sym(b, data)
-        found = axes_arg(axes) if isinstance(axes, np.ndarray) else axes_arg(None, axes)
-        if not found and noop_with_empty_axes:
-            return x
-        rank = b.rank(x)
-        spatial = {tuple(range(2, rank)): "channels_first", tuple(range(1, rank - 1)): "channels_last"}
-        fmt = spatial.get(tuple(sorted(a % rank for a in found or ())))
-        if keras_name in ("Mean", "Max") and fmt and 3 <= rank <= 5:  # x.mean((2, 3)) of NCHW, (1, 2) of NHWC
-            kind = "Average" if keras_name == "Mean" else "Max"
-            return b.layer(f"Global{kind}Pooling{rank - 2}D", {"data_format": fmt, "keepdims": bool(keepdims)}, [x])
-        axis = None if not found else (found[0] if len(found) == 1 else found)
-        return b.op(keras_name, [x], axis=axis, keepdims=bool(keepdims))
-    return lower
-
-
-for _op, _name in {"ReduceMean": "Mean", "ReduceSum": "Sum", "ReduceMax": "Max", "ReduceMin": "Min"}.items():
-    lowering(_op)(_reduce(_name))
-
+    """The identity at inference; training mode (random) is refused unless the ratio is 0."""
+    training = training_mode is not None and bool(np.asarray(as_const(training_mode, "training_mode")).any())
+    if training and (ratio is None or float(np.asarray(as_const(ratio, "ratio")).reshape(-1)[0]) != 0.0):
+        raise refuse("training_mode=True (a random mask)")
+    if len(b.node.output) > 1 and b.node.output[1] and (b.g.consumers.get(b.node.output[1])
+                                                        or b.node.output[1] in b.g.outputs):
+        raise refuse("the mask output")
+    return data
 
 
 @lowering("PRelu")
@@ -274,14 +294,79 @@ def PRelu(b, X, slope):
         a = a.reshape(a.size, *(1,) * (len(shape) - 2))  # PRelu-6: a 1-D slope is per channel
     while a.ndim > len(shape) - 1 and a.shape[0] == 1:
         a = a[0]
-    if a.ndim > len(shape) - 1:
-        raise refuse(f"slope of shape {list(a.shape)} for an input of rank {len(shape)}")
+    if a.ndim > len(shape) - 1:  # the slope covers the batch axis too: where(x < 0, slope * x, x)
+        negative = b.op("Less", [x, 0.0], inner=True, suffix="negative")
+        return b.op("Where", [negative, b.op("Multiply", [x, a], inner=True, suffix="scaled"), x])
     full = (1,) * (len(shape) - 1 - a.ndim) + a.shape  # numpy broadcasting against (C, H, W)
     shared = []
     for axis, (sd, xd) in enumerate(zip(full, shape[1:]), 1):
         if sd == 1 and xd != 1:
             shared.append(axis)
         elif sd != xd:
-            raise refuse(f"slope of shape {list(a.shape)} for an input of shape {list(shape)}")
+            negative = b.op("Less", [x, 0.0], inner=True, suffix="negative")
+            return b.op("Where", [negative, b.op("Multiply", [x, a], inner=True, suffix="scaled"), x])
     alpha = np.ascontiguousarray(a.reshape(full))  # Keras's alpha: input_shape[1:] with 1 on shared axes
     return b.layer("PReLU", {"shared_axes": shared or None}, [x], [alpha])
+
+
+@lowering("Mean")
+def Mean(b, *data_0):
+    """The mean of the inputs: their sum, divided by their count."""
+    if not any(isinstance(v, Sym) for v in data_0):
+        raise refuse("every input constant")
+    if len(data_0) == 1:
+        return data_0[0]
+    total = data_0[0]
+    for more in data_0[1:]:
+        total = b.op("Add", [total, more], inner=True, suffix="sum")
+    return b.op("Divide", [total, float(len(data_0))])
+
+
+@lowering("ThresholdedRelu")
+def ThresholdedRelu(b, X, alpha=1.0):
+    return b.op("Threshold", [as_sym(b, X)], module=NN, threshold=f32(alpha), default_value=0.0)
+
+
+@lowering("SwiGLU")
+def SwiGLU(b, A, B, alpha=1.0):
+    """a * sigmoid(alpha * a) * b (Keras's silu when alpha is 1)."""
+    a = as_sym(b, A)
+    if close(alpha, 1.0):
+        gate = b.op("Silu", [a], module=NN, inner=True, suffix="silu")
+    else:
+        scaled = b.op("Multiply", [a, f32(alpha)], inner=True, suffix="alpha")
+        gate = b.op("Multiply", [a, b.op("Sigmoid", [scaled], module=NN, inner=True, suffix="sigmoid")], inner=True,
+                    suffix="swish")
+    return b.op("Multiply", [gate, B])
+
+
+@lowering("LpNormalization")
+def LpNormalization(b, input, axis=-1, p=2):
+    """x / ||x||_p along ``axis``, 0 where the norm is 0 (onnx's reference)."""
+    x = as_sym(b, input)
+    if p not in (1, 2):
+        raise refuse(f"p={p}")
+    rank = b.rank(x)
+    part = b.op("Absolute" if p == 1 else "Square", [x], inner=True, suffix="abs" if p == 1 else "square")
+    norm = b.op("Sum", [part], inner=True, suffix="sum", axis=axis % rank, keepdims=True)
+    if p == 2:
+        norm = b.op("Sqrt", [norm], inner=True, suffix="norm")
+    y = b.op("Divide", [x, norm], inner=True, suffix="divide")
+    zero = b.op("Equal", [norm, 0.0], inner=True, suffix="zero")
+    return b.op("Where", [zero, 0.0, y])
+
+
+@lowering("Swish")
+def Swish(b, X, alpha=1.0):
+    """x * sigmoid(alpha * x): Keras's silu when alpha is 1."""
+    x = as_sym(b, X)
+    if close(alpha, 1.0):
+        return b.op("Silu", [x], module=NN)
+    gate = b.op("Sigmoid", [b.op("Multiply", [x, f32(alpha)], inner=True, suffix="alpha")], module=NN, inner=True,
+                suffix="sigmoid")
+    return b.op("Multiply", [x, gate])
+
+
+@lowering("Det")
+def Det(b, X):
+    return b.op("Det", [as_sym(b, X)], module="keras.src.ops.linalg")

@@ -33,8 +33,11 @@ def _pool(b, kind: str, X, auto_pad, ceil_mode, dilations, kernel_shape, pads, s
         raise refuse(f"{r}-D pooling")
     c, sizes = nchw(b, x, r, f"{kind}Pool")
     s, d = window_ints(strides, r, 1, "strides"), window_ints(dilations, r, 1, "dilations")
-    if max(d) > 1:
-        raise refuse(f"dilations {list(d)} (Keras pooling has none)")
+    if max(d) > 1:  # Keras pooling has no dilation: the window's cells as strided slices
+        pairs = auto_pads(auto_pad, pads, sizes, k, s, d)
+        if pairs == "same":
+            pairs = [tf_same(n, kk, ss, dd) for n, kk, ss, dd in zip(sizes, k, s, d)]
+        return _dilated_pool(b, kind, x, sizes, k, s, d, pairs, ceil_mode, count_include_pad)
     keras = f"{'Max' if kind == 'Max' else 'Average'}Pooling{r}D"
     base = {"pool_size": list(k), "strides": list(s), "data_format": CF}
     if auto_pad == "SAME_UPPER" and (kind == "Max" or not count_include_pad):  # TF 'same' padding, uncounted
@@ -74,6 +77,49 @@ def _pool(b, kind: str, X, auto_pad, ceil_mode, dilations, kernel_shape, pads, s
     if scale is None:
         return y
     return b.op("Multiply", [y, scale], suffix="scale")  # mean over the window -> mean over the cells counted
+
+
+def _dilated_pool(b, kind: str, x, sizes, k, s, d, pairs, ceil_mode, count_include_pad):
+    """A pooling window with gaps: the max (or mean) of prod(k) strided GetItem slices of the padded input, one per
+    cell of the window; the mean divides by the cells counted at each output (as onnx's reference)."""
+    import itertools
+    r = len(k)
+    if None in sizes or None in pairs:
+        raise refuse("dilations on a dynamic spatial size")
+    spans = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
+    outs = [_pool_out(n, sp, ss, lo, hi, ceil_mode) for n, sp, ss, (lo, hi) in zip(sizes, spans, s, pairs)]
+    ends = [max(hi, (o - 1) * ss + sp - n - lo) for o, ss, sp, n, (lo, hi) in zip(outs, s, spans, sizes, pairs)]
+    grow = [(lo, e) for (lo, _), e in zip(pairs, ends)]  # the pads, and what ceil_mode's last window reaches
+    if any(g != (0, 0) for g in grow):
+        if kind == "Max":  # pads are -inf: zeros plus a -inf mask outside x
+            x = zero_pad(b, x, grow)
+            inside = np.ones([1, 1], bool)
+            for (lo, hi), n in zip(grow, sizes):
+                line = np.zeros(lo + n + hi, bool)
+                line[lo:lo + n] = True
+                inside = inside[..., None] & line
+            x = b.op("Add", [np.where(inside, np.float32(0), np.float32(-np.inf)), x], inner=True, suffix="neg_inf")
+        else:
+            x = zero_pad(b, x, grow)
+    whole = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
+    cells = []
+    for offset in itertools.product(*[range(kk) for kk in k]):
+        key = [whole, whole] + [{"class_name": "__slice__",
+                                 "config": {"start": j * dd, "stop": j * dd + (o - 1) * ss + 1, "step": ss}}
+                                for j, dd, o, ss in zip(offset, d, outs, s)]
+        cells.append(b.op("GetItem", [x, key], inner=True, suffix="cell"))  # (N, C, *out)
+    if kind == "Max":
+        return b.layer("Maximum", {}, [cells])
+    total = b.layer("Add", {}, [cells], inner=True, suffix="window_sum")
+    counts = []  # per axis and output position: the cells of the window that count
+    for n, kk, dd, ss, o, (lo, hi) in zip(sizes, k, d, s, outs, pairs):
+        first, last = (-lo, n + hi) if count_include_pad else (0, n)
+        taps = (np.arange(o) * ss - lo)[:, None] + np.arange(kk) * dd  # (out, k) input positions
+        counts.append(((taps >= first) & (taps < last)).sum(axis=1))
+    count = np.ones([1] * r)
+    for axis, c in enumerate(counts):
+        count = count * c.reshape([-1 if i == axis else 1 for i in range(r)])
+    return b.op("Multiply", [total, (1.0 / count).astype(np.float32)[None, None]])
 
 
 def _average_scale(k, s, sizes, pairs, used, outs, count_include_pad) -> np.ndarray | None:
@@ -127,3 +173,19 @@ lowering("GlobalAveragePool")(_global("Average"))
 
 
 lowering("GlobalMaxPool")(_global("Max"))
+
+
+@lowering("LpPool")
+def LpPool(b, X, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, p=2, pads=None, strides=None):
+    """(sum of |x|^p over the window)^(1 / p): AveragePool of |x|^p counting the zero pads, times the window size."""
+    x = as_sym(b, X)
+    if kernel_shape is None or p < 1:
+        raise refuse(f"kernel_shape={kernel_shape}, p={p}")
+    power = b.op("Absolute", [x], inner=True, suffix="abs")
+    if p != 1:
+        power = b.op("Power", [power, float(p)], inner=True, suffix="power")
+    mean = _pool(b, "Average", b.like(power, x), auto_pad, ceil_mode, dilations, kernel_shape, pads, strides,
+                 count_include_pad=1)
+    b.onnx_names.pop(mean.ref.layer, None)  # a step: the node's output is the root below
+    total = b.op("Multiply", [mean, float(math.prod(kernel_shape))], inner=True, suffix="sum")
+    return b.claim(total if p == 1 else b.op("Power", [total, 1.0 / p], inner=True, suffix="root"))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....errors import UnsupportedError
 from ..common import INT64_MAX
 from .builder import Builder, Sym, sanitize, scope_of
+from .lower_resize import resize_axes
 from .lowering import CF, Dynamic, as_const, as_sym, axes_arg, lowering, refuse
-from .windows import axis_slice, copy_pad, zero_pad
+from .windows import axis_slice, block_pad, copy_pad, zero_pad
 
 
 @lowering("Flatten")
@@ -22,7 +24,9 @@ def Flatten(b, input, axis=1):
     if axis == 1:
         return b.layer("Flatten", {"data_format": "channels_last"}, [x])
     shape = b.shape(x)
-    if axis == 0 or any(d is None for d in shape[axis:]):
+    if axis == 0:  # (1, everything)
+        return b.op("Reshape", [x], newshape=[1, -1])
+    if any(d is None for d in shape[axis:]):
         raise refuse(f"axis={axis}")
     return b.op("Reshape", [x], newshape=[-1, int(np.prod(shape[axis:]))])
 
@@ -218,8 +222,8 @@ def Slice(b, data, starts=None, ends=None, axes=None, steps=None):
             cuts[a % rank] = cut
     if not cuts:
         return x
-    if 0 in cuts:
-        raise refuse("slicing the batch axis")
+    if 0 in cuts and shape[0] is None:
+        raise refuse("slicing a batch axis of unknown size")
     pairs = _crop_pairs(cuts, shape)
     if pairs is not None and 3 <= rank <= 5:
         for fmt, spatial in (("channels_last", range(1, rank - 1)), ("channels_first", range(2, rank))):
@@ -256,7 +260,7 @@ def Pad(b, data, pads=None, constant_value=None, axes=None, mode="constant", val
     pairs = [(0, 0)] * rank
     for i, a in enumerate(where):
         pairs[a] = (amounts[i], amounts[i + len(where)])
-    if pairs[0] != (0, 0):
+    if pairs[0] != (0, 0) and (shape[0] is None or mode != "constant"):
         raise refuse("padding the batch axis")
     if constant_value is not None:
         value = float(np.asarray(constant_value).reshape(-1)[0]) if np.size(constant_value) else 0.0
@@ -275,7 +279,10 @@ def Pad(b, data, pads=None, constant_value=None, axes=None, mode="constant", val
         return copy_pad(b, x, grow[1:], mode, shape[1:], first_axis=1)
     if mode != "constant":
         raise refuse(f"mode={mode}")
-    return _constant_pad(b, x, grow, shape, value)
+    try:
+        return _constant_pad(b, x, grow, shape, value)
+    except UnsupportedError:  # axes ZeroPadding does not pad: blocks of the value on each side, if shapes are known
+        return block_pad(b, x, grow, shape, value, b.dtype(data))
 
 
 def _constant_pad(b: Builder, x: Sym, grow: list, shape: tuple, value: float) -> Sym:
@@ -315,18 +322,18 @@ def Gather(b, data, indices, axis=0):
         return b.layer("Embedding", {"input_dim": int(data.shape[0]), "output_dim": int(data.shape[1]),
                                      "mask_zero": False}, [indices], [np.ascontiguousarray(data)])
     x = as_sym(b, data, "data")
-    idx = as_const(indices, "indices")
     rank = b.rank(x)
     axis %= rank
-    if axis == 0:
-        raise refuse("gathering along the batch axis")
     n = b.shape(x)[axis]
+    if not isinstance(indices, np.ndarray):  # computed indices: Keras's take
+        return b.op("Take", [x, indices], axis=axis)
+    idx = indices
     flat = [int(v) + (n if v < 0 and n is not None else 0) for v in idx.reshape(-1)]
     if idx.ndim == 0:
         return b.op("GetItem", [x, axis_slice(axis)[:-1] + [flat[0]]])  # x[:, .., i]: the axis goes
     steps = {q - p for p, q in zip(flat, flat[1:])}
-    if idx.ndim != 1 or len(steps) > 1 or 0 in steps or any(v < 0 for v in flat):
-        raise refuse(f"indices {idx.tolist()} (only a scalar or an evenly spaced list becomes a slice)")
+    if idx.ndim != 1 or len(steps) > 1 or 0 in steps or any(v < 0 for v in flat):  # any other list: Keras's take
+        return b.op("Take", [x, np.asarray(flat, np.int64).reshape(idx.shape)], axis=axis)
     step = steps.pop() if steps else 1
     stop = flat[-1] + (1 if step > 0 else -1)
     return b.op("GetItem", [x, axis_slice(axis, flat[0], None if stop < 0 else stop, step)])
@@ -378,6 +385,31 @@ def Resize(b, X, *inputs, scales=None, mode="nearest", coordinate_transformation
     factor = [scale.get(a, 1.0) for a in range(rank)]
     if all(f == 1.0 for f in factor) and coords != "tf_crop_and_resize":  # same cells, whatever the mode
         return x
+    try:
+        return _upsampling(b, x, shape, factor, mode, coords, rounding, antialias, cubic_coeff_a)
+    except UnsupportedError:
+        pass  # no UpSampling layer says it: ONNX's interpolation per axis (lower_resize.py)
+    roi = inputs[0] if b.node.op_type == "Resize" and b.g.opset >= 11 and inputs and inputs[0] is not None else None
+    roi = None if roi is None or not np.size(roi) else as_const(roi, "roi").reshape(-1)
+    if roi is not None and axes is not None:  # roi per listed axis: starts then ends
+        full = [0.0] * rank + [1.0] * rank
+        for i, a in enumerate(where):
+            full[a], full[a + rank] = roi[i], roi[i + len(where)]
+        roi = np.asarray(full)
+    given_sizes = isinstance(sizes, np.ndarray) and sizes.size and not (factors is not None and np.size(factors))
+    attrs = {"mode": mode, "coordinate_transformation_mode": coords, "nearest_mode": rounding,
+             "cubic_coeff_a": float(cubic_coeff_a), "exclude_outside": int(exclude_outside),
+             "extrapolation_value": float(extrapolation_value), "antialias": int(antialias)}
+    if given_sizes:
+        return resize_axes(b, x, shape, {}, {a: int(t) for a, t in zip(where, sizes.reshape(-1))}, roi, attrs)
+    return resize_axes(b, x, shape, {a: f for a, f in scale.items() if f != 1.0 or coords == "tf_crop_and_resize"},
+                       {}, roi, attrs)
+
+
+def _upsampling(b, x: Sym, shape: tuple, factor: list, mode: str, coords: str, rounding: str, antialias: int,
+                cubic_coeff_a: float) -> Sym:
+    """The UpSampling1D / 2D / 3D layer that is this Resize (whole factors on the spatial axes), else refused."""
+    rank = len(shape)
     fmt, axes = _upsampled_axes(factor, rank)
     r = len(axes)
     size = [int(factor[a]) for a in axes]

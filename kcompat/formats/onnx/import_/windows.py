@@ -89,6 +89,22 @@ def zero_pad(b: Builder, x: Sym, pairs, first_axis: int = 2, inner: bool = True)
                    suffix="pad" if inner else None)  # the helper of a Conv, or a Pad node itself
 
 
+def block_pad(b: Builder, x: Sym, grow, shape: tuple, value: float, dtype) -> Sym:
+    """Pad any axes with ``value``: a Concatenate per padded axis of x and constant blocks (every size known)."""
+    dtype = np.dtype(np.float32) if dtype is None or dtype.kind == "f" else np.dtype(dtype)
+    now = list(shape)
+    todo = [(a, lo, hi) for a, (lo, hi) in enumerate(grow) if lo or hi]
+    if None in now:
+        raise refuse(f"padding axes {[a for a, _, _ in todo]} of a tensor of unknown shape {list(shape)}")
+    y = x
+    for i, (a, lo, hi) in enumerate(todo):
+        parts = [np.full([n if j == a else d for j, d in enumerate(now)], value, dtype) for n in (lo, hi)]
+        y = b.op("Concatenate", [[p for p in (parts[0], y, parts[1]) if not isinstance(p, np.ndarray) or p.size]],
+                 inner=i < len(todo) - 1, suffix="pad" if i < len(todo) - 1 else None, axis=a)
+        now[a] += lo + hi
+    return y
+
+
 def axis_slice(a: int, start=None, stop=None, step=None) -> list:
     """A GetItem key taking ``start:stop:step`` on axis a (Keras's serialized slices)."""
     whole = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
