@@ -229,13 +229,39 @@ def test_mnist_cnn_end_to_end(keras, tmp_path):
     assert [kc.info[layer.name].output_shape for layer in m.layers] == [tuple(layer.output.shape) for layer in m.layers]
 
 
-def test_batch_slices_match_one_matmul(monkeypatch):
-    """A batch cut into slices to bound im2col memory gives the same result as one big matmul."""
-    from kcompat.layers import conv
-    x, k = rand((5, 9, 9, 4), seed=1), rand((3, 3, 2, 6), seed=2)
-    whole = conv.convolve(x, k, (2, 1), (1, 1), groups=2)
-    monkeypatch.setattr(conv, "IM2COL_BYTES", 1)
-    np.testing.assert_allclose(conv.convolve(x, k, (2, 1), (1, 1), groups=2), whole, rtol=1e-6, atol=1e-6)
+def _naive_conv(x, kernel, strides, dilation, pads, groups):
+    """Textbook grouped cross-correlation on an explicitly padded input: one output channel at a time."""
+    from kcompat.layers.conv_kernels import pad_spatial, windows
+    r = kernel.ndim - 2
+    *k, cg, f = kernel.shape
+    win = windows(pad_spatial(x, pads), k, strides, dilation)  # (N, *out, C, *k)
+    fg = f // groups
+    cols = [np.einsum(f"...c{'ijk'[:r]},{'ijk'[:r]}c->...", win[..., (j // fg) * cg:(j // fg + 1) * cg, *[slice(None)] * r],
+                      kernel[..., j].astype(np.float64)) for j in range(f)]
+    return np.stack(cols, axis=-1)
+
+
+@pytest.mark.parametrize("x_shape,k_shape,strides,dilation,pads,groups", [
+    ((5, 9, 9, 4), (3, 3, 4, 6), (2, 1), (1, 1), [(1, 1), (0, 1)], 1),  # im2col, partial taps
+    ((3, 8, 7, 4), (3, 2, 4, 5), (1, 2), (2, 1), [(2, 3), (1, 0)], 1),  # dilation, pads wider than a tap
+    ((4, 6, 6, 3), (1, 1, 3, 5), (2, 2), (1, 1), [(0, 0), (0, 0)], 1),  # 1x1 strided: matmul on a view
+    ((4, 10, 11, 3), (3, 3, 1, 3), (2, 2), (2, 1), [(2, 2), (1, 1)], 3),  # depthwise, stride 2 + dilation
+    ((2, 9, 8, 2), (3, 3, 1, 6), (1, 1), (1, 1), [(1, 1), (1, 1)], 2),  # depthwise, multiplier 3
+    ((3, 12, 3), (5, 1, 3), (3,), (1,), [(4, 0)], 3),  # 1D depthwise, causal-style pad
+    ((2, 5, 6, 7, 2), (2, 3, 2, 1, 2), (1, 2, 1), (1, 1, 2), [(0, 1), (1, 1), (1, 1)], 2),  # 3D depthwise
+    ((5, 9, 9, 4), (3, 3, 2, 6), (2, 1), (1, 1), [(1, 1), (1, 1)], 2),  # grouped
+])
+def test_blocked_kernels_match_textbook_conv(monkeypatch, x_shape, k_shape, strides, dilation, pads, groups):
+    """im2col in batch slices, depthwise in blocks of rows and 1x1 in row blocks all give the textbook result."""
+    from kcompat.layers import conv_kernels
+    x, k = rand(x_shape, seed=1), rand(k_shape, seed=2)
+    want = _naive_conv(x, k, strides, dilation, pads, groups)
+    whole = conv_kernels.convolve(x, k, strides, dilation, pads, groups)
+    assert whole.dtype == np.float32 and whole.shape == want.shape
+    np.testing.assert_allclose(whole, want, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(conv_kernels, "IM2COL_BYTES", 1)  # one image per im2col slice
+    monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per depthwise block, one row per matmul
+    np.testing.assert_allclose(conv_kernels.convolve(x, k, strides, dilation, pads, groups), whole, rtol=1e-6, atol=1e-6)
 
 
 # ----------------------------------------------------------------- bad configs

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..layers.conv import same_pads, span
+from ..layers.conv_kernels import same_pads, span
 from .onnx_builder import Builder, Sym, has_activation
 from .onnx_lower import Dynamic, _const, _sym, f32, lowering, refuse
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import fmt_shape, register
-from .conv import pad_spatial, same_pads, windows
+from .conv_kernels import pad_spatial, same_pads, windows
 from .spatial import Spatial
 
 

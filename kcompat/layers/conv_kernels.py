@@ -1,0 +1,262 @@
+"""Convolution kernels in NumPy, channels_last, 1 to 3 spatial axes: shape arithmetic, im2col, depthwise.
+
+References: keras/src/ops/operation_utils.py compute_conv_output_shape,
+keras/src/backend/common/backend_utils.py compute_conv_transpose_output_shape (shapes);
+keras/src/backend/tensorflow/nn.py (TF 'same' padding puts the odd pixel at the end).
+
+The input is never padded as a whole: each kernel tap reads the part of the input it can reach
+(``tap_slices``), and the padding is what no tap writes. A convolution is one matmul per batch slice
+on an im2col matrix filled tap by tap (a 1x1 kernel is a plain matmul on a reshape, no copy); a
+depthwise kernel is a sum over taps of shifted multiply-adds, in blocks small enough to stay in
+cache. ``epilogue`` (bias, activation) runs in place on each output block while it is still in
+cache. Everything stays in the input's dtype (float32 in, float32 out).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Callable, Optional
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+Epilogue = Optional[Callable[[np.ndarray], None]]  # in place on an output block (n, *out, F)
+
+
+# --------------------------------------------------------------- shape arithmetic
+def span(k: int, d: int) -> int:
+    """Extent of a dilated kernel: (k - 1) * d + 1."""
+    return (k - 1) * d + 1
+
+
+def conv_length(n: int | None, k: int, s: int, d: int, padding: str) -> int | None:
+    """Output length of one spatial axis (compute_conv_output_shape)."""
+    if n is None:
+        return None
+    if padding == "valid":
+        return (n - span(k, d)) // s + 1
+    return (n - 1) // s + 1  # same, causal
+
+
+def same_pads(n: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """TF 'same' padding of one axis: (before, after), the odd pixel after."""
+    out = (n - 1) // s + 1
+    total = max((out - 1) * s + span(k, d) - n, 0)
+    return total // 2, total - total // 2
+
+
+def conv_pads(sizes, kernel_size, strides, dilation, padding) -> list[tuple[int, int]]:
+    """Per-axis (before, after) padding for 'valid', 'same' or 'causal'."""
+    if padding == "valid":
+        return [(0, 0)] * len(sizes)
+    if padding == "causal":
+        return [(span(k, d) - 1, 0) for k, d in zip(kernel_size, dilation)]
+    return [same_pads(n, k, s, d) for n, k, s, d in zip(sizes, kernel_size, strides, dilation)]
+
+
+def transpose_length(n: int | None, k: int, s: int, d: int, padding: str, output_padding: int | None) -> int | None:
+    """Output length of one axis of a transposed conv (compute_conv_transpose_output_shape)."""
+    if n is None:
+        return None
+    k = span(k, d)
+    if padding == "valid":
+        extra = max(k, s) - k if output_padding is None else output_padding
+        return (n - 1) * s + k + extra
+    return n * s if output_padding is None else (n - 1) * s + k % 2 + output_padding
+
+
+def pad_spatial(x: np.ndarray, pads, value=0) -> np.ndarray:
+    """Pad (or, for negative amounts, crop) the spatial axes 1..r of (N, *spatial, C)."""
+    if all(b == 0 and a == 0 for b, a in pads):
+        return x
+    grow = [(0, 0)] + [(max(b, 0), max(a, 0)) for b, a in pads] + [(0, 0)] * (x.ndim - 1 - len(pads))
+    x = np.pad(x, grow, constant_values=value)
+    crop = (slice(None),) + tuple(slice(max(-b, 0), x.shape[i + 1] - max(-a, 0)) for i, (b, a) in enumerate(pads))
+    return x[crop]
+
+
+def windows(x: np.ndarray, kernel_size, strides, dilation) -> np.ndarray:
+    """Strided view of every patch of x (N, *spatial, *rest) -> (N, *out, *rest, *kernel_size); no copy."""
+    r = len(kernel_size)
+    extent = tuple(span(k, d) for k, d in zip(kernel_size, dilation))
+    v = sliding_window_view(x, extent, axis=tuple(range(1, r + 1)))  # (N, *full, *rest, *extent)
+    pick = ((slice(None),) + tuple(slice(None, None, s) for s in strides) + (Ellipsis,)
+            + tuple(slice(None, None, d) for d in dilation))
+    return v[pick]
+
+
+# ---------------------------------------------------------------- tap geometry
+def tap_range(n_in: int, n_out: int, t: int, s: int, d: int, before: int) -> tuple[int, int, int]:
+    """Outputs [lo, hi) that kernel tap ``t`` of one axis finds inside the input, and the input index of lo.
+
+    Output o reads input o * s + t * d - before; the others read padding (zero).
+    """
+    offset = t * d - before
+    lo = max(0, -(offset // s))
+    hi = min(n_out, (n_in - 1 - offset) // s + 1)
+    return lo, max(hi, lo), lo * s + offset
+
+
+def tap_slices(in_sizes, out_sizes, kernel_size, strides, dilation, pads):
+    """For every tap (in kernel order): (tap index, output slices, input slices), or None where it reads only padding."""
+    axes = [[tap_range(n, o, t, s, d, p[0]) for t in range(k)]
+            for n, o, k, s, d, p in zip(in_sizes, out_sizes, kernel_size, strides, dilation, pads)]
+    for tap in itertools.product(*(range(k) for k in kernel_size)):
+        ranges = [axes[a][t] for a, t in enumerate(tap)]
+        if any(hi == lo for lo, hi, _ in ranges):
+            yield tap, None, None
+            continue
+        out = tuple(slice(lo, hi) for lo, hi, _ in ranges)
+        inp = tuple(slice(start, start + (hi - lo - 1) * s + 1, s) for (lo, hi, start), s in zip(ranges, strides))
+        yield tap, out, inp
+
+
+def out_sizes(in_sizes, kernel_size, strides, dilation, pads) -> tuple:
+    """Spatial output sizes for explicit (before, after) pads."""
+    return tuple((n + b + a - span(k, d)) // s + 1
+                 for n, k, s, d, (b, a) in zip(in_sizes, kernel_size, strides, dilation, pads))
+
+
+# ------------------------------------------------------------------ the kernels
+IM2COL_BYTES = 16 * 2**20  # the batch is cut so one im2col matrix stays under this
+BLOCK_ITEMS = 2**17  # a depthwise / 1x1 output block: about 512 KB of float32, to stay in L2 cache
+
+
+def _batches(n: int, per_item: int, budget: int):
+    """Slices of the batch axis, each about ``budget`` units when one item is ``per_item`` units."""
+    step = max(1, budget // max(per_item, 1))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def _finish(y: np.ndarray, epilogue: Epilogue) -> None:
+    if epilogue is not None:
+        epilogue(y)
+
+
+def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups: int = 1,
+             epilogue: Epilogue = None) -> np.ndarray:
+    """Cross-correlate x (N, *spatial, C) with kernel (*k, C/groups, F), zero ``pads`` around x.
+
+    Returns (N, *out, F) with ``epilogue`` applied in place, block by block.
+    """
+    r = kernel.ndim - 2
+    *k, cg, f = kernel.shape
+    if groups > 1 and cg == 1:
+        return depthwise(x, kernel.reshape(*k, f), strides, dilation, pads, epilogue)
+    if groups > 1:
+        return _grouped(x, kernel, strides, dilation, pads, groups, epilogue)
+    n, sizes, c = x.shape[0], x.shape[1:r + 1], x.shape[-1]
+    outs = out_sizes(sizes, k, strides, dilation, pads)
+    w2 = kernel.reshape(-1, f)  # (*k, C, F) -> (k*C, F): im2col rows are (tap, channel)
+    y = np.empty((n, *outs, f), np.result_type(x, kernel))  # (N, *out, F)
+    if all(kk == 1 for kk in k) and not any(b or a for b, a in pads):  # 1x1: a plain matmul, no im2col
+        if any(s > 1 for s in strides):
+            x = x[(slice(None),) + tuple(slice(None, None, s) for s in strides)]  # (N, *out, C) view
+        rows, y2 = x.reshape(-1, c), y.reshape(-1, f)  # (N*out, C), (N*out, F); copies only if strided
+        step = max(1, BLOCK_ITEMS // f) * 8  # a few blocks per matmul: BLAS stays efficient
+        for i in range(0, rows.shape[0], step):
+            np.matmul(rows[i:i + step], w2, out=y2[i:i + step])  # (B, C) @ (C, F) -> (B, F)
+            _finish(y2[i:i + step], epilogue)
+        return y
+    taps = list(tap_slices(sizes, outs, k, strides, dilation, pads))
+    partial = any(o is None or any(s.stop - s.start < m for s, m in zip(o, outs)) for _, o, _ in taps)
+    per_item = math.prod(outs) * math.prod(k) * c * x.itemsize
+    parts = _batches(n, per_item, IM2COL_BYTES)
+    # one buffer for every batch slice: each tap writes the same region each time, so the padding
+    # (regions no tap writes) stays zero from the first allocation
+    buf = (np.zeros if partial else np.empty)((parts[0].stop - parts[0].start, *outs, *k, c), x.dtype)
+    for part in parts:
+        cols = buf[:part.stop - part.start]  # (n, *out, *k, C)
+        for tap, o, i in taps:
+            if o is not None:
+                cols[(slice(None), *o, *tap)] = x[(part, *i)]  # (n, *o, C) <- shifted input
+        out = y[part]
+        np.matmul(cols.reshape(-1, w2.shape[0]), w2, out=out.reshape(-1, f))  # (n*out, k*C) @ (k*C, F)
+        _finish(out, epilogue)
+    return y
+
+
+def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilogue: Epilogue = None) -> np.ndarray:
+    """Each channel with its own filter: x (N, *sp, C), kernel (*k, F) with F = C * M (output c*M+m reads c).
+
+    A sum over taps of ``x[shifted] * kernel[tap]``, one output block at a time so the block, its
+    partial sums and the input rows it reads stay in cache.
+    """
+    r = kernel.ndim - 1
+    *k, f = kernel.shape
+    n, sizes, c = x.shape[0], x.shape[1:r + 1], x.shape[-1]
+    if f != c:  # depth_multiplier M > 1: channel c feeds outputs c*M .. c*M+M-1
+        x = np.repeat(x, f // c, axis=-1)  # (N, *sp, C) -> (N, *sp, C*M)
+    outs = out_sizes(sizes, k, strides, dilation, pads)
+    y = np.empty((n, *outs, f), np.result_type(x, kernel))  # (N, *out, F)
+    kernel = kernel.astype(y.dtype, copy=False)
+    taps = list(tap_slices(sizes, outs, k, strides, dilation, pads))
+    # each tap's weights tiled over the inner output axes, so one multiply runs over contiguous rows
+    inner = outs[1:]
+    tiled = {tap: np.ascontiguousarray(np.broadcast_to(kernel[tap], (*inner, f))) for tap, o, _ in taps if o is not None}
+    per_row = math.prod(inner) * f
+    if per_row * outs[0] <= BLOCK_ITEMS:  # small images: several whole images per block
+        blocks = [(b, slice(0, outs[0])) for b in _batches(n, per_row * outs[0], BLOCK_ITEMS)]
+    else:  # big images: one image, a band of rows of the first spatial axis per block
+        rows = max(1, BLOCK_ITEMS // per_row)
+        blocks = [(slice(b, b + 1), slice(r0, min(r0 + rows, outs[0])))
+                  for b in range(n) for r0 in range(0, outs[0], rows)]
+    tmp = np.empty((blocks[0][0].stop - blocks[0][0].start, blocks[0][1].stop, *inner, f), y.dtype)
+    for part, band in blocks:
+        acc = y[part, band]  # (b, rows, *inner, F): a view of the output
+        acc[...] = 0
+        for tap, o, i in taps:
+            if o is None:
+                continue
+            lo, hi = max(o[0].start, band.start), min(o[0].stop, band.stop)  # this tap's rows inside the band
+            if hi <= lo:
+                continue
+            first = i[0].start + (lo - o[0].start) * strides[0]
+            rows_in = slice(first, first + (hi - lo - 1) * strides[0] + 1, strides[0])
+            dst = acc[(slice(None), slice(lo - band.start, hi - band.start), *o[1:])]  # (b, h, *o_inner, F)
+            w = tiled[tap][tuple(o[1:])]  # (*o_inner, F)
+            t = tmp[(slice(0, dst.shape[0]), slice(0, hi - lo), *(slice(0, s.stop - s.start) for s in o[1:]))]
+            np.multiply(x[(part, rows_in, *i[1:])], w, out=t)
+            np.add(dst, t, out=dst)
+        _finish(acc, epilogue)
+    return y
+
+
+def _grouped(x, kernel, strides, dilation, pads, groups, epilogue):
+    """Grouped conv (C/groups > 1 channels per group): one batched matmul over groups on a padded copy."""
+    r = kernel.ndim - 2
+    *k, cg, f = kernel.shape
+    n = x.shape[0]
+    fg = f // groups
+    xg = pad_spatial(x, pads)
+    xg = xg.reshape(*xg.shape[:-1], groups, cg)  # (N, *sp, C) -> (N, *sp, G, Cg)
+    win = windows(xg, k, strides, dilation)  # (N, *out, G, Cg, *k)
+    outs = win.shape[1:r + 1]
+    win = np.moveaxis(win, (r + 1, r + 2), (0, -1))  # (G, N, *out, *k, Cg)
+    cols = win.reshape(groups, -1, math.prod(k) * cg)  # copy: (G, N*out, k*Cg)
+    w = kernel.reshape(*k, cg, groups, fg)  # (*k, Cg, F) -> (*k, Cg, G, F/G)
+    w = np.moveaxis(w, r + 1, 0).reshape(groups, -1, fg)  # (G, k*Cg, F/G)
+    y = np.matmul(cols, w)  # (G, N*out, k*Cg) @ (G, k*Cg, F/G) -> (G, N*out, F/G)
+    y = np.ascontiguousarray(np.moveaxis(y, 0, 1)).reshape(n, *outs, f)  # (N*out, G, F/G) -> (N, *out, F)
+    _finish(y, epilogue)
+    return y
+
+
+def convolve_transpose(x: np.ndarray, kernel: np.ndarray, strides, dilation, out_sizes_, pads_before,
+                       epilogue: Epilogue = None) -> np.ndarray:
+    """Gradient of a conv: x (N, *in, C), kernel (*k, F, C) -> (N, *out_sizes_, F)."""
+    r = kernel.ndim - 2
+    k = kernel.shape[:r]
+    n, sizes, c = x.shape[0], x.shape[1:-1], x.shape[-1]
+    spread = tuple((i - 1) * s + 1 for i, s in zip(sizes, strides))
+    xd = np.zeros((n, *spread, c), x.dtype)  # (N, (in-1)*s+1, ..., C): input spread out by the strides
+    xd[(slice(None),) + tuple(slice(None, None, s) for s in strides)] = x
+    pads = []
+    for kk, d, o, pb, m in zip(k, dilation, out_sizes_, pads_before, spread):
+        before = span(kk, d) - 1 - pb
+        pads.append((before, o + span(kk, d) - 1 - before - m))
+    w = np.swapaxes(np.flip(kernel, axis=tuple(range(r))), -1, -2)  # (*k, F, C) flipped -> (*k, C, F)
+    if any(b < 0 or a < 0 for b, a in pads):  # negative pads crop: do it on the input, then pad the rest
+        xd = pad_spatial(xd, [(min(b, 0), min(a, 0)) for b, a in pads])
+        pads = [(max(b, 0), max(a, 0)) for b, a in pads]
+    return convolve(xd, np.ascontiguousarray(w), (1,) * r, dilation, pads, epilogue=epilogue)
