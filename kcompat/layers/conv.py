@@ -80,6 +80,13 @@ class _Conv(WithActivation, Spatial):
         *kernels, bias = weights if self.use_bias else [*weights, 0]
         return [*self.scale_kernels(kernels, scale), bias * scale + shift]
 
+    def same_padding_config(self, pads, data_format, input_shape):
+        sizes = self.split(input_shape)[1]
+        if self.padding != "valid" or data_format != self.data_format or None in sizes:
+            return None
+        same = conv_pads(sizes, self.kernel_size, self.strides, self.dilation, "same")
+        return dict(self.config, padding="same") if [tuple(p) for p in pads] == same else None
+
     def scale_kernels(self, kernels: list, scale: np.ndarray) -> list:
         """The kernels of a layer whose every output channel is multiplied by ``scale``."""
         return [kernels[0] * scale]  # (*k, C, F) * (F,)
@@ -261,6 +268,9 @@ class _ConvTranspose(_Conv):
 
     def scale_kernels(self, kernels, scale):
         return [kernels[0] * scale[:, None]]  # (*k, F, C) * (F, 1)
+
+    def same_padding_config(self, pads, data_format, input_shape):
+        return None  # padding of a transposed conv crops its output: no input padding to absorb
 
     def explain(self, input_shape, output_shape):
         text = super().explain(input_shape, output_shape)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from typing import Callable, Optional
 
 import numpy as np
@@ -128,6 +129,23 @@ def _batches(n: int, per_item: int, budget: int):
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
+THREADS = int(os.environ.get("KCOMPAT_NUM_THREADS", 0)) or len(os.sched_getaffinity(0))
+_POOL: list = []
+
+
+def in_parallel(run: Callable[[list], None], items: list) -> None:
+    """run(part) on THREADS interleaved parts of items at once (NumPy releases the GIL inside ufuncs)."""
+    n = min(THREADS, len(items))
+    if n <= 1:
+        run(items)
+        return
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL.append(ThreadPoolExecutor(THREADS, thread_name_prefix="kcompat"))
+    for f in [_POOL[0].submit(run, items[i::n]) for i in range(n)]:
+        f.result()
+
+
 def _finish(y: np.ndarray, epilogue: Epilogue) -> None:
     if epilogue is not None:
         epilogue(y)
@@ -180,7 +198,7 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilog
     """Each channel with its own filter: x (N, *sp, C), kernel (*k, F) with F = C * M (output c*M+m reads c).
 
     A sum over taps of ``x[shifted] * kernel[tap]``, one output block at a time so the block, its
-    partial sums and the input rows it reads stay in cache.
+    partial sums and the input rows it reads stay in cache; a tap that covers every output starts the sum.
     """
     r = kernel.ndim - 1
     *k, f = kernel.shape
@@ -190,10 +208,14 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilog
     outs = out_sizes(sizes, k, strides, dilation, pads)
     y = np.empty((n, *outs, f), np.result_type(x, kernel))  # (N, *out, F)
     kernel = kernel.astype(y.dtype, copy=False)
-    taps = list(tap_slices(sizes, outs, k, strides, dilation, pads))
-    # each tap's weights tiled over the inner output axes, so one multiply runs over contiguous rows
     inner = outs[1:]
-    tiled = {tap: np.ascontiguousarray(np.broadcast_to(kernel[tap], (*inner, f))) for tap, o, _ in taps if o is not None}
+    reads = []  # (tap, output slices, input slices): the taps that reach the input, fully covering ones first
+    for tap, o, i in tap_slices(sizes, outs, k, strides, dilation, pads):
+        if o is not None:
+            full = all(sl.stop - sl.start == m for sl, m in zip(o, outs))
+            reads.insert(0 if full else len(reads), (tap, o, i))
+    # each tap's weights tiled over the inner output axes, so one multiply runs over contiguous rows
+    tiled = {tap: np.ascontiguousarray(np.broadcast_to(kernel[tap], (*inner, f))) for tap, _, _ in reads}
     per_row = math.prod(inner) * f
     if per_row * outs[0] <= BLOCK_ITEMS:  # small images: several whole images per block
         blocks = [(b, slice(0, outs[0])) for b in _batches(n, per_row * outs[0], BLOCK_ITEMS)]
@@ -201,24 +223,34 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilog
         rows = max(1, BLOCK_ITEMS // per_row)
         blocks = [(slice(b, b + 1), slice(r0, min(r0 + rows, outs[0])))
                   for b in range(n) for r0 in range(0, outs[0], rows)]
-    tmp = np.empty((blocks[0][0].stop - blocks[0][0].start, blocks[0][1].stop, *inner, f), y.dtype)
-    for part, band in blocks:
-        acc = y[part, band]  # (b, rows, *inner, F): a view of the output
-        acc[...] = 0
-        for tap, o, i in taps:
-            if o is None:
-                continue
-            lo, hi = max(o[0].start, band.start), min(o[0].stop, band.stop)  # this tap's rows inside the band
-            if hi <= lo:
-                continue
-            first = i[0].start + (lo - o[0].start) * strides[0]
-            rows_in = slice(first, first + (hi - lo - 1) * strides[0] + 1, strides[0])
-            dst = acc[(slice(None), slice(lo - band.start, hi - band.start), *o[1:])]  # (b, h, *o_inner, F)
-            w = tiled[tap][tuple(o[1:])]  # (*o_inner, F)
-            t = tmp[(slice(0, dst.shape[0]), slice(0, hi - lo), *(slice(0, s.stop - s.start) for s in o[1:]))]
-            np.multiply(x[(part, rows_in, *i[1:])], w, out=t)
-            np.add(dst, t, out=dst)
-        _finish(acc, epilogue)
+    shape = (blocks[0][0].stop - blocks[0][0].start, blocks[0][1].stop, *inner, f)
+
+    def run(todo) -> None:
+        tmp = np.empty(shape, y.dtype)  # one scratch block per worker
+        for part, band in todo:
+            acc = y[part, band]  # (b, rows, *inner, F): a view of the output
+            started = False
+            for tap, o, i in reads:
+                lo, hi = max(o[0].start, band.start), min(o[0].stop, band.stop)  # this tap's rows inside the band
+                if hi <= lo:
+                    continue
+                first = i[0].start + (lo - o[0].start) * strides[0]
+                src = x[(part, slice(first, first + (hi - lo - 1) * strides[0] + 1, strides[0]), *i[1:])]
+                dst = acc[(slice(None), slice(lo - band.start, hi - band.start), *o[1:])]  # (b, h, *o_inner, F)
+                w = tiled[tap][tuple(o[1:])]  # (*o_inner, F)
+                if not started and dst.shape == acc.shape:
+                    np.multiply(src, w, out=acc)  # the first tap writes the block: no zero fill
+                else:
+                    if not started:
+                        acc[...] = 0
+                    t = tmp[tuple(slice(0, m) for m in dst.shape)]
+                    np.multiply(src, w, out=t)
+                    np.add(dst, t, out=dst)
+                started = True
+            if not started:
+                acc[...] = 0
+            _finish(acc, epilogue)
+    in_parallel(run, blocks)
     return y
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ShapeError
-from .activations import activation_name, activation_shape, get_activation, is_elementwise
+from .activations import IN_PLACE, activation_name, activation_shape, get_activation, is_elementwise
 from .base import Layer, Weight, fmt_shape, register
 
 
@@ -55,17 +55,19 @@ class WithActivation(Layer):
 
     def epilogue(self, bias: np.ndarray | None) -> Callable[[np.ndarray], None] | None:
         """The bias add and an elementwise activation, in place on an output block (channels last)."""
-        act = self.activation if self.activation_name != "linear" and is_elementwise(self.activation_name) else None
+        name = self.activation_name
+        act = self.activation if name != "linear" and is_elementwise(name) else None
         if bias is None and act is None:
             return None
+        in_place = IN_PLACE.get(name)
 
         def run(y: np.ndarray) -> None:
             if bias is not None:
                 np.add(y, bias, out=y)  # (..., F) + (F,)
-            if act is not None:
-                out = act(y)
-                if out is not y:
-                    y[...] = out
+            if in_place is not None:
+                in_place(y)
+            elif act is not None:
+                y[...] = act(y)
         return run
 
     def after_epilogue(self, y: np.ndarray) -> np.ndarray:
@@ -174,6 +176,9 @@ class Activation(WithActivation):
 
     def forward(self, x):
         return self.activation(x)
+
+    def as_activation(self):
+        return self.activation_name
 
     def explain(self, input_shape, output_shape):
         if output_shape == tuple(input_shape):

@@ -105,6 +105,9 @@ class _ZeroPadding(Spatial):
             out[a] = None if out[a] is None else out[a] + lo + hi
         return tuple(out)
 
+    def as_zero_padding(self):
+        return self.padding
+
     def forward(self, x):
         pads = [(0, 0)] * x.ndim
         for a, p in zip(self.spatial_axes(), self.padding):
