@@ -124,6 +124,12 @@ def build(keras, seed: int, registered: set[str], max_layers: int = 6):
             continue
         used.append(name)
         chain.append(layer)
+        if layer.get_config().get("activation") == "linear" and "BatchNormalization" in registered and r.random() < .6:
+            # conv / Dense -> BatchNormalization (-> ReLU): the chain predict's plan folds (kcompat/plan.py)
+            for extra in [L.BatchNormalization()] + ([L.ReLU(max_value=r.choice([None, 6.0]))] if r.random() < .6 else []):
+                y = extra(y)
+                used.append(extra.__class__.__name__)
+                chain.append(extra)
         merges = [m for m in MERGES if m in registered]
         if functional and merges and r.random() < 0.4 and tuple(y.shape) == tuple(x.shape):
             merge = r.choice(merges)
