@@ -266,6 +266,8 @@ def _naive_conv(x, kernel, strides, dilation, pads, groups):
 @pytest.mark.parametrize("x_shape,k_shape,strides,dilation,pads,groups", [
     ((5, 9, 9, 4), (3, 3, 4, 6), (2, 1), (1, 1), [(1, 1), (0, 1)], 1),  # im2col, partial taps
     ((3, 8, 7, 4), (3, 2, 4, 5), (1, 2), (2, 1), [(2, 3), (1, 0)], 1),  # dilation, pads wider than a tap
+    ((3, 8, 9, 4), (3, 3, 4, 5), (1, 2), (1, 2), [(1, 1), (2, 2)], 1),  # dilated last axis: tap by tap
+    ((2, 11, 3), (7, 3, 4), (2,), (1,), [(3, 3)], 1),  # 1D: one strided row of taps per output
     ((4, 6, 6, 3), (1, 1, 3, 5), (2, 2), (1, 1), [(0, 0), (0, 0)], 1),  # 1x1 strided: matmul on a view
     ((4, 10, 11, 3), (3, 3, 1, 3), (2, 2), (2, 1), [(2, 2), (1, 1)], 3),  # depthwise, stride 2 + dilation
     ((2, 9, 8, 2), (3, 3, 1, 6), (1, 1), (1, 1), [(1, 1), (1, 1)], 2),  # depthwise, multiplier 3

@@ -176,22 +176,46 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups:
             np.matmul(rows[i:i + step], w2, out=y2[i:i + step])  # (B, C) @ (C, F) -> (B, F)
             _finish(y2[i:i + step], epilogue)
         return y
-    taps = list(tap_slices(sizes, outs, k, strides, dilation, pads))
-    partial = any(o is None or any(s.stop - s.start < m for s, m in zip(o, outs)) for _, o, _ in taps)
     per_item = math.prod(outs) * math.prod(k) * c * x.itemsize
     parts = _batches(n, per_item, IM2COL_BYTES)
-    # one buffer for every batch slice: each tap writes the same region each time, so the padding
-    # (regions no tap writes) stays zero from the first allocation
-    buf = (np.zeros if partial else np.empty)((parts[0].stop - parts[0].start, *outs, *k, c), x.dtype)
+    fill, buf = _im2col(x, k, strides, dilation, pads, outs, parts[0].stop - parts[0].start)
     for part in parts:
         cols = buf[:part.stop - part.start]  # (n, *out, *k, C)
-        for tap, o, i in taps:
-            if o is not None:
-                cols[(slice(None), *o, *tap)] = x[(part, *i)]  # (n, *o, C) <- shifted input
+        fill(cols, part)
         out = y[part]
         np.matmul(cols.reshape(-1, w2.shape[0]), w2, out=out.reshape(-1, f))  # (n*out, k*C) @ (k*C, F)
         _finish(out, epilogue)
     return y
+
+
+def _im2col(x, k, strides, dilation, pads, outs, most: int):
+    """A buffer for the im2col matrix of up to ``most`` images, (n, *out, *k, C), and fill(cols, batch slice).
+
+    Undilated last axis: in channels_last a row of k[-1] taps x C channels is contiguous, so the input
+    is padded once and each row of taps is one copy. Otherwise each tap copies the part of the input it
+    reaches; the buffer is reused for every batch slice, so the padding (what no tap writes) stays zero.
+    """
+    r, c = len(k), x.shape[-1]
+    if dilation[-1] == 1:
+        xp = pad_spatial(x, pads)  # (N, *padded, C)
+        flat = xp.reshape(*xp.shape[:r], -1)  # (N, *padded[:-1], W*C)
+        rows = sliding_window_view(flat, k[-1] * c, axis=-1)[..., ::strides[-1] * c, :][..., :outs[-1], :]
+        # rows: (N, *padded[:-1], out[-1], k[-1]*C), a view; each outer tap picks its shifted rows
+        outer = [(tap, tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, dilation, outs, strides)))
+                 for tap in itertools.product(*(range(kk) for kk in k[:-1]))]
+
+        def fill(cols, part):
+            cols = cols.reshape(*cols.shape[:-2], -1)  # (n, *out, *k[:-1], k[-1]*C), a view
+            for tap, sl in outer:
+                cols[(slice(None),) * (r + 1) + tap] = rows[(part, *sl)]  # (n, *out, k[-1]*C)
+        return fill, np.empty((most, *outs, *k, c), x.dtype)
+    taps = [(tap, o, i) for tap, o, i in tap_slices(x.shape[1:r + 1], outs, k, strides, dilation, pads) if o is not None]
+    partial = len(taps) < math.prod(k) or any(sl.stop - sl.start < m for _, o, _ in taps for sl, m in zip(o, outs))
+
+    def fill_taps(cols, part):
+        for tap, o, i in taps:
+            cols[(slice(None), *o, *tap)] = x[(part, *i)]  # (n, *o, C) <- shifted input
+    return fill_taps, (np.zeros if partial else np.empty)((most, *outs, *k, c), x.dtype)
 
 
 def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilogue: Epilogue = None) -> np.ndarray:
