@@ -288,6 +288,27 @@ def test_blocked_kernels_match_textbook_conv(monkeypatch, x_shape, k_shape, stri
     np.testing.assert_allclose(conv_kernels.convolve(x, k, strides, dilation, pads, groups), whole, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("x_shape,size,strides,pads", [
+    ((3, 9, 8, 4), (3, 3), (2, 2), [(1, 1), (0, 1)]),
+    ((2, 7, 5), (4,), (1,), [(1, 2)]),
+    ((2, 5, 4, 6, 3), (2, 3, 2), (2, 1, 2), [(0, 1), (1, 1), (0, 0)]),
+])
+def test_blocked_pooling_matches_textbook(monkeypatch, mode, x_shape, size, strides, pads):
+    """Pooling tap by tap in blocks == max / mean over explicit windows with padding left out (TF's rule)."""
+    from kcompat.layers import conv_kernels
+    x = rand(x_shape, seed=3)
+    r = len(size)
+    axes = tuple(range(-r, 0))
+    win = lambda a: conv_kernels.windows(conv_kernels.pad_spatial(a, pads, np.nan), size, strides, (1,) * r)  # noqa: E731
+    want = np.nanmax(win(x), axis=axes) if mode == "max" else np.nanmean(win(x), axis=axes)
+    got = conv_kernels.pool(x, size, strides, pads, mode)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per block
+    np.testing.assert_allclose(conv_kernels.pool(x, size, strides, pads, mode), got, rtol=1e-6, atol=1e-6)
+
+
 # ----------------------------------------------------------------- bad configs
 def _layer(class_name, **config):
     from kcompat.layers import make_layer

@@ -218,11 +218,61 @@ def _im2col(x, k, strides, dilation, pads, outs, most: int):
     return fill_taps, (np.zeros if partial else np.empty)((most, *outs, *k, c), x.dtype)
 
 
+def over_taps(x: np.ndarray, y: np.ndarray, k, strides, dilation, pads, apply, empty=0, finish=None) -> np.ndarray:
+    """Fill y (N, *out, F) from x (N, *sp, F) one cache-sized output block at a time, tap by tap.
+
+    For each block and each kernel tap that reaches the input (fully covering taps first),
+    ``apply(tap, src, dst, scratch, first)``: src is the shifted input under dst, a view of the block;
+    ``first`` means dst is the whole block and nothing was written yet. A block whose first tap does not
+    cover it is filled with ``empty`` first. Then ``finish(block, (batch slice, band of first-axis rows))``.
+    Blocks run on THREADS threads (NumPy releases the GIL inside ufunc loops).
+    """
+    r = len(k)
+    n, outs, f = y.shape[0], y.shape[1:r + 1], y.shape[-1]
+    reads = []  # (tap, output slices, input slices), fully covering taps first
+    for tap, o, i in tap_slices(x.shape[1:r + 1], outs, k, strides, dilation, pads):
+        if o is not None:
+            full = all(sl.stop - sl.start == m for sl, m in zip(o, outs))
+            reads.insert(0 if full else len(reads), (tap, o, i))
+    per_row = math.prod(outs[1:]) * f
+    if per_row * outs[0] <= BLOCK_ITEMS:  # small images: several whole images per block
+        blocks = [(b, slice(0, outs[0])) for b in _batches(n, per_row * outs[0], BLOCK_ITEMS)]
+    else:  # big images: one image, a band of rows of the first spatial axis per block
+        rows = max(1, BLOCK_ITEMS // per_row)
+        blocks = [(slice(b, b + 1), slice(r0, min(r0 + rows, outs[0])))
+                  for b in range(n) for r0 in range(0, outs[0], rows)]
+    shape = (blocks[0][0].stop - blocks[0][0].start, blocks[0][1].stop, *outs[1:], f)
+
+    def run(todo) -> None:
+        scratch = np.empty(shape, y.dtype)  # one per worker
+        for part, band in todo:
+            block = y[part, band]  # (b, rows, *out[1:], F): a view of y
+            started = False
+            for tap, o, i in reads:
+                lo, hi = max(o[0].start, band.start), min(o[0].stop, band.stop)  # this tap's rows in the band
+                if hi <= lo:
+                    continue
+                first = i[0].start + (lo - o[0].start) * strides[0]
+                src = x[(part, slice(first, first + (hi - lo - 1) * strides[0] + 1, strides[0]), *i[1:])]
+                dst = block[(slice(None), slice(lo - band.start, hi - band.start), *o[1:])]  # (b, h, *o[1:], F)
+                whole = not started and dst.shape == block.shape
+                if not started and not whole:
+                    block[...] = empty
+                apply(tap, src, dst, scratch[tuple(slice(0, m) for m in dst.shape)], whole)
+                started = True
+            if not started:
+                block[...] = empty
+            if finish is not None:
+                finish(block, (part, band))
+    in_parallel(run, blocks)
+    return y
+
+
 def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilogue: Epilogue = None) -> np.ndarray:
     """Each channel with its own filter: x (N, *sp, C), kernel (*k, F) with F = C * M (output c*M+m reads c).
 
-    A sum over taps of ``x[shifted] * kernel[tap]``, one output block at a time so the block, its
-    partial sums and the input rows it reads stay in cache; a tap that covers every output starts the sum.
+    A sum over taps of ``x[shifted] * kernel[tap]``, block by block (over_taps): each block, its partial
+    sums and the input rows it reads stay in cache.
     """
     r = kernel.ndim - 1
     *k, f = kernel.shape
@@ -231,51 +281,43 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilog
         x = np.repeat(x, f // c, axis=-1)  # (N, *sp, C) -> (N, *sp, C*M)
     outs = out_sizes(sizes, k, strides, dilation, pads)
     y = np.empty((n, *outs, f), np.result_type(x, kernel))  # (N, *out, F)
-    kernel = kernel.astype(y.dtype, copy=False)
-    inner = outs[1:]
-    reads = []  # (tap, output slices, input slices): the taps that reach the input, fully covering ones first
-    for tap, o, i in tap_slices(sizes, outs, k, strides, dilation, pads):
-        if o is not None:
-            full = all(sl.stop - sl.start == m for sl, m in zip(o, outs))
-            reads.insert(0 if full else len(reads), (tap, o, i))
     # each tap's weights tiled over the inner output axes, so one multiply runs over contiguous rows
-    tiled = {tap: np.ascontiguousarray(np.broadcast_to(kernel[tap], (*inner, f))) for tap, _, _ in reads}
-    per_row = math.prod(inner) * f
-    if per_row * outs[0] <= BLOCK_ITEMS:  # small images: several whole images per block
-        blocks = [(b, slice(0, outs[0])) for b in _batches(n, per_row * outs[0], BLOCK_ITEMS)]
-    else:  # big images: one image, a band of rows of the first spatial axis per block
-        rows = max(1, BLOCK_ITEMS // per_row)
-        blocks = [(slice(b, b + 1), slice(r0, min(r0 + rows, outs[0])))
-                  for b in range(n) for r0 in range(0, outs[0], rows)]
-    shape = (blocks[0][0].stop - blocks[0][0].start, blocks[0][1].stop, *inner, f)
+    tiled = np.ascontiguousarray(np.broadcast_to(kernel.astype(y.dtype, copy=False).reshape(*k, *(1,) * (r - 1), f),
+                                                 (*k, *outs[1:], f)))  # (*k, *out[1:], F)
 
-    def run(todo) -> None:
-        tmp = np.empty(shape, y.dtype)  # one scratch block per worker
-        for part, band in todo:
-            acc = y[part, band]  # (b, rows, *inner, F): a view of the output
-            started = False
-            for tap, o, i in reads:
-                lo, hi = max(o[0].start, band.start), min(o[0].stop, band.stop)  # this tap's rows inside the band
-                if hi <= lo:
-                    continue
-                first = i[0].start + (lo - o[0].start) * strides[0]
-                src = x[(part, slice(first, first + (hi - lo - 1) * strides[0] + 1, strides[0]), *i[1:])]
-                dst = acc[(slice(None), slice(lo - band.start, hi - band.start), *o[1:])]  # (b, h, *o_inner, F)
-                w = tiled[tap][tuple(o[1:])]  # (*o_inner, F)
-                if not started and dst.shape == acc.shape:
-                    np.multiply(src, w, out=acc)  # the first tap writes the block: no zero fill
-                else:
-                    if not started:
-                        acc[...] = 0
-                    t = tmp[tuple(slice(0, m) for m in dst.shape)]
-                    np.multiply(src, w, out=t)
-                    np.add(dst, t, out=dst)
-                started = True
-            if not started:
-                acc[...] = 0
-            _finish(acc, epilogue)
-    in_parallel(run, blocks)
-    return y
+    def apply(tap, src, dst, scratch, whole):
+        w = tiled[tap][tuple(slice(0, m) for m in dst.shape[2:-1])]  # (*dst inner, F): constant along the axes
+        if whole:
+            np.multiply(src, w, out=dst)
+        else:
+            np.multiply(src, w, out=scratch)
+            np.add(dst, scratch, out=dst)
+    return over_taps(x, y, k, strides, dilation, pads, apply, 0, lambda block, _: _finish(block, epilogue))
+
+
+def pool(x: np.ndarray, size, strides, pads, mode: str) -> np.ndarray:
+    """Max or mean of x (N, *sp, C) over windows; padding is never part of a window (TF's pooling)."""
+    r = len(size)
+    ones = (1,) * r
+    outs = out_sizes(x.shape[1:r + 1], size, strides, ones, pads)
+    if mode == "max":
+        lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        y = np.empty((x.shape[0], *outs, x.shape[-1]), x.dtype)
+        step = lambda tap, src, dst, scratch, whole: np.copyto(dst, src) if whole else np.maximum(dst, src, out=dst)  # noqa: E731
+        return over_taps(x, y, size, strides, ones, pads, step, lowest)
+    y = np.empty((x.shape[0], *outs, x.shape[-1]), x.dtype if x.dtype.kind == "f" else np.float64)
+    # windows are cut by the padding: count the real cells of each (a product over axes)
+    counts = np.ones((), y.dtype)
+    for n, o, kk, s, (b, _) in zip(x.shape[1:r + 1], outs, size, strides, pads):
+        per_axis = np.zeros(o, y.dtype)
+        for t in range(kk):
+            lo, hi, _ = tap_range(n, o, t, s, 1, b)
+            per_axis[lo:hi] += 1
+        counts = np.multiply.outer(counts, per_axis)
+    counts = counts[..., None]  # (*out, 1)
+    step = lambda tap, src, dst, scratch, whole: np.copyto(dst, src) if whole else np.add(dst, src, out=dst)  # noqa: E731
+    return over_taps(x, y, size, strides, ones, pads, step, 0,
+                     lambda block, where: np.divide(block, counts[where[1]], out=block))
 
 
 def _grouped(x, kernel, strides, dilation, pads, groups, epilogue):
