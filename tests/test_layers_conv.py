@@ -285,7 +285,36 @@ def test_blocked_kernels_match_textbook_conv(monkeypatch, x_shape, k_shape, stri
     np.testing.assert_allclose(whole, want, rtol=1e-5, atol=1e-5)
     monkeypatch.setattr(conv_kernels, "IM2COL_BYTES", 1)  # one image per im2col slice
     monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per depthwise block, one row per matmul
-    np.testing.assert_allclose(conv_kernels.convolve(x, k, strides, dilation, pads, groups), whole, rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(conv_kernels, "THREADS", 1)
+    blocked = conv_kernels.convolve(x, k, strides, dilation, pads, groups)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(conv_kernels, "THREADS", 3)  # blocks on three threads: the same numbers, bit for bit
+    np.testing.assert_array_equal(conv_kernels.convolve(x, k, strides, dilation, pads, groups), blocked)
+
+
+def test_kernel_threads_survive_fork(monkeypatch):
+    """A process forked after the kernels' thread pool started gets its own pool (not a dead parent's)."""
+    import os
+    import time
+    from kcompat.layers import conv_kernels
+    monkeypatch.setattr(conv_kernels, "THREADS", 2)
+    x, k = rand((4, 9, 9, 3), seed=1), rand((3, 3, 3), seed=2)
+    for _ in range(3):
+        conv_kernels.in_parallel(lambda part: None, [1, 2, 3])  # the parent's pool exists now...
+    want = conv_kernels.depthwise(x, k, (1, 1), (1, 1), [(1, 1), (1, 1)])
+    time.sleep(0.2)  # ...and its threads are idle: a child reusing it would wait for them forever
+    pid = os.fork()
+    if pid == 0:  # child: must finish, and agree
+        ok = np.array_equal(conv_kernels.depthwise(x, k, (1, 1), (1, 1), [(1, 1), (1, 1)]), want)
+        conv_kernels.in_parallel(lambda part: None, [1, 2, 3])
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
 
 
 @pytest.mark.parametrize("mode", ["max", "average"])

@@ -1,15 +1,18 @@
-"""Convolution kernels in NumPy, channels_last, 1 to 3 spatial axes: shape arithmetic, im2col, depthwise.
+"""Convolution and pooling kernels in NumPy, channels_last, 1 to 3 spatial axes.
 
 References: keras/src/ops/operation_utils.py compute_conv_output_shape,
 keras/src/backend/common/backend_utils.py compute_conv_transpose_output_shape (shapes);
-keras/src/backend/tensorflow/nn.py (TF 'same' padding puts the odd pixel at the end).
+keras/src/backend/tensorflow/nn.py (TF 'same' padding puts the odd pixel at the end; pooling
+never counts the padding).
 
-The input is never padded as a whole: each kernel tap reads the part of the input it can reach
-(``tap_slices``), and the padding is what no tap writes. A convolution is one matmul per batch slice
-on an im2col matrix filled tap by tap (a 1x1 kernel is a plain matmul on a reshape, no copy); a
-depthwise kernel is a sum over taps of shifted multiply-adds, in blocks small enough to stay in
-cache. ``epilogue`` (bias, activation) runs in place on each output block while it is still in
-cache. Everything stays in the input's dtype (float32 in, float32 out).
+- A convolution is one BLAS matmul per batch slice on an im2col matrix: a 1x1 kernel is a plain
+  matmul on a reshape (no copy), otherwise each row of taps (k[-1] taps x C channels, contiguous in
+  channels_last) is one copy out of the padded input.
+- A depthwise convolution and pooling are sums (or maxima) over taps of shifted views, in output
+  blocks small enough to stay in cache, on THREADS threads (``over_taps``). Each tap reads only the
+  part of the input it reaches (``tap_slices``): the padding is what no tap writes, never a copy.
+- ``epilogue`` (bias, elementwise activation) runs in place on each output block while it is in cache.
+Everything stays in the input's dtype (float32 in, float32 out).
 """
 from __future__ import annotations
 
@@ -129,8 +132,17 @@ def _batches(n: int, per_item: int, budget: int):
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-THREADS = int(os.environ.get("KCOMPAT_NUM_THREADS", 0)) or len(os.sched_getaffinity(0))
-_POOL: list = []
+def default_threads() -> int:
+    """KCOMPAT_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs this process may run on."""
+    for var in ("KCOMPAT_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+THREADS = default_threads()  # threads for the blockwise kernels (depthwise, pooling); BLAS has its own
+_POOL: dict = {}  # process id -> (size, ThreadPoolExecutor): a forked child has none of its parent's threads
 
 
 def in_parallel(run: Callable[[list], None], items: list) -> None:
@@ -139,10 +151,12 @@ def in_parallel(run: Callable[[list], None], items: list) -> None:
     if n <= 1:
         run(items)
         return
-    if not _POOL:
+    size, pool = _POOL.get(os.getpid(), (0, None))
+    if size < n:
         from concurrent.futures import ThreadPoolExecutor
-        _POOL.append(ThreadPoolExecutor(THREADS, thread_name_prefix="kcompat"))
-    for f in [_POOL[0].submit(run, items[i::n]) for i in range(n)]:
+        _POOL.clear()
+        size, pool = _POOL[os.getpid()] = (n, ThreadPoolExecutor(n, thread_name_prefix="kcompat"))
+    for f in [pool.submit(run, items[i::n]) for i in range(n)]:
         f.result()
 
 
