@@ -10,7 +10,7 @@ the other (one call node each, one tensor between them, not a model output):
   the unpadded input (the padding copy is gone; same values);
 - a BatchNormalization after a Conv* / Dense with a linear activation: at inference it is
   ``y * scale + shift`` per channel, so it becomes ``kernel * scale`` and ``bias * scale + shift``
-  (the layer gains a bias if it had none); computed in float64, rounded to float32 once;
+  (the layer gains a bias if it had none); scale and shift computed in float64, then in float32;
 - an activation layer (Activation, ReLU / ReLU6) after a layer whose own activation is linear and
   applied last: it becomes that layer's activation, run in place on each output block.
 
@@ -94,11 +94,12 @@ class _Folder:
             affine = follower.as_affine(shape, nxt.weights or [])
             activation = follower.as_activation()
             if affine is not None:
-                axis, scale, shift = affine
-                folded = layer.fold_affine(weights, axis, len(shape), scale, shift)
+                axis, scale, shift = affine  # float64; the products are rounded to the weights' dtype once
+                dtype = ls.weights[0].dtype
+                folded = layer.fold_affine(weights, axis, len(shape), scale.astype(dtype), shift.astype(dtype))
                 if folded is None:
                     return
-                weights = [np.asarray(w, ls.weights[0].dtype) for w in folded]
+                weights = [np.asarray(w, dtype) for w in folded]
                 config = dict(ls.config, use_bias=True)
             elif activation is not None and layer.has_activation and layer.activation_name == "linear":
                 config = dict(ls.config, activation=activation)
