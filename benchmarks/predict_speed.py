@@ -207,8 +207,8 @@ def blas_summary() -> str:
 
 def print_table(results: dict, env: list[str]) -> None:
     ms = lambda t: f"{t * 1e3:.2f}" if t * 1e3 < 100 else f"{t * 1e3:.0f}"  # noqa: E731
-    head = ["model", "runtime", "b1 median", "b1 best", "bN", "bN median", "bN best", "bN /s",
-            "/ Keras", "/ ORT", "max|diff|", "rel", "peak MB", "repeats"]
+    head = ["model", "runtime", "b1 med", "b1 best", "bN", "bN med", "bN best", "bN /s",
+            "/Keras", "/ORT", "max|diff|", "rel", "peak MB", "reps"]
     body, notes = [], []
     for model, rows in results.items():
         base = {r["runtime"]: r[1][1] for r in rows if "na" not in r}  # bN best of each runtime
@@ -223,10 +223,10 @@ def print_table(results: dict, env: list[str]) -> None:
                          ratio("Keras model(x)"), ratio("ORT kcompat"), f"{r['diff']:.1e}", f"{r['rel']:.1e}",
                          f"{r['peak']:.1f}" if "peak" in r else "-", f"{n1}/{nn}"])
     legend = ("times in ms (median and best of N repeats after warm-up) at batch 1 and at batch bN; bN /s = samples "
-              "per second at the bN median; / Keras, / ORT = bN best divided by the bN best of Keras model(x) and of "
+              "per second at the bN median; /Keras, /ORT = bN best divided by the bN best of Keras model(x) and of "
               "ORT on kcompat's export (below 1: faster); max|diff| = max abs difference from Keras model(x) at "
               "batch bN, rel = the same over max |Keras output|; kcompat unfused = predict(fused=False), every "
-              "layer as written; peak MB = tracemalloc peak of one kcompat predict at bN; repeats = N at b1/bN")
+              "layer as written; peak MB = tracemalloc peak of one kcompat predict at bN; reps = N at b1/bN")
     try:
         from rich.console import Console
         from rich.table import Table
@@ -241,7 +241,7 @@ def print_table(results: dict, env: list[str]) -> None:
         table.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
     for i, row in enumerate(body):
         table.add_row(*row, end_section=i + 1 < len(body) and body[i + 1][0] != row[0])
-    console = Console(width=max(140, Console().width), highlight=False)
+    console = Console(width=max(150, Console().width), highlight=False)
     console.print(table)
     for line in notes + [legend] + env:
         console.print(line, soft_wrap=True)
@@ -263,7 +263,7 @@ def main() -> None:
             keras.utils.set_random_seed(0)
             build, big = builders[key]
             model = build(keras)
-            results[model.name] = bench_model(model.name, model, tf, tmp, ARGS.batch or big)
+            results[key] = bench_model(key, model, tf, tmp, ARGS.batch or big)
     blas_env = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
     threads = (f"library defaults ({blas_env}; pass --threads N to pin)" if ARGS.threads is None
                else f"{ARGS.threads} for BLAS/OpenMP, kcompat, TF intra-op and ORT intra-op; inter-op 1")
