@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 from typing import Callable, Optional
 
 import numpy as np
@@ -148,7 +149,7 @@ _POOL: dict = {}  # process id -> (size, ThreadPoolExecutor): a forked child has
 def in_parallel(run: Callable[[list], None], items: list) -> None:
     """run(part) on THREADS interleaved parts of items at once (NumPy releases the GIL inside ufuncs)."""
     n = min(THREADS, len(items))
-    if n <= 1:
+    if n <= 1 or threading.current_thread().name.startswith("kcompat"):  # never wait on the pool from inside it
         run(items)
         return
     size, pool = _POOL.get(os.getpid(), (0, None))
@@ -160,9 +161,21 @@ def in_parallel(run: Callable[[list], None], items: list) -> None:
         f.result()
 
 
+def _bands(n: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges cutting n rows into about 4 per thread (for in_parallel)."""
+    step = max(1, -(-n // (4 * THREADS)))
+    return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
 def _finish(y: np.ndarray, epilogue: Epilogue) -> None:
-    if epilogue is not None:
+    """The epilogue on a contiguous y (..., F): in bands of rows on THREADS threads when y is large."""
+    if epilogue is None:
+        return
+    if y.size < 4 * BLOCK_ITEMS:
         epilogue(y)
+        return
+    rows = y.reshape(-1, y.shape[-1])  # a view: y is contiguous
+    in_parallel(lambda todo: [epilogue(rows[lo:hi]) for lo, hi in todo], _bands(rows.shape[0]))
 
 
 def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups: int = 1,
@@ -220,8 +233,13 @@ def _im2col(x, k, strides, dilation, pads, outs, most: int):
 
         def fill(cols, part):
             cols = cols.reshape(*cols.shape[:-2], -1)  # (n, *out, *k[:-1], k[-1]*C), a view
-            for tap, sl in outer:
-                cols[(slice(None),) * (r + 1) + tap] = rows[(part, *sl)]  # (n, *out, k[-1]*C)
+
+            def band(todo):  # output rows of the first axis: copies release the GIL, so bands run in parallel
+                for lo, hi in todo:
+                    for tap, sl in outer:
+                        cols[(slice(None), slice(lo, hi)) + (slice(None),) * (r - 1) + tap] = \
+                            rows[(part, *sl)][:, lo:hi]  # (n, h, *out[1:], k[-1]*C)
+            in_parallel(band, _bands(outs[0]))
         return fill, np.empty((most, *outs, *k, c), x.dtype)
     taps = [(tap, o, i) for tap, o, i in tap_slices(x.shape[1:r + 1], outs, k, strides, dilation, pads) if o is not None]
     partial = len(taps) < math.prod(k) or any(sl.stop - sl.start < m for _, o, _ in taps for sl, m in zip(o, outs))
@@ -306,7 +324,8 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilog
         else:
             np.multiply(src, w, out=scratch)
             np.add(dst, scratch, out=dst)
-    return over_taps(x, y, k, strides, dilation, pads, apply, 0, lambda block, _: _finish(block, epilogue))
+    finish = None if epilogue is None else lambda block, _: epilogue(block)  # noqa: E731 - in the block's worker
+    return over_taps(x, y, k, strides, dilation, pads, apply, 0, finish)
 
 
 def pool(x: np.ndarray, size, strides, pads, mode: str) -> np.ndarray:
