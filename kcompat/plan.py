@@ -12,7 +12,8 @@ the other (one call node each, one tensor between them, not a model output):
   ``y * scale + shift`` per channel, so it becomes ``kernel * scale`` and ``bias * scale + shift``
   (the layer gains a bias if it had none); scale and shift computed in float64, then in float32;
 - an activation layer (Activation, ReLU / ReLU6) after a layer whose own activation is linear and
-  applied last: it becomes that layer's activation, run in place on each output block.
+  applied last (Conv*, Dense, and Add: a residual sum then ReLU): it becomes that layer's activation,
+  run in place on each output block.
 
 Folding BatchNormalization moves results by float32 rounding only (a few ULPs); the other two folds
 compute the same values. Reference: the same folds in ONNX Runtime's graph optimizers
@@ -95,7 +96,7 @@ class _Folder:
             activation = follower.as_activation()
             if affine is not None:
                 axis, scale, shift = affine  # float64; the products are rounded to the weights' dtype once
-                dtype = ls.weights[0].dtype
+                dtype = ls.weights[0].dtype if ls.weights else np.dtype(np.float32)
                 folded = layer.fold_affine(weights, axis, len(shape), scale.astype(dtype), shift.astype(dtype))
                 if folded is None:
                     return
@@ -135,6 +136,6 @@ def fused_spec(model: Any) -> ModelSpec:
         if ls.name in folder.merged or ls.name in folder.bypassed or len(ls.nodes) != 1:
             continue
         folder.fold_padding(ls, model.layers[ls.name])
-        if ls.weights:
+        if ls.weights is not None:
             folder.fold_followers(ls)
     return folder.spec_out()

@@ -67,6 +67,8 @@ def test_conv_bn_relu_chains_fold_and_match(keras, tmp_path):
     ]
     h = L.Conv2D(4, 3, name="h")(img)  # read by its BN and by the Add: kept
     outs.append(L.Add(name="h_add")([h, L.BatchNormalization(name="h_bn")(h)]))
+    o = L.Add(name="o_add")([L.Conv2D(3, 1, name="o1")(img), L.Conv2D(3, 1, name="o2")(img)])
+    outs.append(L.ReLU(name="o_relu")(o))  # a residual sum then ReLU: in place on the sum
     m = L.Conv2D(3, 1, name="m")(img)  # a model output itself: its BN is kept
     outs += [m, L.BatchNormalization(name="m_bn")(m)]
     model = keras.Model([img, seq, chw], outs)
@@ -78,10 +80,11 @@ def test_conv_bn_relu_chains_fold_and_match(keras, tmp_path):
     xs = [rand((2, 16, 16, 3), seed=1), rand((2, 10, 3), seed=2), rand((2, 3, 10, 12), seed=3)]
     gone = _check(model, km, xs)
     assert gone == {"a_bn", "a_relu", "b_bn", "b_relu6", "c_pad", "c_bn", "c_act", "e_bn", "i_bn", "i_act",
-                    "j_bn", "j_relu", "k_bn", "l_bn", "l_relu"}
+                    "j_bn", "j_relu", "k_bn", "l_bn", "l_relu", "o_relu"}
     fused = km.fused_model()
     assert fused.layers["c"].padding == "same" and fused.layers["a"].activation_name == "relu"
     assert fused.layers["b"].activation_name == "relu6" and fused.layers["a"].use_bias
+    assert fused.layers["o_add"].activation_name == "relu"
 
 
 def test_mobilenetv2_folds_every_bn_relu_and_pad(keras, tmp_path):

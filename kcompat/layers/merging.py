@@ -11,6 +11,7 @@ from functools import reduce
 import numpy as np
 
 from .base import Layer, fmt_shape, register
+from .core import WithActivation
 from .normalization import rsqrt
 
 
@@ -63,8 +64,26 @@ class _Merge(Layer):
 
 
 @register("Add")
-class Add(_Merge):
+class Add(WithActivation, _Merge):
+    """x1 + x2 + ...; an ``activation`` key is never in a Keras config: predict's plan (kcompat/plan.py)
+    sets it when an activation layer follows a residual sum, and it runs in place on the fresh sum."""
+
     op = staticmethod(np.add)
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        self.init_activation()
+
+    def output_shape(self, input_shape):
+        return self.activated_shape(super().output_shape(input_shape))
+
+    def forward(self, x):
+        y = super().forward(x)
+        in_place = self.epilogue(None) if isinstance(x, (list, tuple)) and len(x) > 1 else None  # y is fresh
+        if in_place is None:
+            return self.activation(y)
+        in_place(y)
+        return self.after_epilogue(y)
 
 
 @register("Subtract")
