@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import buffers
 from .errors import KcompatError, ShapeError, UnsupportedError
 from .layers import Layer, Weight, make_layer
 from .layers.base import fmt_shape
@@ -262,7 +263,8 @@ class Model:
         ``run_all`` and ``layer_outputs`` always run every layer as written.
         """
         model = self.fused_model() if fused else self
-        values = model.run_all(inputs, keep={(r.layer, r.node) for r in model.spec.outputs})
+        with buffers.reuse():  # large layer outputs reuse freed buffers (kcompat/buffers.py)
+            values = model.run_all(inputs, keep={(r.layer, r.node) for r in model.spec.outputs})
         out = []
         for r in model.spec.outputs:
             v = values[(r.layer, r.node)]

@@ -113,3 +113,33 @@ def test_new_weights_refold(keras, tmp_path):
     written = km.run_all(data)[(km.spec.outputs[0].layer, 0)]
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, written, rtol=FOLD_RTOL, atol=FOLD_RTOL * float(np.abs(written).max()))
+
+
+def test_reused_buffers_never_touch_live_arrays(keras, tmp_path, monkeypatch):
+    """predict reuses large layer buffers (kcompat/buffers.py) only once nothing references them:
+    an earlier predict's outputs, and arrays viewing a buffer, keep their values."""
+    from kcompat import buffers
+    monkeypatch.setattr(buffers, "MIN_BYTES", 1)  # pool every array, so the small model exercises it
+    L = keras.layers
+    x = keras.Input((8, 8, 3))
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(4, 3, padding="same")(x)))
+    y = L.ReLU()(L.Add()([h, L.Conv2D(4, 1)(x)]))
+    model = keras.Model(x, [L.MaxPooling2D()(L.ZeroPadding2D(1)(y)), L.DepthwiseConv2D(3)(y)])
+    km = to_kcompat(model, tmp_path)
+    a, b = rand((2, 8, 8, 3), seed=8), rand((2, 8, 8, 3), seed=9)
+    first = km.predict(a)
+    kept = [o.copy() for o in first]
+    second = km.predict(b)
+    for f, k in zip(first, kept):
+        np.testing.assert_array_equal(f, k)  # not overwritten by the second call
+    for s, w in zip(second, km.predict(b, fused=False)):
+        np.testing.assert_allclose(s, w, rtol=FOLD_RTOL, atol=FOLD_RTOL * float(np.abs(w).max()))
+    with buffers.reuse():
+        u = buffers.empty((4, 5), np.float32)
+        view = u.reshape(-1)[3:]
+        del u
+        assert not np.shares_memory(buffers.empty((4, 5), np.float32), view)  # a view keeps its buffer taken
+        del view
+        v = buffers.empty((20,), np.float32)
+        assert np.shares_memory(v, buffers._LOCAL.pool[0])  # free again: reused
+    assert buffers._LOCAL.pool is None

@@ -25,6 +25,8 @@ from typing import Callable, Optional
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import buffers
+
 Epilogue = Optional[Callable[[np.ndarray], None]]  # in place on an output block (n, *out, F)
 
 
@@ -74,6 +76,16 @@ def pad_spatial(x: np.ndarray, pads, value=0) -> np.ndarray:
     """Pad (or, for negative amounts, crop) the spatial axes 1..r of (N, *spatial, C)."""
     if all(b == 0 and a == 0 for b, a in pads):
         return x
+    if all(b >= 0 and a >= 0 for b, a in pads):  # into a (reused) buffer: copy the middle, fill the borders
+        r = len(pads)
+        out = buffers.empty((x.shape[0], *(n + b + a for n, (b, a) in zip(x.shape[1:r + 1], pads)), *x.shape[r + 1:]),
+                            x.dtype)
+        out[(slice(None), *(slice(b, b + n) for n, (b, _) in zip(x.shape[1:r + 1], pads)))] = x
+        for axis, (b, a) in enumerate(pads, start=1):
+            lead = (slice(None),) * axis
+            out[lead + (slice(0, b),)] = value
+            out[lead + (slice(out.shape[axis] - a, None),)] = value
+        return out
     grow = [(0, 0)] + [(max(b, 0), max(a, 0)) for b, a in pads] + [(0, 0)] * (x.ndim - 1 - len(pads))
     x = np.pad(x, grow, constant_values=value)
     crop = (slice(None),) + tuple(slice(max(-b, 0), x.shape[i + 1] - max(-a, 0)) for i, (b, a) in enumerate(pads))
@@ -193,7 +205,7 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups:
     n, sizes, c = x.shape[0], x.shape[1:r + 1], x.shape[-1]
     outs = out_sizes(sizes, k, strides, dilation, pads)
     w2 = kernel.reshape(-1, f)  # (*k, C, F) -> (k*C, F): im2col rows are (tap, channel)
-    y = np.empty((n, *outs, f), np.result_type(x, kernel))  # (N, *out, F)
+    y = buffers.empty((n, *outs, f), np.result_type(x, kernel))  # (N, *out, F)
     if all(kk == 1 for kk in k) and not any(b or a for b, a in pads):  # 1x1: a plain matmul, no im2col
         if any(s > 1 for s in strides):
             x = x[(slice(None),) + tuple(slice(None, None, s) for s in strides)]  # (N, *out, C) view
@@ -240,14 +252,14 @@ def _im2col(x, k, strides, dilation, pads, outs, most: int):
                         cols[(slice(None), slice(lo, hi)) + (slice(None),) * (r - 1) + tap] = \
                             rows[(part, *sl)][:, lo:hi]  # (n, h, *out[1:], k[-1]*C)
             in_parallel(band, _bands(outs[0]))
-        return fill, np.empty((most, *outs, *k, c), x.dtype)
+        return fill, buffers.empty((most, *outs, *k, c), x.dtype)
     taps = [(tap, o, i) for tap, o, i in tap_slices(x.shape[1:r + 1], outs, k, strides, dilation, pads) if o is not None]
     partial = len(taps) < math.prod(k) or any(sl.stop - sl.start < m for _, o, _ in taps for sl, m in zip(o, outs))
 
     def fill_taps(cols, part):
         for tap, o, i in taps:
             cols[(slice(None), *o, *tap)] = x[(part, *i)]  # (n, *o, C) <- shifted input
-    return fill_taps, (np.zeros if partial else np.empty)((most, *outs, *k, c), x.dtype)
+    return fill_taps, (buffers.zeros if partial else buffers.empty)((most, *outs, *k, c), x.dtype)
 
 
 def over_taps(x: np.ndarray, y: np.ndarray, k, strides, dilation, pads, apply, empty=0, finish=None) -> np.ndarray:
@@ -312,7 +324,7 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilog
     if f != c:  # depth_multiplier M > 1: channel c feeds outputs c*M .. c*M+M-1
         x = np.repeat(x, f // c, axis=-1)  # (N, *sp, C) -> (N, *sp, C*M)
     outs = out_sizes(sizes, k, strides, dilation, pads)
-    y = np.empty((n, *outs, f), np.result_type(x, kernel))  # (N, *out, F)
+    y = buffers.empty((n, *outs, f), np.result_type(x, kernel))  # (N, *out, F)
     # each tap's weights tiled over the inner output axes, so one multiply runs over contiguous rows
     tiled = np.ascontiguousarray(np.broadcast_to(kernel.astype(y.dtype, copy=False).reshape(*k, *(1,) * (r - 1), f),
                                                  (*k, *outs[1:], f)))  # (*k, *out[1:], F)
@@ -335,10 +347,10 @@ def pool(x: np.ndarray, size, strides, pads, mode: str) -> np.ndarray:
     outs = out_sizes(x.shape[1:r + 1], size, strides, ones, pads)
     if mode == "max":
         lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        y = np.empty((x.shape[0], *outs, x.shape[-1]), x.dtype)
+        y = buffers.empty((x.shape[0], *outs, x.shape[-1]), x.dtype)
         step = lambda tap, src, dst, scratch, whole: np.copyto(dst, src) if whole else np.maximum(dst, src, out=dst)  # noqa: E731
         return over_taps(x, y, size, strides, ones, pads, step, lowest)
-    y = np.empty((x.shape[0], *outs, x.shape[-1]), x.dtype if x.dtype.kind == "f" else np.float64)
+    y = buffers.empty((x.shape[0], *outs, x.shape[-1]), x.dtype if x.dtype.kind == "f" else np.float64)
     # windows are cut by the padding: count the real cells of each (a product over axes)
     counts = np.ones((), y.dtype)
     for n, o, kk, s, (b, _) in zip(x.shape[1:r + 1], outs, size, strides, pads):

@@ -10,6 +10,7 @@ from functools import reduce
 
 import numpy as np
 
+from .. import buffers
 from .base import Layer, fmt_shape, register
 from .core import WithActivation
 from .normalization import rsqrt
@@ -56,11 +57,14 @@ class _Merge(Layer):
                 raise self.fail(f"inputs have incompatible shapes. Received: {fmt_shape(shapes)}")
         return tuple(out)
 
-    def forward(self, x):
+    def aligned(self, x) -> list[np.ndarray]:
+        """The inputs as a list, lower ranks given size-1 axes after the batch axis."""
         xs = list(x) if isinstance(x, (list, tuple)) else [x]
         rank = max(a.ndim for a in xs)
-        xs = [a.reshape(a.shape[:1] + (1,) * (rank - a.ndim) + a.shape[1:]) for a in xs]  # (N, F) -> (N, 1.., F)
-        return reduce(self.op, xs)
+        return [a.reshape(a.shape[:1] + (1,) * (rank - a.ndim) + a.shape[1:]) for a in xs]  # (N, F) -> (N, 1.., F)
+
+    def forward(self, x):
+        return reduce(self.op, self.aligned(x))
 
 
 @register("Add")
@@ -78,11 +82,16 @@ class Add(WithActivation, _Merge):
         return self.activated_shape(super().output_shape(input_shape))
 
     def forward(self, x):
-        y = super().forward(x)
-        in_place = self.epilogue(None) if isinstance(x, (list, tuple)) and len(x) > 1 else None  # y is fresh
-        if in_place is None:
-            return self.activation(y)
-        in_place(y)
+        xs = self.aligned(x)
+        if len(xs) < 2:
+            return self.activation(xs[0])
+        y = buffers.empty(np.broadcast_shapes(*(a.shape for a in xs)), np.result_type(*xs))  # a fresh sum
+        np.add(xs[0], xs[1], out=y)
+        for a in xs[2:]:
+            np.add(y, a, out=y)
+        in_place = self.epilogue(None)  # an elementwise activation, in place
+        if in_place is not None:
+            in_place(y)
         return self.after_epilogue(y)
 
 
