@@ -92,23 +92,28 @@ def random_bn(keras, model):
     return model
 
 
-def time_fn(fn, budget: float) -> tuple[float, float, int]:
-    """Warm up, then repeat ``fn`` about ``budget`` seconds; returns (median s, best s, repeats)."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    if first < budget / 4:
-        fn()  # second warm-up: caches, lazy graph optimizations
-    t0 = time.perf_counter()
-    fn()
-    estimate = time.perf_counter() - t0
-    n = int(min(max(budget / max(estimate, 1e-6), 3), 500))
-    times = []
-    for _ in range(n):
+def time_round_robin(fns: dict, budget: float) -> dict:
+    """Time every callable in turns: warm-ups, then rounds that call each once, for about ``budget``
+    seconds per callable. Returns name -> (median s, best s, repeats). Taking turns gives every runtime
+    the same share of whatever else the machine is doing; in one block each, a busy minute would land
+    on whichever runtime happened to run then."""
+    cost = {}
+    for name, fn in fns.items():
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times), n
+        if time.perf_counter() - t0 < budget / 4:
+            fn()  # second warm-up: caches, lazy graph optimizations
+        t0 = time.perf_counter()
+        fn()
+        cost[name] = time.perf_counter() - t0
+    rounds = int(min(max(budget * len(fns) / max(sum(cost.values()), 1e-6), 3), 500))
+    times: dict = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(t), min(t), rounds) for name, t in times.items()}
 
 
 def ort_session(path: str):
@@ -165,28 +170,31 @@ def bench_model(name, model, tf, tmp, big: int) -> list[dict]:
     except Exception as e:  # noqa: BLE001
         runners["ORT kcompat"] = "kcompat could not load the model" if km is None else one_line(e, tmp)
 
-    rows = []
-    for runtime, run in runners.items():
+    rows, live = [], {}
+    for runtime, run in runners.items():  # check each against Keras first; a failure is an n/a row
         row = {"runtime": runtime}
         try:
             if isinstance(run, str):
                 raise RuntimeError(run)
             out = np.asarray(run(x))
-            row["diff"] = float(np.max(np.abs(out - reference)))
+            row.update(diff=float(np.max(np.abs(out - reference))), big=big)
             row["rel"] = row["diff"] / scale
-            row["big"] = big
-            for i, b in enumerate(batches):
-                xb = np.ascontiguousarray(x[:b])
-                row[i] = time_fn(lambda: run(xb), ARGS.budget)
             if runtime == "kcompat NumPy":
                 tracemalloc.start()
                 run(x)
                 row["peak"] = tracemalloc.get_traced_memory()[1] / 2**20
                 tracemalloc.stop()
-        except Exception as e:  # noqa: BLE001
+            live[runtime] = run
+        except Exception as e:  # noqa: BLE001 - a benchmark reports, it does not stop
             row = {"runtime": runtime, "na": str(e) if isinstance(run, str) else one_line(e, tmp)}
         rows.append(row)
-        print(f"  {name}: {runtime} {'n/a' if 'na' in row else 'timed'}", file=sys.stderr, flush=True)
+    for i, b in enumerate(batches):
+        xb = np.ascontiguousarray(x[:b])
+        timed = time_round_robin({r: (lambda run=run: run(xb)) for r, run in live.items()}, ARGS.budget)
+        for row in rows:
+            if row["runtime"] in timed:
+                row[i] = timed[row["runtime"]]
+        print(f"  {name}: batch {b} timed ({len(timed)} runtimes in turns)", file=sys.stderr, flush=True)
     return rows
 
 
