@@ -11,6 +11,8 @@ never counts the padding).
 - A depthwise convolution and pooling are sums (or maxima) over taps of shifted views, in output
   blocks small enough to stay in cache, on THREADS threads (``over_taps``). Each tap reads only the
   part of the input it reaches (``tap_slices``): the padding is what no tap writes, never a copy.
+  A strided depthwise convolution would read every tap with a stride: there one einsum per image
+  over the window view is 2-3x faster.
 - ``epilogue`` (bias, elementwise activation) runs in place on each output block while it is in cache.
 Everything stays in the input's dtype (float32 in, float32 out).
 """
@@ -210,7 +212,7 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups:
         if any(s > 1 for s in strides):
             x = x[(slice(None),) + tuple(slice(None, None, s) for s in strides)]  # (N, *out, C) view
         rows, y2 = x.reshape(-1, c), y.reshape(-1, f)  # (N*out, C), (N*out, F); copies only if strided
-        step = max(1, BLOCK_ITEMS // f) * 8  # a few blocks per matmul: BLAS stays efficient
+        step = max(1, 32 * BLOCK_ITEMS // f)  # 16 MB of output per matmul: few BLAS calls, epilogue in cache (L3)
         for i in range(0, rows.shape[0], step):
             np.matmul(rows[i:i + step], w2, out=y2[i:i + step])  # (B, C) @ (C, F) -> (B, F)
             _finish(y2[i:i + step], epilogue)
@@ -325,6 +327,17 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilog
         x = np.repeat(x, f // c, axis=-1)  # (N, *sp, C) -> (N, *sp, C*M)
     outs = out_sizes(sizes, k, strides, dilation, pads)
     y = buffers.empty((n, *outs, f), np.result_type(x, kernel))  # (N, *out, F)
+    if any(st > 1 for st in strides):  # strided reads make shifted taps slow: one einsum per image on windows
+        win = windows(pad_spatial(x, pads), k, strides, dilation)  # (N, *out, F, *k): a view
+        taps = "ijk"[:r]
+
+        def images(todo):
+            for b in todo:
+                np.einsum(f"...c{taps},{taps}c->...c", win[b], kernel, out=y[b])  # (*out, F, *k) . (*k, F)
+                if epilogue is not None:
+                    epilogue(y[b])
+        in_parallel(images, list(range(n)))
+        return y
     # each tap's weights tiled over the inner output axes, so one multiply runs over contiguous rows
     tiled = np.ascontiguousarray(np.broadcast_to(kernel.astype(y.dtype, copy=False).reshape(*k, *(1,) * (r - 1), f),
                                                  (*k, *outs[1:], f)))  # (*k, *out[1:], F)
