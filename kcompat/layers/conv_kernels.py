@@ -22,7 +22,7 @@ import itertools
 import math
 import os
 import threading
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -160,19 +160,36 @@ THREADS = default_threads()  # threads for the blockwise kernels (depthwise, poo
 _POOL: dict = {}  # process id -> (size, ThreadPoolExecutor): a forked child has none of its parent's threads
 
 
-def in_parallel(run: Callable[[list], None], items: list) -> None:
-    """run(part) on THREADS interleaved parts of items at once (NumPy releases the GIL inside ufuncs)."""
+def in_parallel(run: Callable[[Iterable], None], items: list) -> None:
+    """run(items) shared by THREADS threads, this one included: each takes the next item when it is free
+    (NumPy releases the GIL inside ufunc loops and copies), so a thread the OS pauses holds up no one."""
     n = min(THREADS, len(items))
     if n <= 1 or threading.current_thread().name.startswith("kcompat"):  # never wait on the pool from inside it
         run(items)
         return
     size, pool = _POOL.get(os.getpid(), (0, None))
-    if size < n:
+    if size < n - 1:
         from concurrent.futures import ThreadPoolExecutor
         _POOL.clear()
-        size, pool = _POOL[os.getpid()] = (n, ThreadPoolExecutor(n, thread_name_prefix="kcompat"))
-    for f in [pool.submit(run, items[i::n]) for i in range(n)]:
-        f.result()
+        size, pool = _POOL[os.getpid()] = (n - 1, ThreadPoolExecutor(n - 1, thread_name_prefix="kcompat"))
+    source, lock = iter(items), threading.Lock()
+
+    def take() -> Iterator:
+        while True:
+            with lock:
+                item = next(source, _END)
+            if item is _END:
+                return
+            yield item
+    futures = [pool.submit(run, take()) for _ in range(n - 1)]
+    try:
+        run(take())
+    finally:
+        for f in futures:
+            f.result()
+
+
+_END = object()
 
 
 def _bands(n: int) -> list[tuple[int, int]]:

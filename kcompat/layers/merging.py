@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import buffers
 from .base import Layer, fmt_shape, register
+from .conv_kernels import in_parallel
 from .core import WithActivation
 from .normalization import rsqrt
 
@@ -86,12 +87,18 @@ class Add(WithActivation, _Merge):
         if len(xs) < 2:
             return self.activation(xs[0])
         y = buffers.empty(np.broadcast_shapes(*(a.shape for a in xs)), np.result_type(*xs))  # a fresh sum
-        np.add(xs[0], xs[1], out=y)
-        for a in xs[2:]:
-            np.add(y, a, out=y)
         in_place = self.epilogue(None)  # an elementwise activation, in place
-        if in_place is not None:
-            in_place(y)
+
+        def rows(todo):  # bands of the batch axis, on the kernels' threads (ufuncs release the GIL)
+            for lo, hi in todo:
+                part = [a[lo:hi] if a.shape[0] == y.shape[0] else a for a in xs]
+                out = y[lo:hi]
+                np.add(part[0], part[1], out=out)
+                for a in part[2:]:
+                    np.add(out, a, out=out)
+                if in_place is not None:
+                    in_place(out)
+        in_parallel(rows, [(i, i + 1) for i in range(y.shape[0])] if y.size >= 2**18 else [(0, y.shape[0])])
         return self.after_epilogue(y)
 
 
