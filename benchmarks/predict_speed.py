@@ -1,11 +1,12 @@
 """Predict latency, side by side: kcompat (NumPy) vs Keras/TF vs ONNX Runtime, in one run.
 
-Two models are built with real Keras 3 (seeded), saved as .keras and loaded with kcompat:
-an MNIST-style CNN and a small ResNet-style Functional model (BatchNormalization, Add,
-a strided 1x1 projection shortcut). Each runtime is timed at batch 1 and batch 256: a
-warm-up, then N repeats (N chosen so each cell takes about --budget seconds); the table
-gives the median and the best. kcompat's outputs are checked against Keras and its peak
-memory (tracemalloc) is reported. Not a test: run ``python benchmarks/predict_speed.py``.
+Four models are built with real Keras 3 (seeded), saved as .keras and loaded with kcompat:
+an MNIST-style CNN and a small ResNet-style Functional model (timed at batch 1 and 256), and
+keras.applications ResNet50 and MobileNetV2 (weights=None, 224x224, logits; timed at batch 1
+and 16). Each runtime is timed: a warm-up, then N repeats (N chosen so each cell takes about
+--budget seconds); the table gives the median and the best, and every runtime's largest
+difference from Keras ``model(x)``, so a fast wrong answer shows. kcompat's peak memory
+(tracemalloc) is reported. Not a test: run ``python benchmarks/predict_speed.py``.
 """
 from __future__ import annotations
 
@@ -18,13 +19,17 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--threads", type=int, default=None,
                     help="threads for every runtime (BLAS/OpenMP, TF intra-op, ORT intra-op); default: each its own")
 parser.add_argument("--budget", type=float, default=2.0, help="seconds of timed repeats per cell (default 2.0)")
-parser.add_argument("--models", default="cnn,resnet", help="comma-separated subset of: cnn,resnet")
+MODELS = ("cnn", "resnet", "resnet50", "mobilenetv2")
+parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of: {','.join(MODELS)}")
+parser.add_argument("--batch", type=int, default=None,
+                    help="the large batch for every model (default: 256 for cnn / resnet, 16 for resnet50 / mobilenetv2)")
 ARGS = parser.parse_args()
-if not set(ARGS.models.split(",")) <= {"cnn", "resnet"}:
-    parser.error(f"--models takes a comma-separated subset of cnn,resnet. Received: {ARGS.models}")
+if not set(ARGS.models.split(",")) <= set(MODELS):
+    parser.error(f"--models takes a comma-separated subset of {','.join(MODELS)}. Received: {ARGS.models}")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-if ARGS.threads is not None:  # before numpy / TF / ORT are imported, so every BLAS pool sees it
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+if ARGS.threads is not None:  # before numpy / TF / ORT / kcompat are imported, so every pool sees it
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                "KCOMPAT_NUM_THREADS"):
         os.environ[var] = str(ARGS.threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
 
@@ -37,7 +42,6 @@ import numpy as np  # noqa: E402
 import kcompat  # noqa: E402
 from kcompat.layers import REGISTRY  # noqa: E402
 
-BATCHES = (1, 256)
 
 
 def build_cnn(keras):
@@ -64,33 +68,52 @@ def build_resnet(keras):
     x = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 3, padding="same")(inp)))
     x = block(block(x, 16, 1), 32, 2)
     out = L.Dense(10)(L.GlobalAveragePooling2D()(x))
-    model = keras.Model(inp, out, name="small_resnet")
-    rng = np.random.default_rng(1)  # fresh BN statistics are 0/1; give them values so the check means something
+    return random_bn(keras, keras.Model(inp, out, name="small_resnet"))
+
+
+def build_resnet50(keras):
+    """keras.applications.ResNet50(weights=None), 224x224x3, logits (no softmax), random BN statistics."""
+    return random_bn(keras, keras.applications.ResNet50(weights=None, classifier_activation=None))
+
+
+def build_mobilenetv2(keras):
+    """keras.applications.MobileNetV2(weights=None), 224x224x3, logits (no softmax), random BN statistics."""
+    return random_bn(keras, keras.applications.MobileNetV2(weights=None, classifier_activation=None))
+
+
+def random_bn(keras, model):
+    """Seeded random BatchNormalization statistics: fresh ones are 0/1, which would hide a wrong formula."""
+    rng = np.random.default_rng(1)
     for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
             layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
                                rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
     return model
 
 
-def time_fn(fn, budget: float) -> tuple[float, float, int]:
-    """Warm up, then repeat ``fn`` about ``budget`` seconds; returns (median s, best s, repeats)."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    if first < budget / 4:
-        fn()  # second warm-up: caches, lazy graph optimizations
-    t0 = time.perf_counter()
-    fn()
-    estimate = time.perf_counter() - t0
-    n = int(min(max(budget / max(estimate, 1e-6), 3), 500))
-    times = []
-    for _ in range(n):
+def time_round_robin(fns: dict, budget: float) -> dict:
+    """Time every callable in turns: warm-ups, then rounds that call each once, for about ``budget``
+    seconds per callable. Returns name -> (median s, best s, repeats). Taking turns gives every runtime
+    the same share of whatever else the machine is doing; in one block each, a busy minute would land
+    on whichever runtime happened to run then."""
+    cost = {}
+    for name, fn in fns.items():
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times), n
+        if time.perf_counter() - t0 < budget / 4:
+            fn()  # second warm-up: caches, lazy graph optimizations
+        t0 = time.perf_counter()
+        fn()
+        cost[name] = time.perf_counter() - t0
+    rounds = int(min(max(budget * len(fns) / max(sum(cost.values()), 1e-6), 3), 500))
+    times: dict = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(t), min(t), rounds) for name, t in times.items()}
 
 
 def ort_session(path: str):
@@ -110,11 +133,13 @@ def one_line(e: BaseException, tmp: str = "") -> str:
     return text if len(text) <= 150 else text[:147] + "..."
 
 
-def bench_model(name, model, tf, tmp) -> list[dict]:
+def bench_model(name, model, tf, tmp, big: int) -> list[dict]:
     """Every runtime on one model, in table order; a row per runtime (or an 'n/a' row with the reason)."""
     shape = model.input_shape[1:]
-    x = np.random.default_rng(0).uniform(0, 1, (max(BATCHES), *shape)).astype(np.float32)
+    batches = (1, big)
+    x = np.random.default_rng(0).uniform(0, 1, (big, *shape)).astype(np.float32)
     reference = model(x, training=False).numpy()
+    scale = float(np.max(np.abs(reference))) or 1.0
     runners: dict = {}  # runtime -> callable, or the one-line reason it is n/a
 
     keras_path = f"{tmp}/{name}.keras"
@@ -126,6 +151,7 @@ def bench_model(name, model, tf, tmp) -> list[dict]:
             raise RuntimeError(f"layer {', '.join(missing)} not yet supported")
         km = kcompat.load(keras_path)
         runners["kcompat NumPy"] = lambda b: km.predict(b)[0]
+        runners["kcompat unfused"] = lambda b: km.predict(b, fused=False)[0]
     except Exception as e:  # noqa: BLE001 - a benchmark reports, it does not stop
         runners["kcompat NumPy"] = str(e) if missing else one_line(e, tmp)
     runners["Keras model(x)"] = lambda b: model(b, training=False).numpy()
@@ -144,26 +170,31 @@ def bench_model(name, model, tf, tmp) -> list[dict]:
     except Exception as e:  # noqa: BLE001
         runners["ORT kcompat"] = "kcompat could not load the model" if km is None else one_line(e, tmp)
 
-    rows = []
-    for runtime, run in runners.items():
+    rows, live = [], {}
+    for runtime, run in runners.items():  # check each against Keras first; a failure is an n/a row
         row = {"runtime": runtime}
         try:
             if isinstance(run, str):
                 raise RuntimeError(run)
             out = np.asarray(run(x))
-            row["diff"] = float(np.max(np.abs(out - reference)))
-            for b in BATCHES:
-                xb = np.ascontiguousarray(x[:b])
-                row[b] = time_fn(lambda: run(xb), ARGS.budget)
-            if runtime.startswith("kcompat"):
+            row.update(diff=float(np.max(np.abs(out - reference))), big=big)
+            row["rel"] = row["diff"] / scale
+            if runtime == "kcompat NumPy":
                 tracemalloc.start()
                 run(x)
                 row["peak"] = tracemalloc.get_traced_memory()[1] / 2**20
                 tracemalloc.stop()
-        except Exception as e:  # noqa: BLE001
+            live[runtime] = run
+        except Exception as e:  # noqa: BLE001 - a benchmark reports, it does not stop
             row = {"runtime": runtime, "na": str(e) if isinstance(run, str) else one_line(e, tmp)}
         rows.append(row)
-        print(f"  {name}: {runtime} {'n/a' if 'na' in row else 'timed'}", file=sys.stderr, flush=True)
+    for i, b in enumerate(batches):
+        xb = np.ascontiguousarray(x[:b])
+        timed = time_round_robin({r: (lambda run=run: run(xb)) for r, run in live.items()}, ARGS.budget)
+        for row in rows:
+            if row["runtime"] in timed:
+                row[i] = timed[row["runtime"]]
+        print(f"  {name}: batch {b} timed ({len(timed)} runtimes in turns)", file=sys.stderr, flush=True)
     return rows
 
 
@@ -184,21 +215,26 @@ def blas_summary() -> str:
 
 def print_table(results: dict, env: list[str]) -> None:
     ms = lambda t: f"{t * 1e3:.2f}" if t * 1e3 < 100 else f"{t * 1e3:.0f}"  # noqa: E731
-    head = ["model", "runtime", "b1 median", "b1 best", "b256 median", "b256 best", "b256 /s",
-            "max|diff|", "peak MB", "repeats"]
+    head = ["model", "runtime", "b1 med", "b1 best", "bN", "bN med", "bN best", "bN /s",
+            "/Keras", "/ORT", "max|diff|", "rel", "peak MB", "reps"]
     body, notes = [], []
     for model, rows in results.items():
+        base = {r["runtime"]: r[1][1] for r in rows if "na" not in r}  # bN best of each runtime
         for r in rows:
             if "na" in r:
                 notes.append(f"[{len(notes) + 1}] {model} / {r['runtime']}: n/a ({r['na']})")
                 body.append([model, r["runtime"], f"n/a [{len(notes)}]"] + [""] * (len(head) - 3))
                 continue
-            (m1, b1, n1), (m256, b256, n256) = r[1], r[256]
-            body.append([model, r["runtime"], ms(m1), ms(b1), ms(m256), ms(b256), f"{256 / m256:,.0f}",
-                         f"{r['diff']:.1e}", f"{r['peak']:.1f}" if "peak" in r else "-", f"{n1}/{n256}"])
-    legend = ("times in ms (median and best of N repeats after warm-up); b256 /s = samples per second at the "
-              "b256 median; max|diff| = max abs difference from Keras model(x) at batch 256; "
-              "peak MB = tracemalloc peak of one kcompat predict at batch 256; repeats = N at b1/b256")
+            (m1, b1, n1), (mn, bn, nn) = r[0], r[1]
+            ratio = lambda name: f"{bn / base[name]:.2f}" if name in base else "-"  # noqa: E731
+            body.append([model, r["runtime"], ms(m1), ms(b1), str(r["big"]), ms(mn), ms(bn), f"{r['big'] / mn:,.0f}",
+                         ratio("Keras model(x)"), ratio("ORT kcompat"), f"{r['diff']:.1e}", f"{r['rel']:.1e}",
+                         f"{r['peak']:.1f}" if "peak" in r else "-", f"{n1}/{nn}"])
+    legend = ("times in ms (median and best of N repeats after warm-up) at batch 1 and at batch bN; bN /s = samples "
+              "per second at the bN median; /Keras, /ORT = bN best divided by the bN best of Keras model(x) and of "
+              "ORT on kcompat's export (below 1: faster); max|diff| = max abs difference from Keras model(x) at "
+              "batch bN, rel = the same over max |Keras output|; kcompat unfused = predict(fused=False), every "
+              "layer as written; peak MB = tracemalloc peak of one kcompat predict at bN; reps = N at b1/bN")
     try:
         from rich.console import Console
         from rich.table import Table
@@ -213,7 +249,7 @@ def print_table(results: dict, env: list[str]) -> None:
         table.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
     for i, row in enumerate(body):
         table.add_row(*row, end_section=i + 1 < len(body) and body[i + 1][0] != row[0])
-    console = Console(width=max(140, Console().width), highlight=False)
+    console = Console(width=max(150, Console().width), highlight=False)
     console.print(table)
     for line in notes + [legend] + env:
         console.print(line, soft_wrap=True)
@@ -227,16 +263,18 @@ def main() -> None:
     if ARGS.threads is not None:
         tf.config.threading.set_intra_op_parallelism_threads(ARGS.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    builders = {"cnn": build_cnn, "resnet": build_resnet}
+    builders = {"cnn": (build_cnn, 256), "resnet": (build_resnet, 256),
+                "resnet50": (build_resnet50, 16), "mobilenetv2": (build_mobilenetv2, 16)}
     results = {}
     with tempfile.TemporaryDirectory(prefix="kcompat_bench_") as tmp:
         for key in ARGS.models.split(","):
             keras.utils.set_random_seed(0)
-            model = builders[key](keras)
-            results[model.name] = bench_model(model.name, model, tf, tmp)
+            build, big = builders[key]
+            model = build(keras)
+            results[key] = bench_model(key, model, tf, tmp, ARGS.batch or big)
     blas_env = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
     threads = (f"library defaults ({blas_env}; pass --threads N to pin)" if ARGS.threads is None
-               else f"{ARGS.threads} for BLAS/OpenMP, TF intra-op and ORT intra-op; inter-op 1")
+               else f"{ARGS.threads} for BLAS/OpenMP, kcompat, TF intra-op and ORT intra-op; inter-op 1")
     env = [f"CPUs: {os.cpu_count()} (usable {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'})",
            f"threads: {threads}", f"numpy {np.__version__}, BLAS: {blas_summary()}",
            f"tensorflow {tf.__version__}, keras {keras.__version__}, onnxruntime {onnxruntime.__version__}",

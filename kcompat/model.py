@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import buffers
 from .errors import KcompatError, ShapeError, UnsupportedError
 from .layers import Layer, Weight, lookup, missing_class_message
 from .layers.base import fmt_shape
@@ -52,6 +53,7 @@ class Model:
         self.graph: ModelSpec = self.expansion.graph
         self.layers: dict[str, Layer] = self._make_layers()
         self.specs: dict[str, LayerSpec] = {ls.name: ls for ls in self.graph.layers}  # flat name -> LayerSpec
+        self._plan: tuple | None = None  # (weights identity, the Model predict runs): see fused_model
         self.order = self._topological_order()
         self.shapes = self._infer_shapes()
         self.info = self._layer_info()
@@ -350,11 +352,28 @@ class Model:
                 last[dep] = step
         return last
 
-    def predict(self, inputs: Any) -> list[np.ndarray]:
-        """The model's outputs, in order, as a list (one entry per output)."""
-        values = self.run_all(inputs, keep={(r.layer, r.node) for r in self.spec.outputs})
+    def fused_model(self) -> "Model":
+        """The model predict runs: BatchNormalization and activation layers folded in (kcompat/plan.py)."""
+        if not self.spec.has_weights:
+            return self
+        key = tuple(id(w) for ls in self.graph.layers for w in ls.weights or [])
+        if self._plan is None or self._plan[0] != key:
+            from .plan import fused_spec
+            spec = fused_spec(self)
+            self._plan = (key, self if spec is self.graph else Model(spec))
+        return self._plan[1]
+
+    def predict(self, inputs: Any, fused: bool = True) -> list[np.ndarray]:
+        """The model's outputs, in order, as a list (one entry per output).
+
+        ``fused`` runs the folded plan (fused_model): the same values up to float32 rounding, faster;
+        ``run_all`` and ``layer_outputs`` always run every layer as written.
+        """
+        model = self.fused_model() if fused else self
+        with buffers.reuse():  # large layer outputs reuse freed buffers (kcompat/buffers.py)
+            values = model.run_all(inputs, keep={(r.layer, r.node) for r in model.spec.outputs})
         out = []
-        for r in self.spec.outputs:
+        for r in model.spec.outputs:
             v = values[(r.layer, r.node)]
             out.append(v[r.index] if isinstance(v, (list, tuple)) else v)
         return out

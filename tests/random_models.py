@@ -171,6 +171,12 @@ def build(keras, seed: int, max_layers: int = 6, only: set[str] | None = None):
             continue
         used.append(name)
         chain.append(layer)
+        if layer.get_config().get("activation") == "linear" and (only is None or "BatchNormalization" in only) and r.random() < .6:
+            # conv / Dense -> BatchNormalization (-> ReLU): the chain predict's plan folds (kcompat/plan.py)
+            for extra in [L.BatchNormalization()] + ([L.ReLU(max_value=r.choice([None, 6.0]))] if r.random() < .6 else []):
+                y = extra(y)
+                used.append(extra.__class__.__name__)
+                chain.append(extra)
         if functional and merges and r.random() < 0.4 and tuple(y.shape) == tuple(x.shape):
             merge = r.choice(merges)
             y = getattr(L, merge)()([x, y])

@@ -46,6 +46,18 @@ CONV = [
     ("conv3d_dilation2_channels_first", "Conv3D",
      dict(filters=2, kernel_size=2, dilation_rate=2, data_format="channels_first"), (2, 6, 6, 6)),
     ("conv3d_groups2", "Conv3D", dict(filters=4, kernel_size=2, groups=2), (4, 4, 4, 4)),
+    # shapes the kernels special-case: 1x1 as a plain matmul (strided: on a view), taps that read only padding
+    ("conv2d_1x1_stride2_projection", "Conv2D", dict(filters=6, kernel_size=1, strides=2), (9, 8, 4)),
+    ("conv2d_1x1_same_channels_first_relu", "Conv2D",
+     dict(filters=3, kernel_size=1, padding="same", data_format="channels_first", activation="relu"), (4, 5, 6)),
+    ("conv1d_1x1_stride3", "Conv1D", dict(filters=5, kernel_size=1, strides=3), (10, 4)),
+    ("conv3d_1x1_stride2_channels_first", "Conv3D",
+     dict(filters=3, kernel_size=1, strides=2, data_format="channels_first"), (2, 5, 4, 8)),
+    ("conv2d_same_stride2_even", "Conv2D", dict(filters=4, kernel_size=3, strides=2, padding="same"), (8, 10, 3)),
+    ("conv2d_7x7_stride2_same_even", "Conv2D", dict(filters=4, kernel_size=7, strides=2, padding="same"), (12, 12, 3)),
+    ("conv2d_same_dilation_wider_than_input", "Conv2D",
+     dict(filters=2, kernel_size=3, dilation_rate=4, padding="same"), (3, 5, 2)),
+    ("conv1d_causal_kernel_longer_than_input", "Conv1D", dict(filters=2, kernel_size=5, padding="causal"), (3, 2)),
 ]
 
 DEPTHWISE_SEPARABLE = [
@@ -61,6 +73,16 @@ DEPTHWISE_SEPARABLE = [
      dict(kernel_size=3, strides=2, dilation_rate=2, padding="same"), (11, 11, 2)),
     ("dw2d_channels_first_nobias", "DepthwiseConv2D",
      dict(kernel_size=(2, 3), strides=(2, 1), data_format="channels_first", use_bias=False), (3, 8, 9)),
+    ("dw2d_same_stride2_even_mult2", "DepthwiseConv2D",
+     dict(kernel_size=3, strides=2, padding="same", depth_multiplier=2), (8, 10, 3)),
+    ("dw2d_same_even_kernel_channels_first", "DepthwiseConv2D",
+     dict(kernel_size=2, padding="same", data_format="channels_first"), (3, 7, 6)),
+    ("dw2d_dilation_wider_than_input", "DepthwiseConv2D", dict(kernel_size=3, dilation_rate=3, padding="same"),
+     (2, 4, 3)),
+    ("dw1d_same_even_kernel_mult3", "DepthwiseConv1D", dict(kernel_size=4, padding="same", depth_multiplier=3),
+     (9, 2)),
+    ("sep2d_same_stride2_even", "SeparableConv2D", dict(filters=3, kernel_size=3, strides=2, padding="same"),
+     (8, 8, 2)),
     ("sep1d_valid", "SeparableConv1D", dict(filters=4, kernel_size=3), (10, 3)),
     ("sep1d_same_stride2_mult2", "SeparableConv1D",
      dict(filters=5, kernel_size=3, strides=2, padding="same", depth_multiplier=2), (11, 3)),
@@ -229,13 +251,91 @@ def test_mnist_cnn_end_to_end(keras, tmp_path):
     assert [kc.info[layer.name].output_shape for layer in m.layers] == [tuple(layer.output.shape) for layer in m.layers]
 
 
-def test_batch_slices_match_one_matmul(monkeypatch):
-    """A batch cut into slices to bound im2col memory gives the same result as one big matmul."""
-    from kcompat.layers import conv
-    x, k = rand((5, 9, 9, 4), seed=1), rand((3, 3, 2, 6), seed=2)
-    whole = conv.convolve(x, k, (2, 1), (1, 1), groups=2)
-    monkeypatch.setattr(conv, "IM2COL_BYTES", 1)
-    np.testing.assert_allclose(conv.convolve(x, k, (2, 1), (1, 1), groups=2), whole, rtol=1e-6, atol=1e-6)
+def _naive_conv(x, kernel, strides, dilation, pads, groups):
+    """Textbook grouped cross-correlation on an explicitly padded input: one output channel at a time."""
+    from kcompat.layers.conv_kernels import pad_spatial, windows
+    r = kernel.ndim - 2
+    *k, cg, f = kernel.shape
+    win = windows(pad_spatial(x, pads), k, strides, dilation)  # (N, *out, C, *k)
+    fg = f // groups
+    cols = [np.einsum(f"...c{'ijk'[:r]},{'ijk'[:r]}c->...", win[(Ellipsis, slice((j // fg) * cg, (j // fg + 1) * cg)) + (slice(None),) * r],
+                      kernel[..., j].astype(np.float64)) for j in range(f)]
+    return np.stack(cols, axis=-1)
+
+
+@pytest.mark.parametrize("x_shape,k_shape,strides,dilation,pads,groups", [
+    ((5, 9, 9, 4), (3, 3, 4, 6), (2, 1), (1, 1), [(1, 1), (0, 1)], 1),  # im2col, partial taps
+    ((3, 8, 7, 4), (3, 2, 4, 5), (1, 2), (2, 1), [(2, 3), (1, 0)], 1),  # dilation, pads wider than a tap
+    ((3, 8, 9, 4), (3, 3, 4, 5), (1, 2), (1, 2), [(1, 1), (2, 2)], 1),  # dilated last axis: tap by tap
+    ((2, 11, 3), (7, 3, 4), (2,), (1,), [(3, 3)], 1),  # 1D: one strided row of taps per output
+    ((4, 6, 6, 3), (1, 1, 3, 5), (2, 2), (1, 1), [(0, 0), (0, 0)], 1),  # 1x1 strided: matmul on a view
+    ((4, 10, 11, 3), (3, 3, 1, 3), (2, 2), (2, 1), [(2, 2), (1, 1)], 3),  # depthwise, stride 2 + dilation
+    ((2, 9, 8, 2), (3, 3, 1, 6), (1, 1), (1, 1), [(1, 1), (1, 1)], 2),  # depthwise, multiplier 3
+    ((3, 12, 3), (5, 1, 3), (3,), (1,), [(4, 0)], 3),  # 1D depthwise, causal-style pad
+    ((2, 5, 6, 7, 2), (2, 3, 2, 1, 2), (1, 2, 1), (1, 1, 2), [(0, 1), (1, 1), (1, 1)], 2),  # 3D depthwise
+    ((5, 9, 9, 4), (3, 3, 2, 6), (2, 1), (1, 1), [(1, 1), (1, 1)], 2),  # grouped
+])
+def test_blocked_kernels_match_textbook_conv(monkeypatch, x_shape, k_shape, strides, dilation, pads, groups):
+    """im2col in batch slices, depthwise in blocks of rows and 1x1 in row blocks all give the textbook result."""
+    from kcompat.layers import conv_kernels
+    x, k = rand(x_shape, seed=1), rand(k_shape, seed=2)
+    want = _naive_conv(x, k, strides, dilation, pads, groups)
+    whole = conv_kernels.convolve(x, k, strides, dilation, pads, groups)
+    assert whole.dtype == np.float32 and whole.shape == want.shape
+    np.testing.assert_allclose(whole, want, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(conv_kernels, "IM2COL_BYTES", 1)  # one image per im2col slice
+    monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per depthwise block, one row per matmul
+    monkeypatch.setattr(conv_kernels, "THREADS", 1)
+    blocked = conv_kernels.convolve(x, k, strides, dilation, pads, groups)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(conv_kernels, "THREADS", 3)  # blocks on three threads: the same numbers, bit for bit
+    np.testing.assert_array_equal(conv_kernels.convolve(x, k, strides, dilation, pads, groups), blocked)
+
+
+def test_kernel_threads_survive_fork(monkeypatch):
+    """A process forked after the kernels' thread pool started gets its own pool (not a dead parent's)."""
+    import os
+    import time
+    from kcompat.layers import conv_kernels
+    monkeypatch.setattr(conv_kernels, "THREADS", 2)
+    x, k = rand((4, 9, 9, 3), seed=1), rand((3, 3, 3), seed=2)
+    for _ in range(3):
+        conv_kernels.in_parallel(lambda part: None, [1, 2, 3])  # the parent's pool exists now...
+    want = conv_kernels.depthwise(x, k, (1, 1), (1, 1), [(1, 1), (1, 1)])
+    time.sleep(0.2)  # ...and its threads are idle: a child reusing it would wait for them forever
+    pid = os.fork()
+    if pid == 0:  # child: must finish, and agree
+        ok = np.array_equal(conv_kernels.depthwise(x, k, (1, 1), (1, 1), [(1, 1), (1, 1)]), want)
+        conv_kernels.in_parallel(lambda part: None, [1, 2, 3])
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("x_shape,size,strides,pads", [
+    ((3, 9, 8, 4), (3, 3), (2, 2), [(1, 1), (0, 1)]),
+    ((2, 7, 5), (4,), (1,), [(1, 2)]),
+    ((2, 5, 4, 6, 3), (2, 3, 2), (2, 1, 2), [(0, 1), (1, 1), (0, 0)]),
+])
+def test_blocked_pooling_matches_textbook(monkeypatch, mode, x_shape, size, strides, pads):
+    """Pooling tap by tap in blocks == max / mean over explicit windows with padding left out (TF's rule)."""
+    from kcompat.layers import conv_kernels
+    x = rand(x_shape, seed=3)
+    r = len(size)
+    axes = tuple(range(-r, 0))
+    win = lambda a: conv_kernels.windows(conv_kernels.pad_spatial(a, pads, np.nan), size, strides, (1,) * r)  # noqa: E731
+    want = np.nanmax(win(x), axis=axes) if mode == "max" else np.nanmean(win(x), axis=axes)
+    got = conv_kernels.pool(x, size, strides, pads, mode)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per block
+    np.testing.assert_allclose(conv_kernels.pool(x, size, strides, pads, mode), got, rtol=1e-6, atol=1e-6)
 
 
 # ----------------------------------------------------------------- bad configs

@@ -42,6 +42,11 @@ def test_random_model_matches_keras(keras, tmp_path, seed):
         assert out.shape == ref.shape, where
         assert km.info[layer.name].params == layer.count_params(), where
         np.testing.assert_allclose(out, ref, atol=2e-4, rtol=2e-3, err_msg=where)
+    # predict runs the folded plan (kcompat/plan.py): the same output as every layer run as written
+    final = got[model.outputs[0]._keras_history.operation.name]
+    folded = km.predict(x)[0]
+    np.testing.assert_allclose(folded, final, rtol=1e-5, atol=1e-5 * float(np.abs(final).max()),
+                               err_msg=f"predict vs layer_outputs, seed {seed}; layers used {used}")
 
 
 def exportable() -> set[str]:

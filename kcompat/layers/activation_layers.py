@@ -54,6 +54,11 @@ class ReLU(_Elementwise):
             y = y - c(self.negative_slope) * np.maximum(c(self.threshold) - x, c(0))
         return y
 
+    def as_activation(self):
+        if self.negative_slope or self.threshold:
+            return None
+        return {None: "relu", 6.0: "relu6"}.get(self.max_value)
+
     def explain(self, input_shape, output_shape):
         parts = [f"max_value={self.max_value:g}" if self.max_value is not None else "",
                  f"negative_slope={self.negative_slope:g}" if self.negative_slope else "",

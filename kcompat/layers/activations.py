@@ -260,6 +260,19 @@ def glu(x, axis=-1):
     return a * sigmoid(b)
 
 
+IN_PLACE: dict[str, Callable[[np.ndarray], Any]] = {  # the same values as ACTIVATIONS, written over the input
+    "linear": lambda x: x,
+    "relu": lambda x: np.maximum(x, _c(0, x), out=x),
+    "relu6": lambda x: np.clip(x, _c(0, x), _c(6, x), out=x),
+}
+ALONG_AN_AXIS = frozenset({"softmax", "log_softmax", "sparsemax", "glu"})  # the others act on each element alone
+
+
+def is_elementwise(name: str) -> bool:
+    """True when the activation maps each element on its own (so it can run on any block of a tensor)."""
+    return name not in ALONG_AN_AXIS
+
+
 def activation_name(value: Any, where: str = "") -> str:
     """The activation's name from a config value: "relu", None, or a serialized function dict."""
     if value is None:

@@ -209,6 +209,27 @@ class Layer:
             config = {**config, "axis": int(axis[0])}
         return config
 
+    # -- what the predict plan (kcompat/plan.py) may fold; the defaults fold nothing
+    def as_activation(self) -> str | None:
+        """The Keras activation name that computes exactly this layer's forward, if there is one."""
+        return None
+
+    def as_affine(self, input_shape: Any, weights: list) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """(axis, scale, shift) when forward(x) is ``x * scale + shift`` along one axis (a folded BatchNormalization)."""
+        return None
+
+    def fold_affine(self, weights: list, axis: int, ndim: int, scale: np.ndarray, shift: np.ndarray) -> list | None:
+        """Weights for this layer followed by ``y * scale + shift`` along output ``axis`` (None: cannot fold)."""
+        return None
+
+    def as_zero_padding(self) -> tuple | None:
+        """(before, after) zero padding per spatial axis, when that is all this layer does."""
+        return None
+
+    def same_padding_config(self, pads: tuple, data_format: str, input_shape: Any) -> dict | None:
+        """This layer's config reading the unpadded input, when zero ``pads`` then this layer equal 'same' padding."""
+        return None
+
     def param_count(self, input_shape: Any) -> tuple[int, int]:
         """(trainable, non-trainable) parameter counts."""
         t = n = 0

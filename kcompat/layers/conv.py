@@ -1,143 +1,26 @@
 """Convolution layers in NumPy: Conv, DepthwiseConv, SeparableConv and ConvTranspose, 1D to 3D.
 
 References: keras/src/layers/convolutional/base_conv.py, base_depthwise_conv.py,
-base_separable_conv.py, base_conv_transpose.py, conv1d.py (causal padding);
-keras/src/ops/operation_utils.py compute_conv_output_shape and
-keras/src/backend/common/backend_utils.py compute_conv_transpose_output_shape (shapes);
-keras/src/backend/tensorflow/nn.py (TF 'same' padding puts the odd pixel at the end).
+base_separable_conv.py, base_conv_transpose.py, conv1d.py (causal padding).
 
-Every layer computes in channels_last: ``windows`` gives a strided view of all patches,
-``convolve`` copies it once into an im2col matrix and does one (batched) matmul; a
-depthwise kernel (one input channel per group) is one einsum straight off the view. Large
-batches are cut into slices so an im2col matrix stays under IM2COL_BYTES.
-A transposed convolution is the gradient of a convolution: spread the input out by the
-strides, pad, and correlate with the spatially flipped kernel.
+Every layer computes in channels_last with the kernels of conv_kernels.py (im2col + matmul,
+1x1 as a plain matmul, depthwise as shifted multiply-adds); the bias and an elementwise
+activation run in place on each output block (``epilogue``). A transposed convolution is the
+gradient of a convolution: spread the input out by the strides, pad, and correlate with the
+spatially flipped kernel. ``fold_affine`` gives the weights of the layer followed by a
+per-channel ``y * scale + shift`` (a BatchNormalization folded in by kcompat/plan.py).
 """
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
 from .base import Weight, fmt_shape, register
+from .conv_kernels import conv_length, conv_pads, convolve, convolve_transpose, depthwise, span, transpose_length
 from .core import WithActivation
 from .spatial import Spatial
-
-# --------------------------------------------------------------- shape arithmetic
-def span(k: int, d: int) -> int:
-    """Extent of a dilated kernel: (k - 1) * d + 1."""
-    return (k - 1) * d + 1
-
-
-def conv_length(n: int | None, k: int, s: int, d: int, padding: str) -> int | None:
-    """Output length of one spatial axis (compute_conv_output_shape)."""
-    if n is None:
-        return None
-    if padding == "valid":
-        return (n - span(k, d)) // s + 1
-    return (n - 1) // s + 1  # same, causal
-
-
-def same_pads(n: int, k: int, s: int, d: int) -> tuple[int, int]:
-    """TF 'same' padding of one axis: (before, after), the odd pixel after."""
-    out = (n - 1) // s + 1
-    total = max((out - 1) * s + span(k, d) - n, 0)
-    return total // 2, total - total // 2
-
-
-def conv_pads(sizes, kernel_size, strides, dilation, padding) -> list[tuple[int, int]]:
-    """Per-axis (before, after) padding for 'valid', 'same' or 'causal'."""
-    if padding == "valid":
-        return [(0, 0)] * len(sizes)
-    if padding == "causal":
-        return [(span(k, d) - 1, 0) for k, d in zip(kernel_size, dilation)]
-    return [same_pads(n, k, s, d) for n, k, s, d in zip(sizes, kernel_size, strides, dilation)]
-
-
-def transpose_length(n: int | None, k: int, s: int, d: int, padding: str, output_padding: int | None) -> int | None:
-    """Output length of one axis of a transposed conv (compute_conv_transpose_output_shape)."""
-    if n is None:
-        return None
-    k = span(k, d)
-    if padding == "valid":
-        extra = max(k, s) - k if output_padding is None else output_padding
-        return (n - 1) * s + k + extra
-    return n * s if output_padding is None else (n - 1) * s + k % 2 + output_padding
-
-
-def pad_spatial(x: np.ndarray, pads, value=0) -> np.ndarray:
-    """Pad (or, for negative amounts, crop) the spatial axes 1..r of (N, *spatial, C)."""
-    if all(b == 0 and a == 0 for b, a in pads):
-        return x
-    grow = [(0, 0)] + [(max(b, 0), max(a, 0)) for b, a in pads] + [(0, 0)] * (x.ndim - 1 - len(pads))
-    x = np.pad(x, grow, constant_values=value)
-    crop = (slice(None),) + tuple(slice(max(-b, 0), x.shape[i + 1] - max(-a, 0)) for i, (b, a) in enumerate(pads))
-    return x[crop]
-
-
-# ------------------------------------------------------------------ the kernels
-def windows(x: np.ndarray, kernel_size, strides, dilation) -> np.ndarray:
-    """Strided view of every patch of x (N, *spatial, *rest) -> (N, *out, *rest, *kernel_size); no copy."""
-    r = len(kernel_size)
-    extent = tuple(span(k, d) for k, d in zip(kernel_size, dilation))
-    v = sliding_window_view(x, extent, axis=tuple(range(1, r + 1)))  # (N, *full, *rest, *extent)
-    pick = ((slice(None),) + tuple(slice(None, None, s) for s in strides) + (Ellipsis,)
-            + tuple(slice(None, None, d) for d in dilation))
-    return v[pick]
-
-
-IM2COL_BYTES = 8 * 2**20  # the batch is split so one im2col matrix stays under this
-
-
-def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, groups: int = 1) -> np.ndarray:
-    """Cross-correlate padded x (N, *spatial, C) with kernel (*k, C/groups, F): im2col + one matmul."""
-    r = kernel.ndim - 2
-    *k, cg, f = kernel.shape
-    n = x.shape[0]
-    win = windows(x, k, strides, dilation)  # (N, *out, C, *k): a view
-    out = win.shape[1:r + 1]
-    if groups > 1 and cg == 1:  # depthwise: each channel meets its own M filters; einsum reads the view, no copy
-        taps = "ijk"[:r]
-        w = kernel.reshape(*k, groups, f // groups)  # (*k, 1, C*M) -> (*k, C, M)
-        y = np.einsum(f"...c{taps},{taps}cm->...cm", win, w)  # (N, *out, C, M)
-        return y.reshape(n, *out, f)  # channel c*M + m
-    per_item = math.prod(out) * math.prod(k) * x.shape[-1] * x.itemsize
-    chunk = max(1, IM2COL_BYTES // max(per_item, 1))
-    if n > chunk:  # bound the im2col memory: a few batch slices, each one matmul
-        return np.concatenate([convolve(x[i:i + chunk], kernel, strides, dilation, groups)
-                               for i in range(0, n, chunk)])
-    if groups == 1:
-        win = np.moveaxis(win, r + 1, -1)  # (N, *out, C, *k) -> (N, *out, *k, C)
-        return np.tensordot(win, kernel, axes=r + 1)  # (N*out, k*C) @ (k*C, F) -> (N, *out, F)
-    fg = f // groups
-    xg = x.reshape(*x.shape[:-1], groups, cg)  # (N, *sp, C) -> (N, *sp, G, Cg)
-    win = windows(xg, k, strides, dilation)  # (N, *out, G, Cg, *k)
-    win = np.moveaxis(win, (r + 1, r + 2), (0, -1))  # (G, N, *out, *k, Cg)
-    cols = win.reshape(groups, -1, math.prod(k) * cg)  # copy: (G, N*out, k*Cg)
-    w = kernel.reshape(*k, cg, groups, fg)  # (*k, Cg, F) -> (*k, Cg, G, F/G)
-    w = np.moveaxis(w, r + 1, 0).reshape(groups, -1, fg)  # (G, k*Cg, F/G)
-    y = np.matmul(cols, w)  # (G, N*out, k*Cg) @ (G, k*Cg, F/G) -> (G, N*out, F/G)
-    return np.moveaxis(y, 0, 1).reshape(n, *out, f)  # (N*out, G, F/G) -> (N, *out, F)
-
-
-def convolve_transpose(x: np.ndarray, kernel: np.ndarray, strides, dilation, out_sizes, pads_before) -> np.ndarray:
-    """Gradient of a conv: x (N, *in, C), kernel (*k, F, C) -> (N, *out_sizes, F)."""
-    r = kernel.ndim - 2
-    k = kernel.shape[:r]
-    n, sizes, c = x.shape[0], x.shape[1:-1], x.shape[-1]
-    spread = tuple((i - 1) * s + 1 for i, s in zip(sizes, strides))
-    xd = np.zeros((n, *spread, c), x.dtype)  # (N, (in-1)*s+1, ..., C): input spread out by the strides
-    xd[(slice(None),) + tuple(slice(None, None, s) for s in strides)] = x
-    pads = []
-    for kk, d, o, pb, m in zip(k, dilation, out_sizes, pads_before, spread):
-        before = span(kk, d) - 1 - pb
-        pads.append((before, o + span(kk, d) - 1 - before - m))
-    xp = pad_spatial(xd, pads)  # (N, out + span - 1, ..., C)
-    w = np.swapaxes(np.flip(kernel, axis=tuple(range(r))), -1, -2)  # (*k, F, C) flipped -> (*k, C, F)
-    return convolve(xp, w, (1,) * r, dilation)
 
 
 # ------------------------------------------------------------------- the layers
@@ -182,15 +65,31 @@ class _Conv(WithActivation, Spatial):
         self.check_positive(sp, out, input_shape)
         return self.activated_shape(self.join(batch, out, self.out_channels(input_shape)))
 
-    def padded(self, x: np.ndarray) -> np.ndarray:
-        """x channels_last, padded for this layer's padding mode."""
-        return pad_spatial(x, conv_pads(x.shape[1:-1], self.kernel_size, self.strides, self.dilation, self.padding))
+    def pads(self, x: np.ndarray) -> list[tuple[int, int]]:
+        """(before, after) zero padding of each spatial axis of x (channels_last) for this padding mode."""
+        return conv_pads(x.shape[1:-1], self.kernel_size, self.strides, self.dilation, self.padding)
 
-    def finish(self, y: np.ndarray, bias) -> np.ndarray:
-        """Add the bias, go back to the layer's data format, apply the activation."""
-        if bias is not None:
-            y = y + bias  # (N, *sp, F) + (F,)
-        return self.activation(self.from_last(y))
+    def finish(self, y: np.ndarray) -> np.ndarray:
+        """Back to the layer's data format; an activation that is not elementwise runs here, on the whole output."""
+        return self.after_epilogue(self.from_last(y))
+
+    def fold_affine(self, weights: list, axis: int, ndim: int, scale: np.ndarray, shift: np.ndarray) -> list | None:
+        """Weights for this layer then ``y * scale + shift`` per output channel, with a bias (None: cannot)."""
+        if self.activation_name != "linear" or axis != (1 if self.channels_first else ndim - 1):
+            return None
+        *kernels, bias = weights if self.use_bias else [*weights, 0]
+        return [*self.scale_kernels(kernels, scale), bias * scale + shift]
+
+    def same_padding_config(self, pads, data_format, input_shape):
+        sizes = self.split(input_shape)[1]
+        if self.padding != "valid" or data_format != self.data_format or None in sizes:
+            return None
+        same = conv_pads(sizes, self.kernel_size, self.strides, self.dilation, "same")
+        return dict(self.config, padding="same") if [tuple(p) for p in pads] == same else None
+
+    def scale_kernels(self, kernels: list, scale: np.ndarray) -> list:
+        """The kernels of a layer whose every output channel is multiplied by ``scale``."""
+        return [kernels[0] * scale]  # (*k, C, F) * (F,)
 
     def explain(self, input_shape, output_shape):
         ws = self.weights(input_shape)
@@ -226,9 +125,9 @@ class _ConvN(_Conv):
         return ws + [Weight("bias", (self.filters,))] if self.use_bias else ws
 
     def forward(self, x, kernel, bias=None):
-        x = self.padded(self.to_last(x))  # (N, *sp, C) padded
-        y = convolve(x, kernel, self.strides, self.dilation, self.groups)  # (N, *out, F)
-        return self.finish(y, bias)
+        x = self.to_last(x)  # (N, *sp, C)
+        y = convolve(x, kernel, self.strides, self.dilation, self.pads(x), self.groups, self.epilogue(bias))
+        return self.finish(y)  # (N, *out, F) in the layer's data format
 
 
 @register("Conv1D", "Convolution1D")
@@ -263,11 +162,13 @@ class _DepthwiseConv(_Conv):
         return ws + [Weight("bias", (c * self.multiplier,))] if self.use_bias else ws
 
     def forward(self, x, kernel, bias=None):
-        x = self.padded(self.to_last(x))  # (N, *sp, C) padded
-        c = x.shape[-1]
-        grouped = kernel.reshape(*self.kernel_size, 1, c * self.multiplier)  # (*k, C, M) -> (*k, 1, C*M)
-        y = convolve(x, grouped, self.strides, self.dilation, groups=c)  # (N, *out, C*M)
-        return self.finish(y, bias)
+        x = self.to_last(x)  # (N, *sp, C)
+        flat = kernel.reshape(*self.kernel_size, -1)  # (*k, C, M) -> (*k, C*M): output c*M+m
+        y = depthwise(x, flat, self.strides, self.dilation, self.pads(x), self.epilogue(bias))  # (N, *out, C*M)
+        return self.finish(y)
+
+    def scale_kernels(self, kernels, scale):
+        return [kernels[0] * scale.reshape(kernels[0].shape[-2:])]  # (*k, C, M) * (C, M)
 
     def explain(self, input_shape, output_shape):
         c = self.known_channels(input_shape)
@@ -300,12 +201,16 @@ class _SeparableConv(_Conv):
         return ws + [Weight("bias", (self.filters,))] if self.use_bias else ws
 
     def forward(self, x, depthwise_kernel, pointwise_kernel, bias=None):
-        x = self.padded(self.to_last(x))  # (N, *sp, C) padded
-        c = x.shape[-1]
-        grouped = depthwise_kernel.reshape(*self.kernel_size, 1, c * self.multiplier)  # (*k, C, M) -> (*k, 1, C*M)
-        y = convolve(x, grouped, self.strides, self.dilation, groups=c)  # (N, *out, C*M)
-        y = np.matmul(y, pointwise_kernel.reshape(c * self.multiplier, self.filters))  # (..., C*M) @ (C*M, F)
-        return self.finish(y, bias)
+        x = self.to_last(x)  # (N, *sp, C)
+        flat = depthwise_kernel.reshape(*self.kernel_size, -1)  # (*k, C, M) -> (*k, C*M)
+        y = depthwise(x, flat, self.strides, self.dilation, self.pads(x))  # (N, *out, C*M)
+        pointwise = pointwise_kernel.reshape(1, *pointwise_kernel.shape)  # (1.., C*M, F) -> 1x1 conv kernel
+        y = convolve(y, pointwise, (1,) * self.rank, (1,) * self.rank, [(0, 0)] * self.rank,
+                     epilogue=self.epilogue(bias))  # (N, *out, C*M) @ (C*M, F)
+        return self.finish(y)
+
+    def scale_kernels(self, kernels, scale):
+        return [kernels[0], kernels[1] * scale]  # pointwise (1.., C*M, F) * (F,)
 
     def explain(self, input_shape, output_shape):
         c = self.known_channels(input_shape)
@@ -358,8 +263,14 @@ class _ConvTranspose(_Conv):
         # the forward conv this is the gradient of: TF 'same' padding of the output, the odd pixel after
         before = [max((i - 1) * s + span(k, d) - o, 0) // 2 if self.padding == "same" else 0
                   for i, o, k, s, d in zip(sizes, outs, self.kernel_size, self.strides, self.dilation)]
-        y = convolve_transpose(x, kernel, self.strides, self.dilation, outs, before)  # (N, *out, F)
-        return self.finish(y, bias)
+        y = convolve_transpose(x, kernel, self.strides, self.dilation, outs, before, self.epilogue(bias))  # (N, *out, F)
+        return self.finish(y)
+
+    def scale_kernels(self, kernels, scale):
+        return [kernels[0] * scale[:, None]]  # (*k, F, C) * (F, 1)
+
+    def same_padding_config(self, pads, data_format, input_shape):
+        return None  # padding of a transposed conv crops its output: no input padding to absorb
 
     def explain(self, input_shape, output_shape):
         text = super().explain(input_shape, output_shape)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from .base import Weight, fmt_shape, register
-from .conv import conv_length, conv_pads, convolve, pad_spatial
+from .conv_kernels import conv_length, conv_pads, convolve
 from .recurrent import Recurrent
 from .rnn_cells import Cell
 from .spatial import Spatial
@@ -73,8 +73,8 @@ class ConvLSTMCell(Cell, Spatial):
     def project(self, x, p):
         n, t = x.shape[:2]
         x = self.to_last(x.reshape(n * t, *x.shape[2:]))  # (N, T, ...) -> (N*T, *sp, C)
-        x = pad_spatial(x, conv_pads(x.shape[1:-1], self.kernel_size, self.strides, self.dilation, self.padding))
-        y = convolve(x, p[0], self.strides, self.dilation)  # (N*T, *out, 4F): every step's input conv at once
+        pads = conv_pads(x.shape[1:-1], self.kernel_size, self.strides, self.dilation, self.padding)
+        y = convolve(x, p[0], self.strides, self.dilation, pads)  # (N*T, *out, 4F): every step's input conv at once
         if p[2] is not None:
             y = y + p[2]
         return y.reshape(n, t, *y.shape[1:])  # (N*T, *out, 4F) -> (N, T, *out, 4F)
@@ -83,8 +83,7 @@ class ConvLSTMCell(Cell, Spatial):
         h, c = states  # (N, *out, F) each
         f, k = self.filters, self.kernel_size
         ones = (1,) * self.rank
-        hp = pad_spatial(h, conv_pads(h.shape[1:-1], k, ones, ones, "same"))
-        z = xp + convolve(hp, p[1], ones, ones)  # (N, *out, 4F) + conv(h) (N, *out, 4F)
+        z = xp + convolve(h, p[1], ones, ones, conv_pads(h.shape[1:-1], k, ones, ones, "same"))  # + conv(h)
         ra = self.recurrent_activation
         i, fg, o = ra(z[..., :f]), ra(z[..., f:2 * f]), ra(z[..., 3 * f:])
         c = fg * c + i * self.activation(z[..., 2 * f:3 * f])  # (N, *out, F)

@@ -6,11 +6,12 @@ keras/src/layers/activations/activation.py.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
 from ..errors import ShapeError
-from .activations import AXIS_ACTIVATIONS, activation_name, activation_shape, get_activation
+from .activations import AXIS_ACTIVATIONS, IN_PLACE, activation_name, activation_shape, get_activation, is_elementwise
 from .base import Layer, Weight, fmt_shape, register
 
 
@@ -57,6 +58,27 @@ class WithActivation(Layer):
     def where(self) -> str:
         return f"layer '{self.name}' ({self.class_name})"
 
+    def epilogue(self, bias: np.ndarray | None) -> Callable[[np.ndarray], None] | None:
+        """The bias add and an elementwise activation, in place on an output block (channels last)."""
+        name = self.activation_name
+        act = self.activation if name != "linear" and is_elementwise(name) else None
+        if bias is None and act is None:
+            return None
+        in_place = IN_PLACE.get(name)
+
+        def run(y: np.ndarray) -> None:
+            if bias is not None:
+                np.add(y, bias, out=y)  # (..., F) + (F,)
+            if in_place is not None:
+                in_place(y)
+            elif act is not None:
+                y[...] = act(y)
+        return run
+
+    def after_epilogue(self, y: np.ndarray) -> np.ndarray:
+        """The activation when it is not elementwise (softmax, glu...): on the whole output."""
+        return y if is_elementwise(self.activation_name) else self.activation(y)
+
     def activated_shape(self, shape):
         try:
             return activation_shape(self.activation_name, shape)
@@ -97,9 +119,17 @@ class Dense(WithActivation):
 
     def forward(self, x, kernel, bias=None):
         y = np.matmul(x, kernel)  # (..., in) @ (in, units) -> (..., units)
-        if bias is not None:
-            y = y + bias
-        return self.activation(y)
+        epilogue = self.epilogue(bias)
+        if epilogue is not None:
+            epilogue(y)
+        return self.after_epilogue(y)
+
+    def fold_affine(self, weights: list, axis: int, ndim: int, scale: np.ndarray, shift: np.ndarray) -> list | None:
+        """Weights for this layer then ``y * scale + shift`` on the last axis, with a bias (None: cannot)."""
+        if self.activation_name != "linear" or axis != ndim - 1:
+            return None
+        kernel, bias = weights[0], weights[1] if self.use_bias else 0
+        return [kernel * scale, bias * scale + shift]  # (in, units) * (units,)
 
     def explain(self, input_shape, output_shape):
         n_in = self._in_units(input_shape)
@@ -161,6 +191,9 @@ class Activation(WithActivation):
 
     def forward(self, x):
         return self.activation(x)
+
+    def as_activation(self):
+        return self.activation_name
 
     def explain(self, input_shape, output_shape):
         if output_shape == tuple(input_shape):

@@ -10,7 +10,10 @@ from functools import reduce
 
 import numpy as np
 
+from .. import buffers
 from .base import Layer, fmt_shape, register
+from .conv_kernels import in_parallel
+from .core import WithActivation
 from .normalization import rsqrt
 
 
@@ -66,18 +69,53 @@ class _Merge(Layer):
                 raise self.fail(f"inputs have incompatible shapes. Received: {fmt_shape(shapes)}")
         return tuple(out)
 
-    def forward(self, x):
+    def aligned(self, x) -> list[np.ndarray]:
+        """The inputs as a list, lower ranks given size-1 axes after the batch axis."""
         xs = list(x) if isinstance(x, (list, tuple)) else [x]
         rank = max(a.ndim for a in xs)
-        xs = [a.reshape(a.shape[:1] + (1,) * (rank - a.ndim) + a.shape[1:]) for a in xs]  # (N, F) -> (N, 1.., F)
-        return reduce(self.op, xs)
+        return [a.reshape(a.shape[:1] + (1,) * (rank - a.ndim) + a.shape[1:]) for a in xs]  # (N, F) -> (N, 1.., F)
+
+    def forward(self, x):
+        return reduce(self.op, self.aligned(x))
 
 
 @register("Add")
-class Add(_Merge):
+class Add(WithActivation, _Merge):
+    """Elementwise sum of two or more inputs (x1 + x2 + ...).
+
+    An ``activation`` key is never in a Keras config: predict's plan (kcompat/plan.py) sets it when an
+    activation layer follows a residual sum, and it runs in place on the fresh sum."""
+
+    has_activation = False  # a plan-only key: not one a Keras file (or the ONNX import's folding) may set
     layout = "elementwise"
 
     op = staticmethod(np.add)
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        self.init_activation()
+
+    def output_shape(self, input_shape):
+        return self.activated_shape(super().output_shape(input_shape))
+
+    def forward(self, x):
+        xs = self.aligned(x)
+        if len(xs) < 2:
+            return self.activation(xs[0])
+        y = buffers.empty(np.broadcast_shapes(*(a.shape for a in xs)), np.result_type(*xs))  # a fresh sum
+        in_place = self.epilogue(None)  # an elementwise activation, in place
+
+        def rows(todo):  # bands of the batch axis, on the kernels' threads (ufuncs release the GIL)
+            for lo, hi in todo:
+                part = [a[lo:hi] if a.shape[0] == y.shape[0] else a for a in xs]
+                out = y[lo:hi]
+                np.add(part[0], part[1], out=out)
+                for a in part[2:]:
+                    np.add(out, a, out=out)
+                if in_place is not None:
+                    in_place(out)
+        in_parallel(rows, [(i, i + 1) for i in range(y.shape[0])] if y.size >= 2**18 else [(0, y.shape[0])])
+        return self.after_epilogue(y)
 
 
 @register("Subtract")

@@ -92,6 +92,20 @@ class BatchNormalization(_AxisLayer):
             return rng.uniform(0.5, 1.5, size=w.shape)
         return None
 
+    def as_affine(self, input_shape, weights):
+        """(axis, scale, shift) with forward(x) == x * scale + shift along axis; float64; None for several axes."""
+        if len(self.axes) != 1:
+            return None
+        axis = self.positive_axes(self.axes, len(input_shape))[0]
+        w = {spec.name: np.asarray(a, np.float64) for spec, a in zip(self.weights(input_shape), weights)}
+        scale = 1 / np.sqrt(w["moving_variance"] + self.epsilon)
+        if self.scale:
+            scale = scale * w["gamma"]
+        shift = -w["moving_mean"] * scale
+        if self.center:
+            shift = shift + w["beta"]
+        return axis, scale, shift
+
     def forward(self, x, *weights):
         w = dict(zip([w.name for w in self.weights(x.shape)], weights))
         keep = self.positive_axes(self.axes, x.ndim)

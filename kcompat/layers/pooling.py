@@ -4,19 +4,15 @@ References: keras/src/layers/pooling/base_pooling.py, base_global_pooling.py,
 keras/src/ops/operation_utils.py compute_pooling_output_shape, and TF's pooling
 (keras/src/backend/tensorflow/nn.py max_pool / average_pool): 'same' pads with the
 odd pixel at the end, and average pooling divides by the number of real (unpadded)
-cells in each window.
+cells in each window. The windows are computed tap by tap in cache-sized blocks (conv_kernels.pool).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .base import fmt_shape, register
-from .conv import pad_spatial, same_pads, windows
+from .conv_kernels import pool, same_pads
 from .spatial import Spatial
-
-
-def _lowest(dtype) -> float | int:
-    return -np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).min
 
 
 class _Pooling(Spatial):
@@ -45,18 +41,9 @@ class _Pooling(Spatial):
 
     def forward(self, x):
         x = self.to_last(x)  # (N, *sp, C)
-        r = self.rank
-        pads = ([(0, 0)] * r if self.padding == "valid"
+        pads = ([(0, 0)] * self.rank if self.padding == "valid"
                 else [same_pads(n, k, s, 1) for n, k, s in zip(x.shape[1:-1], self.pool_size, self.strides)])
-        window_axes = tuple(range(-r, 0))
-        ones = (1,) * r
-        if self.mode == "max":
-            win = windows(pad_spatial(x, pads, _lowest(x.dtype)), self.pool_size, self.strides, ones)  # (N, *out, C, *k)
-            return self.from_last(win.max(axis=window_axes))  # (N, *out, C)
-        sums = windows(pad_spatial(x, pads), self.pool_size, self.strides, ones).sum(axis=window_axes)  # (N, *out, C)
-        cells = np.ones((1, *x.shape[1:-1], 1), x.dtype)  # (1, *sp, 1): 1 where the input is real
-        counts = windows(pad_spatial(cells, pads), self.pool_size, self.strides, ones).sum(axis=window_axes)
-        return self.from_last(sums / counts)  # padding excluded from each window's count
+        return self.from_last(pool(x, self.pool_size, self.strides, pads, self.mode))  # (N, *out, C)
 
     def explain(self, input_shape, output_shape):
         _, sp_in, c = self.split(input_shape)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .base import Layer, fmt_shape, register
+from .conv_kernels import pad_spatial
 from .spatial import Spatial
 
 def reshape_output(input_shape: tuple, target: tuple) -> tuple:
@@ -111,11 +112,11 @@ class _ZeroPadding(Spatial):
             out[a] = None if out[a] is None else out[a] + lo + hi
         return tuple(out)
 
+    def as_zero_padding(self):
+        return self.padding
+
     def forward(self, x):
-        pads = [(0, 0)] * x.ndim
-        for a, p in zip(self.spatial_axes(), self.padding):
-            pads[a] = p
-        return np.pad(x, pads)  # (N, H, W, C) -> (N, H+t+b, W+l+r, C)
+        return self.from_last(pad_spatial(self.to_last(x), self.padding))  # (N, H, W, C) -> (N, H+t+b, W+l+r, C)
 
 
 @register("ZeroPadding1D")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ....layers.conv import conv_pads, span, transpose_length
+from ....layers.conv_kernels import conv_pads, span, transpose_length
 from .registry import layer_exporter
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ....layers.conv import span
+from ....layers.conv_kernels import span
 from .builder import Builder
 from .lowering import CF, as_const, as_sym, lowering, refuse
 from .windows import (auto_pads, conv_layer, crop, kernel_spatial_first, nchw, pad_pairs, padding_mode, tf_same,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ....layers.conv import same_pads
+from ....layers.conv_kernels import same_pads
 from .builder import Builder, Sym, has_activation
 from .lowering import CF, refuse
 
