@@ -1,8 +1,8 @@
 """The model-zoo architectures shipped in the installed onnx package (its backend test data, "light" models:
 opset 9 Caffe2 exports whose weights are made by ConstantOfShape): import, run like ONNX Runtime, verify
 against ONNX Runtime, and convert to a channels-last .keras file that real Keras loads with ONNX Runtime's
-outputs. Nobody here wrote these files. The big ones (VGG-19: 140 M parameters; DenseNet-121: 900 layers in
-Keras) are ``slow``.
+outputs. Nobody here wrote these files. The big ones (VGG-19, AlexNet, ZFNet-512: 60-140 M parameters;
+DenseNet-121: 900 layers in Keras) are ``slow``.
 """
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ import onnx  # noqa: E402  (the dev install always has onnx and onnxruntime: a m
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 TOL = 1e-4
 MODELS = [pytest.param("resnet50"), pytest.param("shufflenet"), pytest.param("squeezenet"),
-          pytest.param("inception_v2"),
-          pytest.param("densenet121", marks=pytest.mark.slow), pytest.param("vgg19", marks=pytest.mark.slow)]
+          pytest.param("inception_v2"), pytest.param("inception_v1"),  # LRN: square, channel-window mean, pow
+          pytest.param("densenet121", marks=pytest.mark.slow), pytest.param("vgg19", marks=pytest.mark.slow),
+          pytest.param("bvlc_alexnet", marks=pytest.mark.slow), pytest.param("zfnet512", marks=pytest.mark.slow)]
 
 
 def _feeds(path: Path) -> dict:
@@ -33,8 +34,7 @@ def _feeds(path: Path) -> dict:
 
 def test_every_light_model_is_in_a_table():
     shipped = {p.stem.removeprefix("light_") for p in LIGHT.glob("light_*.onnx")}
-    lrn = {"bvlc_alexnet", "inception_v1", "zfnet512"}  # LRN: no Keras layer; the op coverage work imports them
-    assert shipped == {p.values[0] for p in MODELS} | lrn
+    assert shipped == {p.values[0] for p in MODELS}
 
 
 @pytest.mark.parametrize("name", MODELS)
