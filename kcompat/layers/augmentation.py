@@ -24,131 +24,41 @@ class _Augmentation(InferenceIdentity):
         return x.astype(np.float32, copy=False) if self.casts else x
 
 
-@register("AugMix")
-class AugMix(_Augmentation):
-    what = "mixes chains of augmentations"
+AUGMENTATIONS = {  # Keras class -> (what it does in training only, casts an integer image to float32)
+    "AugMix": ("mixes chains of augmentations", True),
+    "CutMix": ("pastes patches between images", True),
+    "MixUp": ("blends pairs of images", False),
+    "RandAugment": ("applies random augmentations", True),
+    "RandomBrightness": ("shifts brightness", False),
+    "RandomColorDegeneration": ("blends towards grayscale", False),
+    "RandomColorJitter": ("jitters brightness, contrast, saturation and hue", False),
+    "RandomContrast": ("scales contrast", False),
+    "RandomElasticTransform": ("warps elastically", True),
+    "RandomErasing": ("erases rectangles", True),
+    "RandomFlip": ("flips", True),
+    "RandomGaussianBlur": ("blurs", True),
+    "RandomGrayscale": ("turns images gray", False),
+    "RandomHue": ("shifts hue", False),
+    "RandomInvert": ("inverts", False),
+    "RandomPerspective": ("warps the perspective", True),
+    "RandomPosterization": ("reduces bits per channel", False),
+    "RandomRotation": ("rotates", True),
+    "RandomSaturation": ("scales saturation", False),
+    "RandomSharpness": ("sharpens or blurs", True),
+    "RandomShear": ("shears", True),
+    "RandomTranslation": ("translates", True),
+    "RandomZoom": ("zooms", True),
+    "Solarization": ("inverts pixels above a random threshold", True),
+    "Equalization": ("equalizes histograms", False),
+    "MaxNumBoundingBoxes": ("pads / truncates bounding boxes (images pass through always)", False),
+}
 
 
-@register("CutMix")
-class CutMix(_Augmentation):
-    what = "pastes patches between images"
+def _augmentation(name: str, what: str, casts: bool) -> type:
+    """The identity-at-inference layer class for one augmentation."""
+    return type(name, (_Augmentation,), {"what": what, "casts": casts,
+                                         "__doc__": f"Identity at inference (in training it {what})."})
 
 
-@register("MixUp")
-class MixUp(_Augmentation):
-    what, casts = "blends pairs of images", False
-
-
-@register("RandAugment")
-class RandAugment(_Augmentation):
-    what = "applies random augmentations"
-
-
-@register("RandomBrightness")
-class RandomBrightness(_Augmentation):
-    what, casts = "shifts brightness", False
-
-
-@register("RandomColorDegeneration")
-class RandomColorDegeneration(_Augmentation):
-    what, casts = "blends towards grayscale", False
-
-
-@register("RandomColorJitter")
-class RandomColorJitter(_Augmentation):
-    what, casts = "jitters brightness, contrast, saturation and hue", False
-
-
-@register("RandomContrast")
-class RandomContrast(_Augmentation):
-    what, casts = "scales contrast", False
-
-
-@register("RandomElasticTransform")
-class RandomElasticTransform(_Augmentation):
-    what = "warps elastically"
-
-
-@register("RandomErasing")
-class RandomErasing(_Augmentation):
-    what = "erases rectangles"
-
-
-@register("RandomFlip")
-class RandomFlip(_Augmentation):
-    what = "flips"
-
-
-@register("RandomGaussianBlur")
-class RandomGaussianBlur(_Augmentation):
-    what = "blurs"
-
-
-@register("RandomGrayscale")
-class RandomGrayscale(_Augmentation):
-    what, casts = "turns images gray", False
-
-
-@register("RandomHue")
-class RandomHue(_Augmentation):
-    what, casts = "shifts hue", False
-
-
-@register("RandomInvert")
-class RandomInvert(_Augmentation):
-    what, casts = "inverts", False
-
-
-@register("RandomPerspective")
-class RandomPerspective(_Augmentation):
-    what = "warps the perspective"
-
-
-@register("RandomPosterization")
-class RandomPosterization(_Augmentation):
-    what, casts = "reduces bits per channel", False
-
-
-@register("RandomRotation")
-class RandomRotation(_Augmentation):
-    what = "rotates"
-
-
-@register("RandomSaturation")
-class RandomSaturation(_Augmentation):
-    what, casts = "scales saturation", False
-
-
-@register("RandomSharpness")
-class RandomSharpness(_Augmentation):
-    what = "sharpens or blurs"
-
-
-@register("RandomShear")
-class RandomShear(_Augmentation):
-    what = "shears"
-
-
-@register("RandomTranslation")
-class RandomTranslation(_Augmentation):
-    what = "translates"
-
-
-@register("RandomZoom")
-class RandomZoom(_Augmentation):
-    what = "zooms"
-
-
-@register("Solarization")
-class Solarization(_Augmentation):
-    what = "inverts pixels above a random threshold"
-
-
-@register("Equalization")
-class Equalization(_Augmentation):
-    what, casts = "equalizes histograms", False
-
-
-@register("MaxNumBoundingBoxes")
-class MaxNumBoundingBoxes(_Augmentation):
-    what, casts = "pads / truncates bounding boxes (images pass through always)", False
+for _name, (_what, _casts) in AUGMENTATIONS.items():
+    register(_name)(_augmentation(_name, _what, _casts))
