@@ -1,4 +1,4 @@
-"""File helpers every reader and writer shares: readable checks, checked targets, atomic writes.
+"""File helpers every reader and writer shares: readable checks, checked targets, atomic writes, lazy reads.
 
 Imports nothing of kcompat but its errors (a leaf module), so any module may use it. A write goes to a
 temporary file beside the target and is renamed over it only when complete: a failed or interrupted
@@ -6,9 +6,11 @@ write leaves the target absent or as it was, never half written.
 """
 from __future__ import annotations
 
+import functools
+import io
+import mmap
 import os
 import tempfile
-import functools
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,3 +79,67 @@ def writes_atomically(write):
             write(model, tmp, *args, **options)
         return [path]
     return wrapped
+
+
+# ------------------------------------------------------------------ reading regions of a file lazily
+class FileSlice(io.RawIOBase):
+    """A read-only, seekable file object over bytes ``[start, start + size)`` of an open file (a stored zip
+    member): h5py opens it like a file, and nothing is copied or extracted. Reads use ``os.pread``, so
+    the slice shares no file position with anyone (a forked probe can read it too)."""
+
+    def __init__(self, fileobj, start: int, size: int, name: str = ""):
+        super().__init__()
+        self.fileobj = fileobj  # kept open as long as the slice is used
+        self.fd, self.start, self.size, self.name, self.pos = fileobj.fileno(), start, size, name, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(len(view), self.size - self.pos))
+        got = os.preadv(self.fd, [view[:n]], self.start + self.pos) if n else 0
+        self.pos += got
+        return got
+
+
+class FileMap:
+    """One read-only memory map of a whole file, handing out NumPy arrays at byte offsets: an array is
+    read from disk by the OS only where it is used, and a 1 GiB weight file costs no memory until then.
+    Offsets are checked against the file's size first (a truncated file is a FormatError, never a crash)."""
+
+    def __init__(self, source, label: str):
+        self.label = label
+        try:
+            if isinstance(source, (str, os.PathLike)):
+                with open(source, "rb") as f:
+                    self.size = os.fstat(f.fileno()).st_size
+                    self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+            else:
+                self.size = os.fstat(source.fileno()).st_size
+                self.mm = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+        except (OSError, ValueError) as e:
+            raise FormatError(f"{label}: cannot map the file: {getattr(e, 'strerror', None) or e}") from None
+
+    def array(self, offset: int, shape: tuple, dtype, what: str):
+        """The array of ``shape`` / ``dtype`` stored at ``offset`` (read-only, read on first use)."""
+        import numpy as np
+        dtype = np.dtype(dtype)
+        nbytes = dtype.itemsize
+        for d in shape:
+            nbytes *= int(d)
+        if offset < 0 or offset + nbytes > self.size or self.mm is None:
+            raise FormatError(f"{self.label}: {what} claims bytes {offset}..{offset + nbytes} of a "
+                              f"{self.size}-byte file (truncated or corrupt)")
+        return np.ndarray(shape, dtype, buffer=self.mm, offset=offset)

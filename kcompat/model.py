@@ -13,7 +13,8 @@ import numpy as np
 
 from .errors import KcompatError, ShapeError, UnsupportedError
 from .layers import Layer, Weight, make_layer
-from .layers.base import fmt_shape
+from .layers.base import fmt_shape, weight_size
+from .schema import MAX_DIM, check_alloc, elements, readable_bytes
 from .spec import LayerSpec, ModelSpec, TensorRef, map_refs
 
 NodeKey = tuple  # (layer name, node index)
@@ -114,9 +115,12 @@ class Model:
                 shapes[key] = _as_shape(layer.node_output_shape(args, kwargs))
             except KcompatError as e:
                 raise type(e)(f"{self.spec.source}: {e}") from None
-            except (ValueError, TypeError, IndexError) as e:
+            except (ValueError, TypeError, IndexError, OverflowError) as e:
                 raise ShapeError(f"{self.spec.source}: layer '{key[0]}' ({layer.class_name}): cannot compute its "
                                  f"output shape from input {_fmt_any(args[0] if args else None)}: {e}") from None
+            if not _sane(shapes[key]):
+                raise ShapeError(f"{self.spec.source}: layer '{key[0]}' ({layer.class_name}): output shape "
+                                 f"{_fmt_any(shapes[key])} has a dimension below 0 or above {MAX_DIM}")
         return shapes
 
     def input_shape_of(self, name: str, node: int = 0) -> Any:
@@ -134,8 +138,12 @@ class Model:
                 ws = layer.weights(in_shape)
             except KcompatError as e:
                 raise type(e)(f"{self.spec.source}: {e}") from None
-            t = sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws if w.trainable)
-            n = sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws if not w.trainable)
+            for w in ws:
+                if not _sane(tuple(w.shape)):
+                    raise ShapeError(f"{self.spec.source}: layer '{ls.name}' ({ls.class_name}): weight '{w.name}' "
+                                     f"would have shape {fmt_shape(tuple(w.shape))}, beyond any model")
+            t = sum(weight_size(w) for w in ws if w.trainable)
+            n = sum(weight_size(w) for w in ws if not w.trainable)
             if ls.config.get("trainable") is False:  # a frozen layer: every weight non-trainable, as in Keras
                 t, n = 0, t + n
             info[ls.name] = LayerInfo(ls.name, ls.class_name, self.shapes[(ls.name, 0)], in_shape, t, n, ws)
@@ -154,12 +162,17 @@ class Model:
                 if tuple(arr.shape) != tuple(w.shape):
                     raise ShapeError(f"{where}: weight '{w.name}' expected shape {fmt_shape(w.shape)}; "
                                      f"received {fmt_shape(tuple(arr.shape))}")
+                if arr.dtype.kind not in "fiub" or arr.dtype.itemsize > 8:
+                    raise ShapeError(f"{where}: weight '{w.name}' must hold numbers (float or integer); "
+                                     f"received dtype {arr.dtype}")
             ls.weights = [np.asarray(a, dtype=np.float32) if a.dtype != np.float32 and a.dtype.kind == "f" else a
                           for a in got]
 
     def init_weights(self, seed: int = 0) -> "Model":
         """Give every layer seeded random weights (for an architecture-only JSON)."""
         rng = np.random.default_rng(seed)
+        total = sum(weight_size(w) for info in self.info.values() for w in info.weights)
+        check_alloc(total * 4, f"{self.spec.source}: random weights for {total} parameters")
         for ls in self.spec.layers:
             layer = self.layers[ls.name]
             ls.weights = [random_weight(layer, w, rng) for w in self.info[ls.name].weights]
@@ -218,11 +231,13 @@ class Model:
         if not self.spec.has_weights:
             raise KcompatError(f"{self.spec.source}: the model has no weights; give --weights or init_weights(seed)")
         values: dict[NodeKey, Any] = self._feed(inputs)
+        batch = next(iter(values.values())).shape[0] if values and next(iter(values.values())).ndim else 1
         last_use = self._last_use() if keep is not None else {}
         for step, key in enumerate(self.order):
             if key in values:
                 continue
             layer = self.layers[key[0]]
+            self._check_output_size(key, batch)
             args, kwargs = self._node_args(key, values)
             try:
                 values[key] = layer.call_node(args, kwargs, self.specs[key[0]].weights or [])
@@ -234,6 +249,16 @@ class Model:
                     if last_use.get(dep) == step and dep not in keep:
                         values.pop(dep, None)
         return values
+
+    def _check_output_size(self, key: NodeKey, batch: int) -> None:
+        """ShapeError before a node whose output (at this batch size) this machine cannot hold."""
+        shapes = self.shapes[key] if isinstance(self.shapes[key], list) else [self.shapes[key]]
+        shapes = [s for s in shapes if None not in s[1:]]  # another unknown axis: its size is not known yet
+        size = sum(elements(s, batch) for s in shapes) * 4
+        if size > 1 << 30:
+            check_alloc(size, f"layer '{key[0]}' ({self.layers[key[0]].class_name}): its output "
+                              f"{' + '.join(fmt_shape(s) for s in shapes)} at batch {batch} "
+                              f"({readable_bytes(size)} as float32)")
 
     def _last_use(self) -> dict[NodeKey, int]:
         """For each node, the step (index in ``order``) of the last node that reads it."""
@@ -295,6 +320,13 @@ def random_weight(layer: Layer, w: Weight, rng: np.random.Generator) -> np.ndarr
         limit = np.sqrt(6.0 / max(fan_in + fan_out, 1))
         return rng.uniform(-limit, limit, size=w.shape).astype(np.float32)
     return rng.normal(0.0, 0.1, size=w.shape).astype(np.float32)
+
+
+def _sane(shape: Any) -> bool:
+    """Every dimension unknown or from 0 to MAX_DIM (a shape computed from a hostile config may not be)."""
+    if isinstance(shape, list):
+        return all(_sane(s) for s in shape)
+    return all(d is None or 0 <= d <= MAX_DIM for d in shape)
 
 
 def _is_shape(value: Any) -> bool:

@@ -7,6 +7,7 @@ datasets ``0..k-1``: trainable variables first, then non-trainable.
 """
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -14,8 +15,11 @@ import h5py
 import numpy as np
 
 from ...errors import FormatError, ShapeError
+from ...files import FileMap
 from ...spec import ModelSpec
-from .hdf5 import open_h5
+from .hdf5 import children, h5_errors, member, open_h5, weight_array
+
+ALIGNED = {"alignment_threshold": 4096, "alignment_interval": 64}  # big datasets start on 64-byte boundaries
 
 
 def snake_case(name: str) -> str:
@@ -46,32 +50,40 @@ def saved_layers(spec: ModelSpec) -> list[tuple[str, Any]]:
     return out
 
 
-def read_positional_weights(source: Any, spec: ModelSpec, label: str) -> None:
-    """Fill ``spec.layers[*].weights`` from a Keras 3 positional weights file."""
-    with open_h5(source, label) as f:
+def read_positional_weights(source: Any, spec: ModelSpec, label: str, fmap: FileMap | None = None,
+                            base: int = 0) -> None:
+    """Fill ``spec.layers[*].weights`` from a Keras 3 positional weights file (a path, or an open file
+    object with ``fmap`` mapping the bytes it lies in from ``base``): arrays mapped, not read."""
+    if isinstance(source, (str, os.PathLike)):
+        fmap = FileMap(source, label)
+    with open_h5(source, label) as f, h5_errors(label):
         for group_path, layer in saved_layers(spec):
-            vars_path = f"{group_path}/vars"
-            if vars_path not in f:
-                if group_path in f:
+            where = f"{label}: layer '{layer.name}' ({layer.class_name})"
+            group = member(f, f"{group_path}/vars", where)
+            if group is None:
+                if member(f, group_path, where) is not None:
                     layer.weights = []
                     continue
                 raise FormatError(f"{label}: no weights group '{group_path}' for layer '{layer.name}' "
                                   f"({layer.class_name})")
-            group = f[vars_path]
-            try:
-                keys = sorted(group.keys(), key=int)
-                layer.weights = [np.asarray(group[k][()]) for k in keys]
-            except (ValueError, OSError, KeyError) as e:
-                raise FormatError(f"{label}: weights of layer '{layer.name}' are unreadable: {e}") from None
+            if not isinstance(group, h5py.Group):
+                raise FormatError(f"{where}: '{group_path}/vars' must be a group of datasets 0, 1, ...")
+            keys = children(group)
+            if not all(k.isdigit() for k in keys):
+                raise FormatError(f"{where}: weight names in '{group_path}/vars' must be 0, 1, ...; "
+                                  f"received {sorted(keys)[:5]}")
+            layer.weights = [weight_array(member(group, k, where), f"{where}: weight {k}", fmap, base)
+                             for k in sorted(keys, key=int)]
         for layer in spec.layers:
             if layer.weights is None:
                 layer.weights = []
 
 
 def write_positional_weights(model, target: Any) -> None:
-    """Write a model's weights in Keras 3 positional layout to a path or file-like object."""
+    """Write a model's weights in Keras 3 positional layout to a path or file object, one array at a
+    time (mapped source weights are read as they are written), big datasets aligned to 64 bytes."""
     spec = model.spec
-    with h5py.File(target, "w") as f:
+    with h5py.File(target, "w", **ALIGNED) as f:
         f.create_group("layers")
         for group_path, layer in saved_layers(spec):
             g = f.create_group(f"{group_path}/vars")
