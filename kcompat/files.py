@@ -1,6 +1,6 @@
 """File helpers every reader and writer shares: readable checks, checked targets, atomic writes, lazy reads.
 
-Imports nothing of kcompat but its errors (a leaf module), so any module may use it. A write goes to a
+Imports nothing of kcompat but errors.py and schema.py (leaves), so any module may use it. A write goes to a
 temporary file beside the target and is renamed over it only when complete: a failed or interrupted
 write leaves the target absent or as it was, never half written.
 """
@@ -11,10 +11,14 @@ import io
 import mmap
 import os
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import FormatError
+from .schema import readable_bytes
+
+MAX_RATIO = 100  # zip member: declared size / compressed size. Weights ~1.1:1, JSON ~10:1, zip bombs ~1000:1
 
 
 def check_readable(path: str) -> None:
@@ -143,3 +147,41 @@ class FileMap:
             raise FormatError(f"{self.label}: {what} claims bytes {offset}..{offset + nbytes} of a "
                               f"{self.size}-byte file (truncated or corrupt)")
         return np.ndarray(shape, dtype, buffer=self.mm, offset=offset)
+
+
+# ------------------------------------------------------------------ zip members, bounded
+def zip_member_info(zf: zipfile.ZipFile, name: str, path: str, limit: int | None) -> zipfile.ZipInfo:
+    """A zip member's ZipInfo once its sizes are plausible: under ``limit`` (None: any), not a zip bomb
+    (more than MAX_RATIO times its compressed size), not encrypted; FormatError naming it otherwise."""
+    info = zf.getinfo(name)
+    if info.flag_bits & 0x1:
+        raise FormatError(f"{path}: member {name} is encrypted; Keras archives are not")
+    if limit is not None and info.file_size > limit:
+        raise FormatError(f"{path}: member {name} claims {readable_bytes(info.file_size)}, more than the "
+                          f"{readable_bytes(limit)} kcompat reads for it; refusing it")
+    if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise FormatError(f"{path}: member {name} claims {readable_bytes(info.file_size)} from "
+                          f"{readable_bytes(info.compress_size)} compressed (a zip bomb); refusing to decompress it")
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        raise FormatError(f"{path}: member {name} is stored uncompressed but its sizes disagree (corrupt archive)")
+    return info
+
+
+def read_zip_member(zf: zipfile.ZipFile, name: str, path: str, limit: int) -> bytes:
+    """A small member's bytes, its size checked before and counted while it is decompressed (never more
+    than ``limit`` bytes are held, whatever the archive claims)."""
+    info = zip_member_info(zf, name, path, limit)
+    chunks, total = [], 0
+    try:
+        with zf.open(info) as f:
+            while chunk := f.read(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    raise FormatError(f"{path}: member {name} is larger than the {readable_bytes(limit)} kcompat "
+                                      f"reads for it; refusing it")
+                chunks.append(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+        raise FormatError(f"{path}: member {name} is corrupt: {e}") from None
+    return b"".join(chunks)
+
+

@@ -6,7 +6,7 @@ variables first. Nothing is extracted to disk. Keras stores members uncompressed
 h5 is opened where it lies in the zip and its arrays are mapped, not read (a 1 GiB model costs no
 memory until a layer runs). A compressed weights member is streamed into an anonymous temporary
 file (never into memory). Every member's size is bounded before and while it is read: a member
-claiming more than MAX_RATIO times its compressed size (a zip bomb) is refused before decompressing.
+claiming more than files.MAX_RATIO times its compressed size (a zip bomb) is refused before decompressing.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import time
 import zipfile
 
 from ...errors import FormatError
-from ...files import FileMap, FileSlice, writes_atomically
+from ...files import FileMap, FileSlice, read_zip_member, writes_atomically, zip_member_info
 from ...schema import readable_bytes
 from ...spec import ModelSpec
 from .config import KERAS_VERSION, config_from_spec, parse_json_text, spec_from_config
@@ -28,7 +28,6 @@ from .weights import read_positional_weights, write_positional_weights
 
 MAX_CONFIG = 256 << 20  # config.json: a 20,000-layer model's is ~20 MB
 MAX_METADATA = 1 << 20
-MAX_RATIO = 100  # declared size / compressed size: weights compress ~1.1:1, JSON ~10:1, zip bombs ~1000:1
 ALIGN = 64  # kcompat writes the weights member's bytes at a 64-byte boundary of the archive
 
 
@@ -42,11 +41,11 @@ def read_keras(path: str, weights: str | None = None) -> ModelSpec:
         names = set(zf.namelist())
         if "config.json" not in names:
             raise FormatError(f"{path}: .keras archive has no config.json; received members {sorted(names)[:5]}")
-        config = parse_json_text(read_member(zf, "config.json", path, MAX_CONFIG), f"{path}:config.json")
+        config = parse_json_text(read_zip_member(zf, "config.json", path, MAX_CONFIG), f"{path}:config.json")
         version = None
         if "metadata.json" in names:
             try:
-                version = json.loads(read_member(zf, "metadata.json", path, MAX_METADATA)).get("keras_version")
+                version = json.loads(read_zip_member(zf, "metadata.json", path, MAX_METADATA)).get("keras_version")
             except (json.JSONDecodeError, AttributeError, RecursionError, UnicodeDecodeError):
                 version = None
             version = version if isinstance(version, str) else None
@@ -54,7 +53,7 @@ def read_keras(path: str, weights: str | None = None) -> ModelSpec:
         if "model.weights.h5" not in names:
             raise FormatError(f"{path}: .keras archive has no model.weights.h5")
         label = f"{path}:model.weights.h5"
-        info = _checked_info(zf, "model.weights.h5", path, None)
+        info = zip_member_info(zf, "model.weights.h5", path, None)
         if info.compress_type == zipfile.ZIP_STORED:
             with open(path, "rb") as raw:  # mapped arrays keep their mapping after it is closed
                 start = _data_offset(raw, info, path)
@@ -65,39 +64,6 @@ def read_keras(path: str, weights: str | None = None) -> ModelSpec:
                 _stream_member(zf, info, path, tmp)
                 read_positional_weights(tmp, spec, label, FileMap(tmp, label), 0)
     return spec if weights is None else read_weights_file(weights, spec)
-
-
-def _checked_info(zf: zipfile.ZipFile, name: str, path: str, limit: int | None) -> zipfile.ZipInfo:
-    """The member's ZipInfo once its sizes are plausible: under ``limit``, and not a zip bomb."""
-    info = zf.getinfo(name)
-    if info.flag_bits & 0x1:
-        raise FormatError(f"{path}: member {name} is encrypted; Keras archives are not")
-    if limit is not None and info.file_size > limit:
-        raise FormatError(f"{path}: member {name} claims {readable_bytes(info.file_size)}, more than the "
-                          f"{readable_bytes(limit)} kcompat reads for it; refusing it")
-    if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-        raise FormatError(f"{path}: member {name} claims {readable_bytes(info.file_size)} from "
-                          f"{readable_bytes(info.compress_size)} compressed (a zip bomb); refusing to decompress it")
-    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
-        raise FormatError(f"{path}: member {name} is stored uncompressed but its sizes disagree (corrupt archive)")
-    return info
-
-
-def read_member(zf: zipfile.ZipFile, name: str, path: str, limit: int) -> bytes:
-    """A small member's bytes, its size checked before and counted while it is decompressed."""
-    info = _checked_info(zf, name, path, limit)
-    chunks, total = [], 0
-    try:
-        with zf.open(info) as f:
-            while chunk := f.read(1 << 20):
-                total += len(chunk)
-                if total > limit:
-                    raise FormatError(f"{path}: member {name} is larger than the {readable_bytes(limit)} kcompat "
-                                      f"reads for it; refusing it")
-                chunks.append(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
-        raise FormatError(f"{path}: member {name} is corrupt: {e}") from None
-    return b"".join(chunks)
 
 
 def _data_offset(raw, info: zipfile.ZipInfo, path: str) -> int:

@@ -21,7 +21,7 @@ from ...keras.weights import keras_order
 from ..common import np_dtype
 from . import lower_conv, lower_math, lower_normalization, lower_pooling, lower_reshaping  # noqa: F401 (fill LOWERINGS)
 from .builder import Builder, Sym, sanitize
-from .graph import OnnxGraph, load_checked
+from .graph import OnnxGraph
 from .lowering import LOWERINGS, Dynamic
 from .patterns import find_matches
 
@@ -29,7 +29,7 @@ from .patterns import find_matches
 def read_onnx(path: str, weights: None = None) -> ModelSpec:
     """Read an .onnx file as a Keras Functional ModelSpec (weights included)."""
     path = str(path)
-    graph = OnnxGraph(load_checked(path), path)
+    graph = OnnxGraph.load(path)
     b = Builder(graph)
     for v in graph.inputs:
         dtype = np_dtype(v.type.tensor_type.elem_type)
@@ -111,7 +111,7 @@ def _merge_shared_layers(b: Builder, outputs: list) -> list:
     first layer: same scope, class, config (but name) and bit-identical weights. Returns the new outputs."""
     def key(ls):
         cfg = {k: v for k, v in ls.config.items() if k != "name"}
-        weights = tuple((w.shape, str(w.dtype), np.asarray(w).tobytes()) for w in ls.weights or [])
+        weights = tuple((w.shape, str(w.dtype), digest(w)) for w in ls.weights or [])
         return b.scopes.get(ls.name), ls.class_name, ls.module, repr(sorted(cfg.items())), weights
     first: dict = {}
     moved: dict[str, TensorRef] = {}  # (repeat layer) -> its call as a node of the first layer
@@ -137,6 +137,12 @@ def _merge_shared_layers(b: Builder, outputs: list) -> list:
     for ls in b.layers:
         ls.nodes = [Node(args=map_refs(n.args, fix), kwargs=map_refs(n.kwargs, fix)) for n in ls.nodes]
     return [fix(r) for r in outputs]
+
+
+def digest(array: np.ndarray) -> bytes:
+    """A fingerprint of an array's bytes (not a copy of them: a big model's weights are not held twice)."""
+    import hashlib
+    return hashlib.blake2b(memoryview(np.ascontiguousarray(array)).cast("B"), digest_size=32).digest()
 
 
 def _spec(b: Builder, graph: OnnxGraph, path: str) -> ModelSpec:

@@ -1,0 +1,43 @@
+"""Every hostile file the fuzz harness (or a user) ever broke kcompat with, kept as a small file in
+tests/regressions/ (written by make_regressions.py; cases.json says the command and the words): each
+must now fail cleanly: exit 2, one ``kcompat: error:`` line naming the problem, no traceback, no file
+left behind, in bounded time and memory (the fuzz harness's own checks)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fuzz_run import Case, Server, problems
+
+HERE = Path(__file__).resolve().parent / "regressions"
+CASES = json.loads((HERE / "cases.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("entry", CASES, ids=[c["file"] for c in CASES])
+def test_regression_fails_cleanly(entry, server, tmp_path):
+    inputs = {entry["file"], "faq.keras", "faq_input.npy"} | {a for a in entry["argv"] if (HERE / a).is_file()}
+    for name in inputs:
+        shutil.copyfile(HERE / name, tmp_path / name)
+    result = server.run(entry["argv"], str(tmp_path))
+    case = Case(tmp_path, entry["argv"], entry["file"], inputs)
+    assert not problems(case, result), (problems(case, result), result["output"])
+    assert result["code"] == 2, result["output"]
+    line = result["output"].strip().splitlines()[-1]
+    for word in entry["words"]:
+        assert word in line, (word, line)
+    assert entry["file"] in line or entry["argv"][1] in line, line  # the file is named
+
+
+def test_every_regression_file_is_listed():
+    listed = {c["file"] for c in CASES} | {"faq.keras", "faq_input.npy", "cases.json", "make_regressions.py"}
+    assert {p.name for p in HERE.iterdir()} <= listed
