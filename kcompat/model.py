@@ -108,10 +108,13 @@ class Model:
 
     def _infer_shapes(self) -> dict[NodeKey, Any]:
         shapes: dict[NodeKey, Any] = {}
+        self._first_input_shapes: dict[str, Any] = {}  # layer -> the input shape of its first call
         for key in self.order:
             layer = self.layers[key[0]]
             args, kwargs = self._node_args(key, shapes)
             try:
+                if key[1] == 0:
+                    self._first_input_shapes[key[0]] = layer.node_input_shape(args, kwargs)
                 shapes[key] = _as_shape(layer.node_output_shape(args, kwargs))
             except KcompatError as e:
                 raise type(e)(f"{self.spec.source}: {e}") from None
@@ -133,7 +136,7 @@ class Model:
         info = {}
         for ls in self.spec.layers:
             layer = self.layers[ls.name]
-            in_shape = self.input_shape_of(ls.name)
+            in_shape = self._first_input_shapes[ls.name]
             try:
                 ws = layer.weights(in_shape)
             except KcompatError as e:
@@ -326,11 +329,19 @@ def _sane(shape: Any) -> bool:
     """Every dimension unknown or from 0 to MAX_DIM (a shape computed from a hostile config may not be)."""
     if isinstance(shape, list):
         return all(_sane(s) for s in shape)
-    return all(d is None or 0 <= d <= MAX_DIM for d in shape)
+    for d in shape:
+        if d is not None and not 0 <= d <= MAX_DIM:
+            return False
+    return True
 
 
 def _is_shape(value: Any) -> bool:
-    return isinstance(value, tuple) and all(d is None or isinstance(d, (int, np.integer)) for d in value)
+    if type(value) is not tuple:
+        return False
+    for d in value:
+        if d is not None and not isinstance(d, (int, np.integer)):
+            return False
+    return True
 
 
 def _as_shape(value: Any) -> Any:

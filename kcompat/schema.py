@@ -10,6 +10,7 @@ A leaf module: imports nothing of kcompat but its errors.
 """
 from __future__ import annotations
 
+import copy
 import os
 import resource
 from typing import Any
@@ -77,16 +78,25 @@ def text(value: Any, where: str, key: str) -> str:
 
 
 def check_depth(obj: Any, source: str, limit: int = MAX_DEPTH) -> None:
-    """FormatError if lists / dicts nest deeper than ``limit`` (walked without recursion)."""
-    stack = [(obj, 1)]
-    while stack:
-        item, depth = stack.pop()
+    """FormatError if lists / dicts nest deeper than ``limit`` (walked level by level, without recursion)."""
+    level, depth = [obj], 1
+    while level:
         if depth > limit:
             raise FormatError(f"{source}: the config nests deeper than {limit} levels; not a Keras model config")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        deeper = []
+        for item in level:
+            values = item.values() if type(item) is dict else item if type(item) is list else ()
+            deeper += [v for v in values if type(v) is dict or type(v) is list]
+        level, depth = deeper, depth + 1
+
+
+def copy_json(obj: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars): copy.deepcopy's result, several times faster."""
+    if type(obj) is dict:
+        return {k: copy_json(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [copy_json(v) for v in obj]
+    return obj if type(obj) in (str, int, float, bool, type(None)) else copy.deepcopy(obj)
 
 
 # ------------------------------------------------------------------ sizes and memory

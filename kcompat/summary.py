@@ -36,6 +36,15 @@ def _shape_markup(shape: Any) -> str:
     return "(" + ", ".join(_number(d) for d in shape) + ")"
 
 
+def _shape_plain(shape: Any) -> str:
+    """_shape_markup's text without the markup."""
+    if isinstance(shape, list):
+        if len(shape) == 1:
+            return _shape_plain(shape[0])
+        return "[" + ", ".join(_shape_plain(s) for s in shape) + "]"
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
 def readable_size(size: float) -> str:
     """Keras's readable_memory_size: 976.00 B, 1.50 KB, ..."""
     for unit in ["B", "KB", "MB", "GB", "TB", "PB"]:
@@ -56,6 +65,8 @@ def _table_layers(model: Model) -> list[LayerSpec]:
 
 def _flat_refs(node: Node) -> list[TensorRef]:
     """A node's input tensors in Keras's order (tree.flatten sorts dict keys)."""
+    if not node.kwargs and len(node.args) == 1 and type(node.args[0]) is TensorRef:  # the usual call
+        return [node.args[0]]
     out: list[TensorRef] = []
 
     def walk(obj: Any) -> None:
@@ -91,9 +102,10 @@ def _sequential_like(model: Model) -> bool:
     return len(set(depth.values())) == len(depth)
 
 
-def _connections(ls: LayerSpec) -> str:
+def _connections(ls: LayerSpec, plain: bool = False) -> str:
     # Keras does not escape the inbound layer names here; neither do we.
-    parts = [f"{r.layer}[{_number(r.node)}][{_number(r.index)}]" for n in ls.nodes for r in _flat_refs(n)]
+    number = str if plain else _number
+    parts = [f"{r.layer}[{number(r.node)}][{number(r.index)}]" for n in ls.nodes for r in _flat_refs(n)]
     return ", ".join(parts) or "-"
 
 
@@ -156,23 +168,79 @@ def summary_text(model: Model, line_length: int | None = None, width: int | None
                                                                   else f"width={width}"))
         widths.append(w)
         current += w
-    table = rich.table.Table(*[rich.table.Column(h, justify=j, width=w) for h, j, w in zip(header, justify, widths)],
-                             width=line_length, show_lines=True)
+    columns = list(zip(header, justify, widths))  # (header, justify, width): fresh rich Columns per table
+    rows = []
     for ls in _table_layers(model):
-        name = rich.markup.escape(ls.name) + f" ([color(33)]{rich.markup.escape(ls.class_name)}[/])"
-        shape = _shape_markup(model.shapes[(ls.name, max(len(ls.nodes), 1) - 1)])  # Keras shows the last call
-        row = [name, shape, _number(f"{model.info[ls.name].params:,}")]
+        shape = model.shapes[(ls.name, max(len(ls.nodes), 1) - 1)]  # Keras shows the last call
+        params = f"{model.info[ls.name].params:,}"
+        row = [(rich.markup.escape(ls.name) + f" ([color(33)]{rich.markup.escape(ls.class_name)}[/])",
+                f"{ls.name} ({ls.class_name})"), (_shape_markup(shape), _shape_plain(shape)), (_number(params), params)]
         if not sequential_like:
-            row.append(_connections(ls))
-        table.add_row(*row)
+            row.append((_connections(ls), _connections(ls, plain=True)))
+        names = [ls.name, ls.class_name] + [r.layer for n in ls.nodes for r in _flat_refs(n)]
+        if any("[" in name or "\\" in name for name in names):  # markup-like names: rich renders the row
+            row = [(m, "\x00") for m, _ in row]
+        rows.append(row)
 
     console = rich.console.Console(highlight=False, force_terminal=False, color_system=None, width=width)
     console.begin_capture()
     console.print(_bold(f'Model: "{rich.markup.escape(model.spec.name)}"'))
-    console.print(table)
+    if len(rows) <= FAST_ROWS:
+        console.print(_table(columns, line_length, [[m for m, _ in row] for row in rows]))
+    else:
+        text = console.end_capture()
+        text += "\n".join(_table_lines(console, columns, line_length, rows)) + "\n"
+        console.begin_capture()
     for label, (count, size) in _totals(model).items():
         console.print(_bold(f" {label} params: ") + _number(f"{count:,}") + f" ({readable_size(size)})")
-    return console.end_capture()
+    return (text if len(rows) > FAST_ROWS else "") + console.end_capture()
+
+
+FAST_ROWS = 100  # a longer table's rows are laid out here, not by rich (~1 ms a row): the same characters
+
+
+def _table(columns: list, line_length: int, rows: list, show_header: bool = True):
+    import rich.table
+    table = rich.table.Table(*[rich.table.Column(h, justify=j, width=w) for h, j, w in columns],
+                             width=line_length, show_lines=True, show_header=show_header)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _render(console, table) -> list[str]:
+    console.begin_capture()
+    console.print(table)
+    return console.end_capture().splitlines()
+
+
+def _table_lines(console, columns: list, line_length: int, rows: list) -> list[str]:
+    """The lines rich would print for the table, each row laid out from rich's own template: a two-row
+    table rendered by rich gives the borders, the separator and each column's width; a row whose text fits
+    its columns on one line (ASCII) is written directly, any other is rendered by rich alone."""
+    probe = _render(console, _table(columns, line_length, [["x"] * len(columns), ["y"] * len(columns)]))
+    top, template, separator, bottom = probe[:-4], probe[-4], probe[-3], probe[-1]
+    bar = template[0]
+    cuts = [i for i, ch in enumerate(template) if ch == bar]
+    spans = [cuts[i + 1] - cuts[i] - 3 for i in range(len(cuts) - 1)]  # text width of each column
+
+    def fast(plain: list[str]) -> str | None:
+        cells = []
+        for text, span, column in zip(plain, spans, columns):
+            if len(text) > span or not text.isascii() or not text.isprintable() or text != text.strip():
+                return None
+            cells.append(text.rjust(span) if column[1] == "right" else text.ljust(span))
+        return bar + bar.join(f" {c} " for c in cells) + bar
+
+    if fast(["x"] * len(columns)) != template:  # rich changed its layout: let it render everything
+        return _render(console, _table(columns, line_length, [[m for m, _ in row] for row in rows]))
+    lines = list(top)
+    for i, row in enumerate(rows):
+        line = fast([p for _, p in row])
+        lines += [line] if line is not None else \
+            _render(console, _table(columns, line_length, [[m for m, _ in row]], show_header=False))[1:-1]
+        lines.append(separator if i < len(rows) - 1 else bottom)
+    return lines
 
 
 # ------------------------------------------------------------------ JSON

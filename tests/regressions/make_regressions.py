@@ -58,6 +58,8 @@ def main() -> None:
                 lambda c: layer(c, "A")["inbound_nodes"][0][0].__setitem__(0, "A"))
     json_config(k2, "two_layers_read_each_other.json", ["on a cycle"],
                 lambda c: layer(c, "D16")["inbound_nodes"][0][0].__setitem__(0, "A"))
+    json_config("keras3/faq_flatten_first.json", "dtype_config_is_an_int.json", ["'dtype.config' must be a dict"],
+                lambda c: c["config"]["layers"][1]["config"]["dtype"].__setitem__("config", -7))
     deep = "[" * 1000 + "0" + "]" * 1000
     case("json_1000_deep.json", ["nests"]).write_text(
         (FIXTURES / k2).read_text().replace('"trainable": true', f'"trainable": {deep}', 1))

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ...errors import FormatError, UnsupportedError
-from ...schema import check_depth, dims, index, need, shown
+from ...schema import check_depth, copy_json, dims, index, need, shown
 from ...spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
 
 KERAS_VERSION = "3.15.1"  # the Keras 3 dialect kcompat's writers follow (and claim in the files they write)
@@ -37,7 +37,6 @@ def parse_json_text(text: str | bytes, source: str) -> dict:
         raise FormatError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise FormatError(f"{source}: the JSON nests too deep to be a Keras model config") from None
-    check_depth(data, source)
     if not isinstance(data, dict) or "class_name" not in data:
         raise FormatError(f"{source}: expected a Keras model config with 'class_name'; received {type(data).__name__}")
     return data
@@ -69,11 +68,12 @@ def _layer_base(entry: Any, source: str, number: int) -> LayerSpec:
         raise FormatError(f"{source}: layer #{number} is not a Keras layer config (needs 'class_name' and 'config')")
     where = f"{source}: layer #{number}"
     class_name = need(entry["class_name"], "a string", where, "class_name")
-    cfg = copy.deepcopy(entry["config"])
+    cfg = copy_json(entry["config"])
     name = entry.get("name") or cfg.get("name") or f"{class_name.lower()}_{number}"
     need(name, "a string", where, "name")
     where = f"{source}: layer '{name}' ({class_name})"
     need(cfg.setdefault("name", name), "a string", where, "config.name")
+    _check_dtype(cfg.get("dtype"), where)
     layer = LayerSpec(name=name, class_name=class_name, config=cfg,
                       module=need(entry.get("module"), "a string", where, "module", optional=True),
                       build_config=need(entry.get("build_config"), "a dict", where, "build_config", optional=True))
@@ -82,6 +82,15 @@ def _layer_base(entry: Any, source: str, number: int) -> LayerSpec:
         cfg["axis"] = int(cfg["axis"][0])  # Keras 2 wrote axis=[3]; Keras 3 from_config wants 3 (its legacy
         # loader converts the same way: keras/src/legacy/saving/saving_utils.py model_from_config)
     return layer
+
+
+def _check_dtype(dtype: Any, where: str) -> None:
+    """A layer's ``dtype``: a name ("float32"), or a DTypePolicy ``{"config": {"name": "float32"}}``."""
+    if isinstance(dtype, dict):
+        policy = need(dtype.get("config", {}), "a dict", where, "dtype.config")
+        need(policy.get("name"), "a string", where, "dtype.config.name", optional=True)
+    else:
+        need(dtype, "a string", where, "dtype", optional=True)
 
 
 def _refuse_code(spec: ModelSpec, source: str) -> None:

@@ -132,6 +132,10 @@ def weight_array(item: Any, where: str, fmap: FileMap | None, base: int = 0) -> 
     if not isinstance(item, h5py.Dataset):
         raise FormatError(f"{where}: expected a dataset of numbers; received {type(item).__name__}")
     dtype = item.dtype
+    if dtype == np.dtype("V2") and item.attrs.get("dtype") in ("bfloat16", b"bfloat16"):  # Keras 3's bfloat16
+        import ml_dtypes  # (saving_lib.py H5IOStore: opaque 2-byte values, attribute dtype="bfloat16")
+        check_alloc(item.size * 4, f"{where} (shape {item.shape}, bfloat16 as float32)")
+        return np.asarray(item[()]).view(ml_dtypes.bfloat16).astype(np.float32)
     if dtype.kind not in "fiub" or dtype.itemsize > 8 or dtype.fields or dtype.subdtype:
         raise FormatError(f"{where}: expected a dataset of numbers (float or integer); received dtype {dtype}")
     shape = tuple(int(d) for d in item.shape)

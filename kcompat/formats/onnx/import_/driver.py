@@ -9,6 +9,7 @@ tensor it computes, so ONNX Runtime can run the original file as the reference.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from collections import Counter
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ....errors import FormatError, UnsupportedError
+from ....schema import shown
 from ....spec import ModelSpec, Node, TensorRef, map_refs
 from ...keras.weights import keras_order
 from ..common import np_dtype
@@ -61,7 +63,9 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
             unsupported[f"{label} ({e})"] += 1
             poisoned.update(outs)
             continue
-        except (ValueError, TypeError, IndexError) as e:  # inputs of shapes the op cannot take
+        except FormatError as e:  # a malformed attribute
+            raise FormatError(f"{path}: {e}") from None
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as e:  # inputs the op cannot take
             unsupported[f"{label} (cannot lower node '{node.name}': {e})"] += 1
             poisoned.update(outs)
             continue
@@ -87,17 +91,49 @@ def _value(b: Builder, name: str) -> Any:
     raise UnsupportedError(f"input '{name}' could not be computed")
 
 
-def _lower(b: Builder, node) -> list:
-    """Call the op's lowering with inputs positional and attributes by keyword."""
+@functools.lru_cache(maxsize=None)
+def attribute_schema(fn) -> tuple[dict, bool]:
+    """A lowering's attributes, from its signature (the signature is the op's schema): name -> the kind
+    its default says (int, float, str, list; None: any), and whether it takes any others (**kwargs)."""
+    kinds, any_other = {}, False
+    for p in list(inspect.signature(fn).parameters.values())[1:]:
+        if p.kind == p.VAR_KEYWORD:
+            any_other = True
+        elif p.default is not p.empty:
+            d = p.default
+            kinds[p.name] = (bool if isinstance(d, bool) else int if isinstance(d, int) else float if isinstance(d, float)
+                             else str if isinstance(d, str) else list if isinstance(d, (list, tuple)) else None)
+        else:
+            kinds[p.name] = None
+    return kinds, any_other
+
+
+def _attribute(node, a, kind) -> Any:
+    """One attribute's value, checked against the kind the lowering's default gives it."""
     from onnx import helper
+    try:
+        value = helper.get_attribute_value(a)
+    except (ValueError, TypeError) as e:
+        raise FormatError(f"node '{node.name}' ({node.op_type}): attribute '{a.name}' is malformed: {e}") from None
+    value = value.decode(errors="replace") if isinstance(value, bytes) else value
+    ok = (kind is None or (kind in (int, bool) and isinstance(value, int)) or (kind is float and isinstance(value, (int, float)))
+          or (kind is str and isinstance(value, str)) or (kind is list and isinstance(value, (list, tuple))))
+    if not ok:
+        expected = {int: "an integer", bool: "an integer", float: "a float", str: "a string", list: "a list"}[kind]
+        raise FormatError(f"node '{node.name}' ({node.op_type}): attribute '{a.name}' must be {expected}. "
+                          f"Received: {a.name}={shown(value)}")
+    return value
+
+
+def _lower(b: Builder, node) -> list:
+    """Call the op's lowering with inputs positional and attributes by keyword (checked: attribute_schema)."""
     fn = LOWERINGS[node.op_type]
-    params = inspect.signature(fn).parameters
+    kinds, any_other = attribute_schema(fn)
     attrs = {}
     for a in node.attribute:
-        if a.name not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        if a.name not in kinds and not any_other:
             raise UnsupportedError(f"attribute {a.name}")
-        value = helper.get_attribute_value(a)
-        attrs[a.name] = value.decode(errors="replace") if isinstance(value, bytes) else value
+        attrs[a.name] = _attribute(node, a, kinds.get(a.name))
     inputs = [_value(b, n) for n in node.input]
     while inputs and inputs[-1] is None:
         inputs.pop()

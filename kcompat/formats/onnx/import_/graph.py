@@ -134,6 +134,8 @@ class OnnxGraph:
     def _hint(self, node, known: dict):
         """A value_info for node's output 0 when inference left it unknown or with an unnamed dim."""
         from onnx import helper
+        if node.op_type not in SAME_SHAPE and node.op_type not in ("Resize", "Upsample", "Tile"):
+            return None
         out = node.output[0] if node.output else ""
         x = node.input[0] if node.input else ""
         if not out or not x or x not in known or self._resolved(out) or not self._resolved(x):

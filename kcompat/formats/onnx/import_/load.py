@@ -211,8 +211,8 @@ def _check_text(model, path: str) -> None:
 def _unknown_ops(model) -> set[str]:
     """Default-domain op types with no ONNX schema (Erfc from tf2onnx, typos, future ops)."""
     import onnx
-    return {n.op_type for n in model.graph.node
-            if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type, "")}
+    used = {n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx")}
+    return {op for op in used if not onnx.defs.has(op, "")}
 
 
 def _all_tensors_of_attr(attr):
