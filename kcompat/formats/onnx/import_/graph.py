@@ -41,6 +41,7 @@ class OnnxGraph:
             raise FormatError(f"{path}: the model imports no default-domain ONNX opset")
         self.producer_name = model.producer_name or ""
         self.nodes = list(graph.node)
+        self._attributes: dict[int, dict] = {}  # id(node) -> attributes (the nodes live as long as the graph)
         init_names = {t.name for t in graph.initializer}
         self.inputs = [v for v in graph.input if v.name not in init_names]
         self.outputs = [v.name for v in graph.output]
@@ -76,6 +77,16 @@ class OnnxGraph:
                 raise FormatError(f"{self.path}: node '{node.name}' ({node.op_type}) reads {missing[0]!r} before it is "
                                   f"computed (graph not topologically sorted, or a dangling input)")
             known.update(node.output)
+
+    def attributes(self, node) -> dict:
+        """A node's attributes as Python values (bytes decoded, repeated as lists), computed once per node."""
+        key = id(node)
+        if key not in self._attributes:
+            from onnx import helper
+            values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            self._attributes[key] = {k: v.decode(errors="replace") if isinstance(v, bytes) else
+                                     (list(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items()}
+        return self._attributes[key]
 
     def single_use(self, tensor: str) -> bool:
         """``tensor`` feeds exactly one node and is not a graph output."""
