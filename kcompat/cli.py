@@ -90,8 +90,11 @@ def cmd_convert(args) -> int:
     from .formats import save
     model = _load_model(args.src, args.weights, args.random_weights)
     options = {"opset": args.opset} if args.opset is not None else {}
+    if args.external_data:
+        options["external_data"] = True
     if options and Path(args.dst).suffix.lower() != ".onnx":
-        raise KcompatError(f"{args.dst}: --opset applies only to .onnx output")
+        raise KcompatError(f"{args.dst}: {'--opset' if 'opset' in options else '--external-data'} applies only "
+                           f"to .onnx output")
     written = save(model, args.dst, **options)
     print("wrote " + ", ".join(written), file=sys.stderr)
     return EXIT_OK
@@ -155,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dst")
     c.add_argument("--weights")
     c.add_argument("--opset", type=int, help="ONNX opset for .onnx output (default: newest onnxruntime runs)")
+    c.add_argument("--external-data", action="store_true",
+                   help="write the .onnx weights to <dst>.data beside it (default: only past protobuf's 2 GB)")
     c.add_argument("--random-weights", type=int, metavar="SEED", help="seeded random weights for an architecture-only JSON")
     c.set_defaults(func=cmd_convert)
 

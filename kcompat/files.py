@@ -63,6 +63,42 @@ def atomic_path(target: str):
             os.unlink(tmp)
 
 
+@contextmanager
+def atomic_paths(main: str, *companions: str):
+    """Temporary paths beside ``main`` and each companion (the .json and its weights, the .onnx and its
+    external data), committed together on success. A writer that does not write a companion deletes its
+    temporary file. The main file is the one readers open, and it names its companions, so the commit
+    order keeps every instant consistent: the old main file is removed, companions are renamed into
+    place, the new main file is renamed last. A write killed at any moment leaves the main file absent
+    or whole with whole companions (a stray companion, or ``.part`` files, at worst)."""
+    targets = [str(main), *map(str, companions)]
+    folder = check_target(targets[0])
+    tmps: list[str] = []
+    try:
+        for target in targets:
+            check_target(target)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{Path(target).name}.", suffix=".part", dir=folder)
+            except OSError as e:
+                raise FormatError(f"{target}: cannot write in folder {folder}: {e.strerror or e}") from None
+            os.close(fd)
+            tmps.append(tmp)
+        yield tmps
+        for tmp, target in zip(tmps, targets):
+            if os.path.exists(tmp):
+                os.chmod(tmp, new_file_mode(target))
+        if os.path.lexists(targets[0]) and len(targets) > 1:
+            os.unlink(targets[0])
+        for tmp, target in zip(tmps[1:], targets[1:]):
+            if os.path.exists(tmp):
+                os.replace(tmp, target)
+        os.replace(tmps[0], targets[0])
+    finally:
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
 def new_file_mode(target: str) -> int:
     """The mode ``open(target, "w")`` would give: the existing file's, else 0o666 less the umask."""
     try:

@@ -20,9 +20,11 @@ import numpy as np
 from ....errors import FormatError
 from ....files import FileMap
 from ....schema import elements
+from ..common import skeleton as skeleton_of
 
 MAX_ELEMENTS = 1 << 31  # per tensor: refuse a claim of 10^12 elements before allocating anything
 STRIP_BYTES = 1 << 20  # initializers bigger than this leave the protobuf once read into arrays
+STRIPPED = "kcompat:read"  # the external-data location marking a stripped initializer (never opened)
 PACKED = (16, 17, 18, 19, 20, 21, 22, 23, 25, 26)  # bfloat16 / float8 / 4-bit: stored in other widths
 
 
@@ -87,6 +89,11 @@ def read_lazily(path: str):
     return model, arrays
 
 
+def skeleton(model):
+    """``model`` with its stripped initializers as typed graph inputs (for onnx.checker and shape inference)."""
+    return skeleton_of(model, STRIPPED)
+
+
 def tensor_array(tensor, path: str) -> np.ndarray:
     """An inline tensor's value, or FormatError naming it (unknown element type, bytes that do not fit)."""
     from onnx import numpy_helper
@@ -95,28 +102,6 @@ def tensor_array(tensor, path: str) -> np.ndarray:
     except Exception as e:  # noqa: BLE001 (KeyError for an unknown type, ValueError / TypeError for bad data)
         raise FormatError(f"{path}: tensor '{tensor.name}' (element type {tensor.data_type}) cannot be read: "
                           f"{_first_line(e) or type(e).__name__}") from None
-
-
-def skeleton(model):
-    """``model`` with its stripped initializers as typed graph inputs: what onnx.checker and shape inference
-    need (types and shapes), without the bytes they would serialize. ``model`` itself when none is stripped."""
-    from onnx import ModelProto, helper
-    stripped = [t for t in model.graph.initializer if _is_stripped(t)]
-    if not stripped:
-        return model
-    out = ModelProto()
-    out.CopyFrom(model)  # cheap: the big bytes are gone already
-    names = {t.name for t in stripped}
-    kept = [t for t in out.graph.initializer if t.name not in names]
-    del out.graph.initializer[:]
-    out.graph.initializer.extend(kept)
-    listed = {v.name for v in out.graph.input}
-    out.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-                           for t in stripped if t.name not in listed)
-    return out
-
-
-STRIPPED = "kcompat:read"  # the external-data location marking a stripped initializer (never opened)
 
 
 def _strip(tensor) -> None:
