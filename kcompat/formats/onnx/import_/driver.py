@@ -145,25 +145,28 @@ def _merge_shared_layers(b: Builder, outputs: list) -> list:
     """One Keras layer called twice exports as two ONNX node groups of the same scope reading the same
     weights (``shared/Gemm``, ``shared/Gemm_1``). Fold such a repeat back into a second call node of the
     first layer: same scope, class, config (but name) and bit-identical weights. Returns the new outputs."""
-    def key(ls):
+    def key(ls):  # cheap: the weights' bytes are compared only between layers alike in all else
         cfg = {k: v for k, v in ls.config.items() if k != "name"}
-        weights = tuple((w.shape, str(w.dtype), digest(w)) for w in ls.weights or [])
-        return b.scopes.get(ls.name), ls.class_name, ls.module, repr(sorted(cfg.items())), weights
-    first: dict = {}
+        shapes = tuple((w.shape, str(w.dtype)) for w in ls.weights or [])
+        return b.scopes.get(ls.name), ls.class_name, ls.module, repr(sorted(cfg.items())), shapes
+    groups: dict = {}
+    for ls in b.layers:
+        if ls.class_name != "InputLayer" and ls.weights and b.scopes.get(ls.name) is not None and len(ls.nodes) == 1:
+            groups.setdefault(key(ls), []).append(ls)
     moved: dict[str, TensorRef] = {}  # (repeat layer) -> its call as a node of the first layer
-    for ls in list(b.layers):
-        if ls.class_name == "InputLayer" or not ls.weights or b.scopes.get(ls.name) is None or len(ls.nodes) != 1:
-            continue
-        k = key(ls)
-        if k not in first:
-            first[k] = ls
-            continue
-        owner = first[k]
-        owner.nodes.append(ls.nodes[0])
-        moved[ls.name] = TensorRef(owner.name, len(owner.nodes) - 1)
-        b.layers.remove(ls)
-        b.by_name.pop(ls.name, None)
-        b.onnx_names.pop(ls.name, None)
+    for members in (m for m in groups.values() if len(m) > 1):
+        first: dict = {}
+        for ls in members:
+            weights = tuple(digest(w) for w in ls.weights)
+            if weights not in first:
+                first[weights] = ls
+                continue
+            owner = first[weights]
+            owner.nodes.append(ls.nodes[0])
+            moved[ls.name] = TensorRef(owner.name, len(owner.nodes) - 1)
+            b.by_name.pop(ls.name, None)
+            b.onnx_names.pop(ls.name, None)
+    b.layers = [ls for ls in b.layers if ls.name not in moved]
     if not moved:
         return outputs
 
