@@ -155,9 +155,10 @@ class FileSlice(io.RawIOBase):
 
 
 class FileMap:
-    """One read-only memory map of a whole file, handing out NumPy arrays at byte offsets: an array is
-    read from disk by the OS only where it is used, and a 1 GiB weight file costs no memory until then.
-    Offsets are checked against the file's size first (a truncated file is a FormatError, never a crash)."""
+    """One copy-on-write memory map of a whole file, handing out NumPy arrays at byte offsets: an array is
+    read from disk by the OS only where it is used, and a 1 GiB weight file costs no memory until then;
+    writing to an array changes memory, never the file. Offsets are checked against the file's size
+    first (a truncated file is a FormatError, never a crash)."""
 
     def __init__(self, source, label: str):
         self.label = label
@@ -165,15 +166,15 @@ class FileMap:
             if isinstance(source, (str, os.PathLike)):
                 with open(source, "rb") as f:
                     self.size = os.fstat(f.fileno()).st_size
-                    self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+                    self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if self.size else None
             else:
                 self.size = os.fstat(source.fileno()).st_size
-                self.mm = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+                self.mm = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_COPY) if self.size else None
         except (OSError, ValueError) as e:
             raise FormatError(f"{label}: cannot map the file: {getattr(e, 'strerror', None) or e}") from None
 
     def array(self, offset: int, shape: tuple, dtype, what: str):
-        """The array of ``shape`` / ``dtype`` stored at ``offset`` (read-only, read on first use)."""
+        """The array of ``shape`` / ``dtype`` stored at ``offset`` (read on first use)."""
         import numpy as np
         dtype = np.dtype(dtype)
         nbytes = dtype.itemsize
