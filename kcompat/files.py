@@ -87,8 +87,8 @@ def atomic_paths(main: str, *companions: str):
         for tmp, target in zip(tmps, targets):
             if os.path.exists(tmp):
                 os.chmod(tmp, new_file_mode(target))
-        if os.path.lexists(targets[0]) and len(targets) > 1:
-            os.unlink(targets[0])
+        if os.path.lexists(targets[0]) and any(os.path.exists(t) for t in tmps[1:]):
+            os.unlink(targets[0])  # the old main file must not name the new companions
         for tmp, target in zip(tmps[1:], targets[1:]):
             if os.path.exists(tmp):
                 os.replace(tmp, target)

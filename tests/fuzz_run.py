@@ -58,6 +58,10 @@ def _child(case: dict, out: str) -> None:
         os.chdir(case["cwd"])
         limit = _vm_bytes() + ADDRESS_SPACE
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if case["argv"] == ["__sleep__"]:  # the harness's own test: a child that hangs
+            time.sleep(3600)
+        if case.get("kill_at_replace") is not None:  # tests/test_interrupted_writes.py: die at a commit point
+            _kill_at_replace(case["kill_at_replace"])
         from kcompat import cli
         code = cli.main(case["argv"])
     except SystemExit as e:
@@ -69,6 +73,19 @@ def _child(case: dict, out: str) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _kill_at_replace(calls: int) -> None:
+    """SIGKILL this process at its ``calls``-th os.replace (0: the first), as a crash at that instant."""
+    real = os.replace
+
+    def replace(src, dst):
+        nonlocal calls
+        if calls == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls -= 1
+        return real(src, dst)
+    os.replace = replace
 
 
 def serve() -> None:
@@ -128,10 +145,11 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
 
-    def run(self, argv: list[str], cwd: str, timeout: float = TIMEOUT) -> dict:
+    def run(self, argv: list[str], cwd: str, timeout: float = TIMEOUT, kill_at_replace: int | None = None) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
-        self.proc.stdin.write(json.dumps({"argv": argv, "cwd": cwd, "timeout": timeout}) + "\n")
+        self.proc.stdin.write(json.dumps({"argv": argv, "cwd": cwd, "timeout": timeout,
+                                          "kill_at_replace": kill_at_replace}) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
