@@ -21,8 +21,10 @@ from ...files import FileMap, check_readable, writes_atomically
 from ...model import Model
 from ...spec import ModelSpec
 from .config import KERAS_VERSION, config_from_spec, parse_json_text, spec_from_config
-from .hdf5 import h5_errors, member, open_h5, read_attr_list, string_attr, weight_array
+from .hdf5 import h5_errors, link_types, member, open_h5, read_attr_list, string_attr, weight_array
 from .weights import ALIGNED, read_positional_weights, saved_layers
+
+HDF5_OBJECT_HEADER_LIMIT = 64512  # keras/src/legacy/saving/legacy_h5_format.py: the largest plain attribute
 
 
 
@@ -69,19 +71,20 @@ def read_legacy_weights(group: h5py.Group, spec: ModelSpec, label: str, fmap: Fi
     """Fill ``spec`` weights from a legacy group: ``layer_names``, then each layer's ``weight_names``
     (arrays mapped from ``fmap``, the file the group is in, when given)."""
     names = set(read_attr_list(group, "layer_names", label))
+    links = link_types(group.file)
     for layer in spec.layers:
         if layer.is_op or (layer.class_name == "InputLayer" and layer.name not in names):
             layer.weights = []
             continue
         where = f"{label}: layer '{layer.name}' ({layer.class_name})"
-        layer_group = member(group, layer.name, where) if layer.name in names else None
+        layer_group = member(group, layer.name, where, links) if layer.name in names else None
         if not isinstance(layer_group, h5py.Group):
             listed = sorted(names)[:10]
             raise FormatError(f"{label}: no weights for layer '{layer.name}' ({layer.class_name}); "
                               f"the file holds layers {listed}")
         weights = []
         for wname in read_attr_list(layer_group, "weight_names", where):
-            item = member(layer_group, wname, where)
+            item = member(layer_group, wname, where, links)
             if not isinstance(item, h5py.Dataset):
                 raise FormatError(f"{label}: layer '{layer.name}' lists weight '{wname}' but the file has no "
                                   f"such dataset")
@@ -112,11 +115,15 @@ def read_weights_file(path: str, spec: ModelSpec) -> ModelSpec:
 def write_h5(model, path: str) -> None:
     """Write ``model`` as a legacy full-model ``.h5`` that Keras 3 ``load_model`` opens."""
     spec = model.spec
-    config = config_from_spec(spec, model.tensor_shapes())
-    with h5py.File(path, "w", **ALIGNED) as f:
+    config = json.dumps(config_from_spec(spec, model.tensor_shapes())).encode("utf-8")
+    names = sum(len(ls.name) + 1 for ls in spec.layers)
+    # An attribute over 64 KiB (a config of thousands of layers) needs HDF5's dense attribute storage, from
+    # the 1.8 file format on; smaller models keep the oldest format, which every reader opens.
+    big = {"libver": ("v108", "latest")} if max(len(config), names) > HDF5_OBJECT_HEADER_LIMIT else {}
+    with h5py.File(path, "w", **ALIGNED, **big) as f:
         f.attrs["keras_version"] = KERAS_VERSION
         f.attrs["backend"] = "tensorflow"
-        f.attrs["model_config"] = json.dumps(config).encode("utf-8")
+        f.attrs["model_config"] = config
         write_legacy_weights(model, f.create_group("model_weights"))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ...errors import FormatError, ShapeError
 from ...files import FileMap
 from ...spec import ModelSpec
-from .hdf5 import children, h5_errors, member, open_h5, weight_array
+from .hdf5 import children, h5_errors, link_types, member, open_h5, weight_array
 
 ALIGNED = {"alignment_threshold": 4096, "alignment_interval": 64}  # big datasets start on 64-byte boundaries
 
@@ -57,11 +57,12 @@ def read_positional_weights(source: Any, spec: ModelSpec, label: str, fmap: File
     if isinstance(source, (str, os.PathLike)):
         fmap = FileMap(source, label)
     with open_h5(source, label) as f, h5_errors(label):
+        links = link_types(f)
         for group_path, layer in saved_layers(spec):
             where = f"{label}: layer '{layer.name}' ({layer.class_name})"
-            group = member(f, f"{group_path}/vars", where)
+            group = member(f, f"{group_path}/vars", where, links)
             if group is None:
-                if member(f, group_path, where) is not None:
+                if member(f, group_path, where, links) is not None:
                     layer.weights = []
                     continue
                 raise FormatError(f"{label}: no weights group '{group_path}' for layer '{layer.name}' "
@@ -72,7 +73,7 @@ def read_positional_weights(source: Any, spec: ModelSpec, label: str, fmap: File
             if not all(k.isdigit() for k in keys):
                 raise FormatError(f"{where}: weight names in '{group_path}/vars' must be 0, 1, ...; "
                                   f"received {sorted(keys)[:5]}")
-            layer.weights = [weight_array(member(group, k, where), f"{where}: weight {k}", fmap, base)
+            layer.weights = [weight_array(member(group, k, where, links), f"{where}: weight {k}", fmap, base)
                              for k in sorted(keys, key=int)]
         for layer in spec.layers:
             if layer.weights is None:

@@ -27,7 +27,7 @@ from . import (activation_layers, activations, conv, core, embedding, merging, n
                ops, ops_array, pooling, preprocessing, regularization, reshaping)  # (they fill the tables)
 from .context import ExportContext
 from .registry import ACTIVATIONS, exporter_for
-from .store import AUTO_EXTERNAL, SPOOLED, TensorStore
+from .store import EXTERNAL_BYTES, SPOOLED, TensorStore
 
 
 @functools.lru_cache(maxsize=None)
@@ -204,10 +204,10 @@ def write_onnx(model, path: str, opset: int | None = None, optimize: bool = True
     path = str(path)
     data_path = path + ".data"
     with atomic_paths(path, data_path) as (tmp, tmp_data):
-        store = TensorStore(tmp_data)
+        store = TensorStore(tmp_data, EXTERNAL_BYTES if external_data else None)
         try:
             proto = to_onnx(model, opset, optimize, store)
-            if external_data is False and store.nbytes + proto.ByteSize() >= AUTO_EXTERNAL:
+            if external_data is False and not store.fits_one_file(proto):
                 raise UnsupportedError(f"{model.spec.source}: the ONNX model would exceed protobuf's 2 GB limit; "
                                        f"write it with external data (--external-data)")
             external = store.save(proto, tmp, os.path.basename(data_path), external_data)

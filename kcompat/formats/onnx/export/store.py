@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 BIG_BYTES = 1 << 16  # initializers from this size on go to the spool (shape and axes constants stay inline)
+EXTERNAL_BYTES = 1 << 10  # with external data asked for: onnx's own size_threshold (convert_model_to_external_data)
 AUTO_EXTERNAL = (1 << 31) - (64 << 20)  # past this (protobuf's 2 GiB, less room for the graph): external data
 ALIGN = 4096
 SPOOLED = "kcompat:spool"  # the location of a spooled tensor until save() says where it lives
@@ -30,8 +31,9 @@ SPOOLED = "kcompat:spool"  # the location of a spooled tensor until save() says 
 class TensorStore:
     """Big initializers appended to ``spool_path`` (a temporary file beside the target) as they are made."""
 
-    def __init__(self, spool_path: str):
+    def __init__(self, spool_path: str, threshold: int | None = None):
         self.path = spool_path
+        self.threshold = BIG_BYTES if threshold is None else threshold
         self.file = open(spool_path, "wb+")
         self.where: dict[str, tuple[int, int]] = {}  # tensor name -> (offset, nbytes) in the spool
 
@@ -42,7 +44,7 @@ class TensorStore:
     def tensor(self, array: np.ndarray, name: str):
         """A TensorProto for ``array``: inline when small, else its bytes appended to the spool."""
         from onnx import TensorProto, helper, numpy_helper
-        if array.nbytes < BIG_BYTES or array.dtype.hasobject:
+        if array.nbytes < self.threshold or array.dtype.hasobject:
             return numpy_helper.from_array(array, name)
         array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         offset = self.nbytes
@@ -69,6 +71,10 @@ class TensorStore:
         data = os.pread(self.file.fileno(), nbytes, offset)
         return np.frombuffer(data, dtype).reshape(tuple(proto.dims))
 
+    def fits_one_file(self, model) -> bool:
+        """Whether ``model`` with its spooled tensors stays under AUTO_EXTERNAL as one protobuf."""
+        return self.nbytes + model.ByteSize() < AUTO_EXTERNAL
+
     def spooled(self, proto) -> bool:
         return any(e.key == "location" and e.value == SPOOLED for e in proto.external_data)
 
@@ -80,7 +86,7 @@ class TensorStore:
         self.file.flush()
         big = [t for t in model.graph.initializer if self.spooled(t)]
         if external is None:
-            external = self.nbytes + model.ByteSize() >= AUTO_EXTERNAL
+            external = not self.fits_one_file(model)
         if external and big:
             for t in big:
                 for entry in t.external_data:
