@@ -171,22 +171,13 @@ def summary_text(model: Model, line_length: int | None = None, width: int | None
     columns = list(zip(header, justify, widths))  # (header, justify, width): fresh rich Columns per table
     rows = []
     for ls in _table_layers(model):
-        shape = model.shapes[(ls.name, max(len(ls.nodes), 1) - 1)]  # Keras shows the last call
-        params = f"{model.info[ls.name].params:,}"
-        row = [(rich.markup.escape(ls.name) + f" ([color(33)]{rich.markup.escape(ls.class_name)}[/])",
-                f"{ls.name} ({ls.class_name})"), (_shape_markup(shape), _shape_plain(shape)), (_number(params), params)]
-        if not sequential_like:
-            row.append((_connections(ls), _connections(ls, plain=True)))
-        names = [ls.name, ls.class_name] + [r.layer for n in ls.nodes for r in _flat_refs(n)]
-        if any("[" in name or "\\" in name for name in names):  # markup-like names: rich renders the row
-            row = [(m, "\x00") for m, _ in row]
-        rows.append(row)
+        rows.append(_Row(model, ls, sequential_like))
 
     console = rich.console.Console(highlight=False, force_terminal=False, color_system=None, width=width)
     console.begin_capture()
     console.print(_bold(f'Model: "{rich.markup.escape(model.spec.name)}"'))
     if len(rows) <= FAST_ROWS:
-        console.print(_table(columns, line_length, [[m for m, _ in row] for row in rows]))
+        console.print(_table(columns, line_length, [row.markup() for row in rows]))
     else:
         text = console.end_capture()
         text += "\n".join(_table_lines(console, columns, line_length, rows)) + "\n"
@@ -197,6 +188,31 @@ def summary_text(model: Model, line_length: int | None = None, width: int | None
 
 
 FAST_ROWS = 100  # a longer table's rows are laid out here, not by rich (~1 ms a row): the same characters
+
+
+class _Row:
+    """One table row: its rich markup (as Keras writes it), or its plain text when that is what rich shows."""
+
+    def __init__(self, model: Model, ls: LayerSpec, with_connections: bool):
+        self.model, self.ls, self.connections = model, ls, not with_connections
+        self.shape = model.shapes[(ls.name, max(len(ls.nodes), 1) - 1)]  # Keras shows the last call
+        self.params = f"{model.info[ls.name].params:,}"
+
+    def markup(self) -> list[str]:
+        import rich.markup
+        ls = self.ls
+        row = [rich.markup.escape(ls.name) + f" ([color(33)]{rich.markup.escape(ls.class_name)}[/])",
+               _shape_markup(self.shape), _number(self.params)]
+        return row + [_connections(ls)] if self.connections else row
+
+    def plain(self) -> list[str] | None:
+        """None when a name could read as markup (rich decides how such a row looks)."""
+        ls = self.ls
+        refs = [r.layer for n in ls.nodes for r in _flat_refs(n)] if self.connections else []
+        if any("[" in name or "\\" in name for name in [ls.name, ls.class_name, *refs]):
+            return None
+        row = [f"{ls.name} ({ls.class_name})", _shape_plain(self.shape), self.params]
+        return row + [_connections(ls, plain=True)] if self.connections else row
 
 
 def _table(columns: list, line_length: int, rows: list, show_header: bool = True):
@@ -233,12 +249,13 @@ def _table_lines(console, columns: list, line_length: int, rows: list) -> list[s
         return bar + bar.join(f" {c} " for c in cells) + bar
 
     if fast(["x"] * len(columns)) != template:  # rich changed its layout: let it render everything
-        return _render(console, _table(columns, line_length, [[m for m, _ in row] for row in rows]))
+        return _render(console, _table(columns, line_length, [row.markup() for row in rows]))
     lines = list(top)
     for i, row in enumerate(rows):
-        line = fast([p for _, p in row])
+        plain = row.plain()
+        line = None if plain is None else fast(plain)
         lines += [line] if line is not None else \
-            _render(console, _table(columns, line_length, [[m for m, _ in row]], show_header=False))[1:-1]
+            _render(console, _table(columns, line_length, [row.markup()], show_header=False))[1:-1]
         lines.append(separator if i < len(rows) - 1 else bottom)
     return lines
 

@@ -174,21 +174,23 @@ def test_5000_node_onnx_chain(tmp_path):
         >= 2500
 
 
-def test_5000_layer_keras_model_summary_run_convert(tmp_path):
+@pytest.mark.parametrize("n", [1000, pytest.param(5000, marks=pytest.mark.slow)])
+def test_deep_keras_model_read_written_run(tmp_path, n):
+    """A chain of n Dense layers through .keras, .h5 (past HDF5's 64 KiB attribute limit) and .onnx."""
     layers = [{"class_name": "InputLayer", "name": "in", "config": {"batch_shape": [None, 4], "name": "in"},
                "inbound_nodes": []}]
-    for i in range(5000):
+    for i in range(n):
         layers.append({"class_name": "Dense", "name": f"d{i}", "config": {"name": f"d{i}", "units": 4},
                        "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__",
                                                     "config": {"keras_history": [layers[-1]["name"], 0, 0]}}],
                                           "kwargs": {}}]})
     config = {"class_name": "Functional", "config": {"name": "deep", "layers": layers, "input_layers": [["in", 0, 0]],
-                                                      "output_layers": [["d4999", 0, 0]]}}
+                                                      "output_layers": [[f"d{n - 1}", 0, 0]]}}
     (tmp_path / "deep.json").write_text(json.dumps(config))
     model = kcompat.load(str(tmp_path / "deep.json")).init_weights(0)
     x = np.ones((1, 4), np.float32)
     for ext in (".keras", ".h5", ".onnx"):
         kcompat.save(model, str(tmp_path / f"deep{ext}"))
         back = kcompat.load(str(tmp_path / f"deep{ext}"))
-        assert back.total_params == 5000 * 20
+        assert back.total_params == n * 20
         np.testing.assert_allclose(back.predict(x)[0], model.predict(x)[0], rtol=1e-4, atol=1e-6)

@@ -7,6 +7,7 @@ datasets ``0..k-1``: trainable variables first, then non-trainable.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Any
@@ -22,6 +23,7 @@ from .hdf5 import children, h5_errors, link_types, member, open_h5, weight_array
 ALIGNED = {"alignment_threshold": 4096, "alignment_interval": 64}  # big datasets start on 64-byte boundaries
 
 
+@functools.lru_cache(maxsize=1024)
 def snake_case(name: str) -> str:
     """keras.src.utils.naming.to_snake_case."""
     name = re.sub(r"\W+", "", name)
