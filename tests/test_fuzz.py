@@ -20,7 +20,7 @@ import pytest
 
 from fuzz_run import Case, Server, make_case, problems
 
-CASES = int(os.environ.get("KCOMPAT_FUZZ_CASES", "40"))
+CASES = int(os.environ.get("KCOMPAT_FUZZ_CASES", "60"))
 SEED = int(os.environ.get("KCOMPAT_FUZZ_SEED", "0"))
 
 
