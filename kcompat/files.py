@@ -162,16 +162,23 @@ class FileMap:
 
     def __init__(self, source, label: str):
         self.label = label
+        self.fd = None  # where arrays are read from when the file cannot be mapped
         try:
-            if isinstance(source, (str, os.PathLike)):
-                with open(source, "rb") as f:
-                    self.size = os.fstat(f.fileno()).st_size
-                    self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if self.size else None
-            else:
-                self.size = os.fstat(source.fileno()).st_size
-                self.mm = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_COPY) if self.size else None
-        except (OSError, ValueError) as e:
-            raise FormatError(f"{label}: cannot map the file: {getattr(e, 'strerror', None) or e}") from None
+            f = open(source, "rb") if isinstance(source, (str, os.PathLike)) else None
+            fileno = (f or source).fileno()
+            self.size = os.fstat(fileno).st_size
+            try:
+                self.mm = mmap.mmap(fileno, 0, access=mmap.ACCESS_COPY) if self.size else None
+            except (OSError, ValueError):  # a file system without mmap: arrays are read when asked for
+                self.mm, self.fd = None, os.dup(fileno)
+            if f is not None:
+                f.close()
+        except OSError as e:
+            raise FormatError(f"{label}: cannot read the file: {e.strerror or e}") from None
+
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
 
     def array(self, offset: int, shape: tuple, dtype, what: str):
         """The array of ``shape`` / ``dtype`` stored at ``offset`` (read on first use)."""
@@ -180,10 +187,15 @@ class FileMap:
         nbytes = dtype.itemsize
         for d in shape:
             nbytes *= int(d)
-        if offset < 0 or offset + nbytes > self.size or self.mm is None:
+        if offset < 0 or offset + nbytes > self.size:
             raise FormatError(f"{self.label}: {what} claims bytes {offset}..{offset + nbytes} of a "
                               f"{self.size}-byte file (truncated or corrupt)")
-        return np.ndarray(shape, dtype, buffer=self.mm, offset=offset)
+        if self.mm is not None:
+            return np.ndarray(shape, dtype, buffer=self.mm, offset=offset)
+        data = bytearray(nbytes)
+        if nbytes and (self.fd is None or os.preadv(self.fd, [data], offset) != nbytes):
+            raise FormatError(f"{self.label}: {what}: the file ended early")
+        return np.frombuffer(data, dtype).reshape(shape)
 
 
 # ------------------------------------------------------------------ zip members, bounded

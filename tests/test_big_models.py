@@ -194,3 +194,18 @@ def test_deep_keras_model_read_written_run(tmp_path, n):
         back = kcompat.load(str(tmp_path / f"deep{ext}"))
         assert back.total_params == n * 20
         np.testing.assert_allclose(back.predict(x)[0], model.predict(x)[0], rtol=1e-4, atol=1e-6)
+
+
+def test_file_systems_without_mmap_read_the_weights(tmp_path, monkeypatch):
+    """Where a file cannot be mapped, the weights are read into memory instead: the same model."""
+    import kcompat.files
+    model = _dense_stack(16, 2)
+    kcompat.save(model, str(tmp_path / "m.keras"))
+
+    def no_mmap(*args, **kwargs):
+        raise OSError(19, "No such device")
+    monkeypatch.setattr(kcompat.files.mmap, "mmap", no_mmap)
+    loaded = kcompat.load(str(tmp_path / "m.keras"))
+    assert not any(_mapped(w) for ls in loaded.spec.layers for w in ls.weights or [])
+    x = np.ones((2, 16), np.float32)
+    np.testing.assert_array_equal(loaded.predict(x)[0], model.predict(x)[0])
