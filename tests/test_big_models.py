@@ -23,6 +23,7 @@ from kcompat.formats.keras.config import spec_from_config
 from kcompat.model import Model
 
 ROOT = Path(__file__).resolve().parent.parent
+MMAP = mmap.mmap  # (a test below replaces mmap.mmap)
 
 
 def _dense_stack(units: int, layers: int, seed: int = 0) -> Model:
@@ -45,9 +46,9 @@ def _peak_mib(argv: list[str], cwd: Path) -> float:
 
 def _mapped(array: np.ndarray) -> bool:
     base = array
-    while base is not None and not isinstance(base, mmap.mmap):
+    while base is not None and not isinstance(base, MMAP):
         base = base.base
-    return isinstance(base, mmap.mmap)
+    return isinstance(base, MMAP)
 
 
 @pytest.mark.parametrize("ext", [".keras", ".h5", ".json"])
