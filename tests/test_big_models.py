@@ -46,7 +46,7 @@ def _peak_mib(argv: list[str], cwd: Path) -> float:
 
 def _mapped(array: np.ndarray) -> bool:
     base = array
-    while base is not None and not isinstance(base, MMAP):
+    while isinstance(base, np.ndarray):
         base = base.base
     return isinstance(base, MMAP)
 
