@@ -210,5 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def _one_line(text: str, limit: int = 2000) -> str:
+    """The message on one line, its middle cut when a hostile file makes it huge (a 4,000-character name)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit * 2 // 3]} [...] {text[-limit // 3:]}"

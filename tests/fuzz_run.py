@@ -127,7 +127,7 @@ def serve() -> None:
         seconds = time.monotonic() - start
         code = os.waitstatus_to_exitcode(status)
         text = Path(out).read_text(errors="replace") if os.path.exists(out) else ""
-        reply.write(json.dumps({"code": code, "output": text[-4000:], "seconds": seconds, "timed_out": timed_out,
+        reply.write(json.dumps({"code": code, "output": text[-65536:], "seconds": seconds, "timed_out": timed_out,
                                 "mib": max(0, usage.ru_maxrss - base) / 1024}) + "\n")
         reply.flush()
     shutil.rmtree(scratch, ignore_errors=True)
@@ -256,11 +256,13 @@ def problems(case: Case, result: dict) -> list[str]:
     errors = [l for l in lines if l.startswith("kcompat: error:")]
     if code == 2 and len(errors) != 1:
         found.append(f"{len(errors)} error lines")
+    if any(len(line) > 2100 for line in errors):
+        found.append("an error line over 2,000 characters")
     stray = [l for l in lines if not l.startswith(("kcompat: error:", "kcompat: note:", "wrote "))]
     if case.argv[0] in ("summary", "verify") and code in (0, 1):
         stray = []  # the table itself
     if any("Traceback" in l for l in lines) or (code == 2 and stray):
-        found.append("stray output: " + " / ".join(stray[:3]))
+        found.append("stray output: " + " / ".join(s[:200] for s in stray[:3]))
     for bad in ("internal error", "Unable to allocate", "MemoryError", "RecursionError"):
         if bad in text:
             found.append(bad)

@@ -60,6 +60,12 @@ def main() -> None:
                 lambda c: layer(c, "D16")["inbound_nodes"][0][0].__setitem__(0, "A"))
     json_config("keras3/faq_flatten_first.json", "dtype_config_is_an_int.json", ["'dtype.config' must be a dict"],
                 lambda c: c["config"]["layers"][1]["config"]["dtype"].__setitem__("config", -7))
+    def long_name(c):  # a 4,000-character layer name in an error: the line is cut in the middle
+        d16 = layer(c, "D16")
+        d16["name"] = d16["config"]["name"] = "relu" * 1000
+        d16["config"]["units"] = -1
+        layer(c, "A")["inbound_nodes"][0][0][0] = "relu" * 1000
+    json_config(k2, "layer_name_of_4000_characters.json", ["[...]", "Received: units=-1"], long_name)
     deep = "[" * 1000 + "0" + "]" * 1000
     case("json_1000_deep.json", ["nests"]).write_text(
         (FIXTURES / k2).read_text().replace('"trainable": true', f'"trainable": {deep}', 1))
