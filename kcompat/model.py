@@ -218,6 +218,8 @@ class Model:
             if arr.dtype.kind == "f" or arr.dtype.kind == "b":
                 arr = arr.astype(np.float32, copy=False)
             expected = self.shapes[(ref.layer, ref.node)]
+            if arr.ndim and arr.shape[0] == 0:
+                raise ShapeError(f"input '{ref.layer}' has no samples (shape {fmt_shape(arr.shape)}); give at least one")
             ok = arr.ndim == len(expected) and all(e is None or e == g for e, g in zip(expected, arr.shape))
             if not ok:
                 raise ShapeError(f"input '{ref.layer}' expected shape {fmt_shape(expected)}; "

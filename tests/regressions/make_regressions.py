@@ -115,6 +115,9 @@ def main() -> None:
     CASES.append({"file": "header_claims_more_than_the_file.npy",
                   "argv": ["run", "faq.keras", "-i", "header_claims_more_than_the_file.npy", "-o", "o.npy"],
                   "words": ["claims shape (9999999, 3, 2)", "truncated"]})
+    np.save(HERE / "no_samples.npy", np.ones((0, 3, 2), np.float32))  # a batch of 0: Flatten could not reshape it
+    CASES.append({"file": "no_samples.npy", "argv": ["run", "faq.keras", "-i", "no_samples.npy", "-o", "o.npy"],
+                  "words": ["no_samples.npy", "has no samples"]})
     shutil.copyfile(FIXTURES / "keras3" / "faq_dense_first.keras", HERE / "faq.keras")
     # zip: a bzip2 member of 4 GiB from 45 bytes; a weights member escaping the folder by name
     with zipfile.ZipFile(FIXTURES / "keras3" / "faq_dense_first.keras") as zf:
