@@ -249,6 +249,10 @@ class Model:
             except KcompatError as e:
                 named = f"layer '{key[0]}'" in str(e)
                 raise type(e)(str(e) if named else f"layer '{key[0]}' ({layer.class_name}): {e}") from None
+            except ValueError as e:  # NumPy refusing these arrays (a graph whose shapes only fail at run time)
+                shapes = [tuple(a.shape) for a in _arrays(args)]
+                raise ShapeError(f"layer '{key[0]}' ({layer.class_name}): cannot run on inputs of shape "
+                                 f"{_fmt_any(shapes)}: {e}") from None
             if keep is not None:
                 for dep in set(self._node_deps(key)):
                     if last_use.get(dep) == step and dep not in keep:
@@ -325,6 +329,15 @@ def random_weight(layer: Layer, w: Weight, rng: np.random.Generator) -> np.ndarr
         limit = np.sqrt(6.0 / max(fan_in + fan_out, 1))
         return rng.uniform(-limit, limit, size=w.shape).astype(np.float32)
     return rng.normal(0.0, 0.1, size=w.shape).astype(np.float32)
+
+
+def _arrays(obj: Any) -> list:
+    """The arrays in a nested call-argument structure."""
+    if isinstance(obj, np.ndarray):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [a for item in obj for a in _arrays(item)]
+    return []
 
 
 def _sane(shape: Any) -> bool:

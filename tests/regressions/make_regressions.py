@@ -101,6 +101,20 @@ def main() -> None:
     at = data.find(b"SNOD")
     data[at:at + 4] = b"XXXX"
     case("bad_symbol_table_node.h5", ["corrupt"]).write_bytes(bytes(data))
+    # found by the fuzz harness: a zeroed KiB that makes libhdf5 spin reading the model_config attribute
+    # after its symbol table fails (the probe must go on past a failure); a MatMul by a vector whose output
+    # only a concrete batch shows cannot be reshaped as the graph says
+    data = bytearray((FIXTURES / "keras3" / "mnist_cnn.h5").read_bytes())
+    data[5888:6912] = bytes(1024)
+    case("zeroed_block_spins_on_model_config.h5", ["did not finish"]).write_bytes(bytes(data))
+    import onnx
+    model = onnx.load(str(FIXTURES / "onnx" / "dense_3d.keras_export.onnx"))
+    next(n for n in model.graph.node if n.name == "dense_3d_1/proj_1/BiasAdd").op_type = "MatMul"
+    onnx.save(model, str(HERE / "matmul_by_a_vector_then_reshape.onnx"))
+    np.save(HERE / "tokens.npy", np.ones((2, 5, 8), np.float32))
+    CASES.append({"file": "matmul_by_a_vector_then_reshape.onnx",
+                  "argv": ["run", "matmul_by_a_vector_then_reshape.onnx", "-i", "tokens.npy", "-o", "o.npz"],
+                  "words": ["layer 'flat' (Reshape)", "cannot run on inputs of shape [(2, 5)]"]})
     # .npy inputs: a header with flipped bits, a header claiming 4 TiB
     good = (HERE / "faq_input.npy").read_bytes()
     flipped = bytearray(good)
@@ -134,7 +148,6 @@ def main() -> None:
         for name, data in members.items():
             out.writestr("../model.weights.h5" if name == "model.weights.h5" else name, data)
     # ONNX: a Reshape target of 2**62, an initializer claiming 2**40 elements, external data outside
-    import onnx
     model = onnx.load(str(FIXTURES / "onnx" / "dense_3d.tf2onnx.onnx"))
     _reshape_to(model, [2**62, -1])
     onnx.save(model, str(case("reshape_to_2_pow_62.onnx", ["4611686018427387904"])))

@@ -32,28 +32,44 @@ PROBE_LIMIT = 300.0  # ... and after this long in all
 def _walk_h5(source: Any, tick=lambda: None) -> None:
     """Parse every object header and attribute of an HDF5 file (never dataset bytes), calling ``tick`` as it
     goes. Low-level calls: libhdf5 visits the objects in C (hard links only), so a 20,000-object file takes a
-    second, not ten."""
+    second, not ten. An error in one place (a damaged symbol table) does not end the walk: everything
+    else the real read may touch is still walked, root attributes first."""
     with h5py.File(source, "r") as f:
-        objects = [(b".", h5py.h5o.get_info(f.id).num_attrs)]
+        _read_attributes(f.id)
+        objects = []
 
         def seen(name, info):
             objects.append((name, info.num_attrs))
             if len(objects) % 64 == 0:
                 tick()
-        h5py.h5o.visit(f.id, seen, info=True)
+        try:
+            h5py.h5o.visit(f.id, seen, info=True)
+        except Exception:  # noqa: BLE001 (the objects listed so far are still walked)
+            pass
+        tick()
         for count, (name, n_attrs) in enumerate(objects):
             if count % 64 == 0:
                 tick()
-            if not n_attrs:
-                continue
-            oid = h5py.h5o.open(f.id, name)
-            for i in range(n_attrs):
-                attr = h5py.h5a.open(oid, index=i)
+            if n_attrs:
                 try:
-                    value = np.empty(attr.shape, dtype=attr.dtype)
-                    attr.read(value, mtype=h5py.h5t.py_create(attr.dtype))
+                    _read_attributes(h5py.h5o.open(f.id, name))
                 except Exception:  # noqa: BLE001 (errors are for the real read to report; hangs are ours)
                     pass
+
+
+def _read_attributes(oid) -> None:
+    """Read every attribute of one object, as h5py's AttributeManager would (errors ignored)."""
+    try:
+        count = h5py.h5a.get_num_attrs(oid)
+    except Exception:  # noqa: BLE001
+        return
+    for i in range(count):
+        try:
+            attr = h5py.h5a.open(oid, index=i)
+            value = np.empty(attr.shape, dtype=attr.dtype)
+            attr.read(value, mtype=h5py.h5t.py_create(attr.dtype))
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def probe_h5(source: Any, label: str, seconds: float | None = None) -> None:
