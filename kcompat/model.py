@@ -14,7 +14,7 @@ import numpy as np
 from .errors import KcompatError, ShapeError, UnsupportedError
 from .layers import Layer, Weight, make_layer
 from .layers.base import fmt_shape, weight_size
-from .schema import MAX_DIM, check_alloc, elements, readable_bytes
+from .schema import MAX_DIM, check_alloc, elements, readable_bytes, shown
 from .spec import LayerSpec, ModelSpec, TensorRef, map_refs
 
 NodeKey = tuple  # (layer name, node index)
@@ -113,12 +113,16 @@ class Model:
             layer = self.layers[key[0]]
             args, kwargs = self._node_args(key, shapes)
             try:
+                in_shape = layer.node_input_shape(args, kwargs)
+                if self.specs[key[0]].nodes and not self.specs[key[0]].is_op and not _is_shapes(in_shape):
+                    raise ShapeError(f"layer '{key[0]}' ({layer.class_name}): its input must be a tensor or a list "
+                                     f"of tensors; received {shown(in_shape)}")
                 if key[1] == 0:
-                    self._first_input_shapes[key[0]] = layer.node_input_shape(args, kwargs)
+                    self._first_input_shapes[key[0]] = in_shape
                 shapes[key] = _as_shape(layer.node_output_shape(args, kwargs))
             except KcompatError as e:
                 raise type(e)(f"{self.spec.source}: {e}") from None
-            except (ValueError, TypeError, IndexError, OverflowError) as e:
+            except (ValueError, TypeError, IndexError, KeyError, OverflowError) as e:
                 raise ShapeError(f"{self.spec.source}: layer '{key[0]}' ({layer.class_name}): cannot compute its "
                                  f"output shape from input {_fmt_any(args[0] if args else None)}: {e}") from None
             if not _sane(shapes[key]):
@@ -329,6 +333,11 @@ def random_weight(layer: Layer, w: Weight, rng: np.random.Generator) -> np.ndarr
         limit = np.sqrt(6.0 / max(fan_in + fan_out, 1))
         return rng.uniform(-limit, limit, size=w.shape).astype(np.float32)
     return rng.normal(0.0, 0.1, size=w.shape).astype(np.float32)
+
+
+def _is_shapes(value: Any) -> bool:
+    """A shape, or a non-empty list of shapes (what a layer's input may be)."""
+    return _is_shape(value) or (isinstance(value, list) and bool(value) and all(_is_shapes(v) for v in value))
 
 
 def _arrays(obj: Any) -> list:

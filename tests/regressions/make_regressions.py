@@ -50,6 +50,8 @@ def main() -> None:
                 lambda c: layer(c, "branch_a")["inbound_nodes"][0]["args"][0]["config"].__setitem__("keras_history", 7))
     json_config(k3, "k3_arg_is_an_int.json", ["layer 'branch_a'"],  # an int argument: not a tensor
                 lambda c: layer(c, "branch_a")["inbound_nodes"][0].__setitem__("args", [7]))
+    json_config(k3, "k3_input_is_not_a_keras_tensor.json", ["layer 'branch_a'", "its input must be a tensor"],
+                lambda c: layer(c, "branch_a")["inbound_nodes"][0]["args"][0].__setitem__("class_name", "relu"))
     json_config(k2, "layer_name_is_a_float.json", ["'name' must be a string", "Received: name=3.25"],
                 lambda c: layer(c, "A").__setitem__("name", 3.25))
     json_config(k2, "units_10_pow_100.json", ["layer 'D16'", "'units'", "Received: units=1000"],

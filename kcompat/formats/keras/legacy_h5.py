@@ -104,10 +104,17 @@ def read_weights_file(path: str, spec: ModelSpec) -> ModelSpec:
                               f"attribute); received top-level keys {sorted(f.keys())[:5]}")
     if group is None:  # Keras 3 positional layout
         read_positional_weights(path, spec, path)
-    try:  # weight counts and shapes, with errors naming the weights file
-        Model(dataclasses.replace(spec, source=path))
+    weights = [ls.weights for ls in spec.layers]
+    try:  # the architecture alone first: its errors name its own file
+        for ls in spec.layers:
+            ls.weights = None
+        Model(spec)
     except UnsupportedError:
-        pass  # a problem of the architecture, reported against its own file when the model is built
+        return spec  # reported when the model is built
+    finally:
+        for ls, w in zip(spec.layers, weights):
+            ls.weights = w
+    Model(dataclasses.replace(spec, source=path))  # weight counts and shapes, errors naming the weights file
     return spec
 
 
