@@ -21,7 +21,7 @@ from ...files import FileMap, check_readable, writes_atomically
 from ...model import Model
 from ...spec import ModelSpec
 from .config import KERAS_VERSION, config_from_spec, parse_json_text, spec_from_config
-from .hdf5 import h5_errors, link_types, member, open_h5, read_attr_list, string_attr, weight_array
+from .hdf5 import dataset, h5_errors, link_types, member, open_h5, read_attr_list, string_attr, weight_array
 from .weights import ALIGNED, read_positional_weights, saved_layers
 
 HDF5_OBJECT_HEADER_LIMIT = 64512  # keras/src/legacy/saving/legacy_h5_format.py: the largest plain attribute
@@ -84,8 +84,8 @@ def read_legacy_weights(group: h5py.Group, spec: ModelSpec, label: str, fmap: Fi
                               f"the file holds layers {listed}")
         weights = []
         for wname in read_attr_list(layer_group, "weight_names", where):
-            item = member(layer_group, wname, where, links)
-            if not isinstance(item, h5py.Dataset):
+            item = dataset(layer_group, wname, where, links)
+            if item is None:
                 raise FormatError(f"{label}: layer '{layer.name}' lists weight '{wname}' but the file has no "
                                   f"such dataset")
             weights.append(weight_array(item, f"{where}: weight '{wname}'", fmap))

@@ -18,7 +18,7 @@ import numpy as np
 from ...errors import FormatError, ShapeError
 from ...files import FileMap
 from ...spec import ModelSpec
-from .hdf5 import children, h5_errors, link_types, member, open_h5, weight_array
+from .hdf5 import children, dataset, h5_errors, link_types, member, open_h5, weight_array
 
 ALIGNED = {"alignment_threshold": 4096, "alignment_interval": 64}  # big datasets start on 64-byte boundaries
 
@@ -75,7 +75,7 @@ def read_positional_weights(source: Any, spec: ModelSpec, label: str, fmap: File
             if not all(k.isdigit() for k in keys):
                 raise FormatError(f"{where}: weight names in '{group_path}/vars' must be 0, 1, ...; "
                                   f"received {sorted(keys)[:5]}")
-            layer.weights = [weight_array(member(group, k, where, links), f"{where}: weight {k}", fmap, base)
+            layer.weights = [weight_array(dataset(group, k, where, links), f"{where}: weight {k}", fmap, base)
                              for k in sorted(keys, key=int)]
         for layer in spec.layers:
             if layer.weights is None:
