@@ -1,13 +1,17 @@
-"""Reading and writing .npy / .npz data safely: pickles off, names checked, atomic writes."""
+"""Reading and writing .npy / .npz data safely: pickles off, headers checked against the bytes the file
+holds before anything is allocated, .npz members bounded like any zip member, names checked, atomic
+writes. Reference: numpy/lib/format.py (the .npy format)."""
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import FormatError, ShapeError
-from .files import atomic_path
+from .files import atomic_path, zip_member_info
+from .schema import check_alloc, elements
 
 
 def _load(path: str):
@@ -19,17 +23,42 @@ def _load(path: str):
     if p.suffix.lower() not in (".npy", ".npz"):
         raise FormatError(f"{path}: expected a .npy or .npz file; received extension {p.suffix!r}")
     try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.lib.npyio.NpzFile):
-            return {k: data[k] for k in data.files}
-        return data
-    except ValueError as e:
-        if "allow_pickle" in str(e) or "pickle" in str(e).lower():
-            raise FormatError(f"{path}: holds pickled Python objects; kcompat never unpickles data files "
-                              f"(save plain numeric arrays)") from None
-        raise FormatError(f"{path}: not a valid NumPy file: {e}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        if p.suffix.lower() == ".npy":
+            with open(path, "rb") as f:
+                return _read_npy(f, os.fstat(f.fileno()).st_size, path)
+        with zipfile.ZipFile(path) as zf:
+            out = {}
+            for info in zf.infolist():
+                where = f"{path}:{info.filename}"
+                zip_member_info(zf, info.filename, path, None)
+                with zf.open(info) as f:
+                    out[info.filename[:-4] if info.filename.endswith(".npy") else info.filename] = \
+                        _read_npy(f, info.file_size, where)
+            return out
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, NotImplementedError) as e:
         raise FormatError(f"{path}: not a valid NumPy file (truncated or corrupt): {e}") from None
+
+
+def _read_npy(f, size: int, where: str) -> np.ndarray:
+    """One .npy array from ``f`` (``size`` bytes in all), its header checked first: a dtype of numbers or
+    text (never pickled objects), and a shape the remaining bytes actually hold."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+    except Exception as e:  # noqa: BLE001 (a damaged header raises ValueError, SyntaxError, TokenError...)
+        raise FormatError(f"{where}: not a valid .npy array (corrupt header: {type(e).__name__})") from None
+    if dtype.hasobject:
+        raise FormatError(f"{where}: holds pickled Python objects; kcompat never unpickles data files "
+                          f"(save plain numeric arrays)")
+    nbytes = elements(shape) * dtype.itemsize
+    if nbytes > size - f.tell():
+        raise FormatError(f"{where}: the header claims shape {shape} of {dtype} ({nbytes} bytes) but the file holds "
+                          f"{max(size - f.tell(), 0)} (truncated or corrupt)")
+    check_alloc(nbytes, f"{where}: array of shape {shape}")
+    f.seek(0)
+    return fmt.read_array(f, allow_pickle=False)
 
 
 def read_inputs(path: str, input_names: list[str]) -> list[np.ndarray]:

@@ -163,8 +163,11 @@ def cmd_convert(args) -> int:
     from .formats import save
     model = _load_model(args.src, args.weights, args.random_weights, args=args)
     options = {"opset": args.opset} if args.opset is not None else {}
+    if args.external_data:
+        options["external_data"] = True
     if options and Path(args.dst).suffix.lower() != ".onnx":
-        raise KcompatError(f"{args.dst}: --opset applies only to .onnx output")
+        raise KcompatError(f"{args.dst}: {'--opset' if 'opset' in options else '--external-data'} applies only "
+                           f"to .onnx output")
     written = save(model, args.dst, **options)
     print("wrote " + ", ".join(written), file=sys.stderr)
     return EXIT_OK
@@ -270,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dst")
     c.add_argument("--weights", help=WEIGHTS_HELP)
     c.add_argument("--opset", type=int, help="ONNX opset for .onnx output (default: newest onnxruntime runs)")
+    c.add_argument("--external-data", action="store_true",
+                   help="write the .onnx weights to <dst>.data beside it (default: only past protobuf's 2 GB)")
     c.add_argument("--random-weights", type=int, metavar="SEED",
                    help="seeded random weights for an architecture-only JSON (default: none, an error)")
     _layout_options(c)
@@ -359,5 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def _one_line(text: str, limit: int = 2000) -> str:
+    """The message on one line, its middle cut when a hostile file makes it huge (a 4,000-character name)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit * 2 // 3]} [...] {text[-limit // 3:]}"

@@ -19,9 +19,11 @@ import numpy as np
 from . import buffers
 from .errors import KcompatError, ShapeError, UnsupportedError
 from .layers import Layer, Weight, lookup, missing_class_message
-from .layers.base import fmt_shape
+from .layers.base import fmt_shape, weight_size
 from .nested import expand, legacy_weight_order, weightless_to_empty
 from .masks import keras2_rules, mask_arguments, output_masks
+from .schema import MAX_DIM, check_alloc, elements, readable_bytes, shown
+from .shapes import arrays_in, as_shape, fmt_any, is_shape, is_shapes, sane
 from .spec import LayerSpec, ModelSpec, TensorRef, map_refs
 
 NodeKey = tuple  # (layer name, node index)
@@ -130,21 +132,31 @@ class Model:
 
         def get(ref: TensorRef):
             out = values[(ref.layer, ref.node)]
-            return out[ref.index] if isinstance(out, (list, tuple)) and not _is_shape(out) else out
+            return out[ref.index] if isinstance(out, (list, tuple)) and not is_shape(out) else out
         return map_refs(node.args, get), map_refs(node.kwargs, get)
 
     def _infer_shapes(self) -> dict[NodeKey, Any]:
         shapes: dict[NodeKey, Any] = {}
+        self._first_input_shapes: dict[str, Any] = {}  # layer -> the input shape of its first call
         for key in self.order:
             layer = self.layers[key[0]]
             args, kwargs = self.node_args(key, shapes)
             try:
-                shapes[key] = _as_shape(layer.node_output_shape(args, kwargs))
+                in_shape = layer.node_input_shape(args, kwargs)
+                if self.specs[key[0]].nodes and not self.specs[key[0]].is_op and not is_shapes(in_shape):
+                    raise ShapeError(f"layer '{key[0]}' ({layer.class_name}): its input must be a tensor or a list "
+                                     f"of tensors; received {shown(in_shape)}")
+                if key[1] == 0:
+                    self._first_input_shapes[key[0]] = in_shape
+                shapes[key] = as_shape(layer.node_output_shape(args, kwargs))
             except KcompatError as e:
                 raise type(e)(f"{self.spec.source}: {e}") from None
-            except (ValueError, TypeError, IndexError) as e:
+            except (ValueError, TypeError, IndexError, KeyError, OverflowError) as e:
                 raise ShapeError(f"{self.spec.source}: layer '{key[0]}' ({layer.class_name}): cannot compute its "
-                                 f"output shape from input {_fmt_any(args[0] if args else None)}: {e}") from None
+                                 f"output shape from input {fmt_any(args[0] if args else None)}: {e}") from None
+            if not sane(shapes[key]):
+                raise ShapeError(f"{self.spec.source}: layer '{key[0]}' ({layer.class_name}): output shape "
+                                 f"{fmt_any(shapes[key])} has a dimension below 0 or above {MAX_DIM}")
         return shapes
 
     def input_shape_of(self, name: str, node: int = 0) -> Any:
@@ -158,13 +170,17 @@ class Model:
         frozen = self.expansion.frozen
         for ls in self.graph.layers:
             layer = self.layers[ls.name]
-            in_shape = self.input_shape_of(ls.name)
+            in_shape = self._first_input_shapes[ls.name]
             try:
                 ws = layer.weights(in_shape)
             except KcompatError as e:
                 raise type(e)(f"{self.spec.source}: {e}") from None
-            t = sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws if w.trainable)
-            n = sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws if not w.trainable)
+            for w in ws:
+                if not sane(tuple(w.shape)):
+                    raise ShapeError(f"{self.spec.source}: layer '{ls.name}' ({ls.class_name}): weight '{w.name}' "
+                                     f"would have shape {fmt_shape(tuple(w.shape))}, beyond any model")
+            t = sum(weight_size(w) for w in ws if w.trainable)
+            n = sum(weight_size(w) for w in ws if not w.trainable)
             if ls.name in frozen:  # a frozen layer (or in a frozen model): every weight non-trainable, as in Keras
                 t, n = 0, t + n
             info[ls.name] = LayerInfo(ls.name, ls.class_name, self.shapes[(ls.name, 0)], in_shape, t, n, ws)
@@ -222,12 +238,17 @@ class Model:
                 if tuple(arr.shape) != tuple(w.shape):
                     raise ShapeError(f"{where}: weight '{w.name}' expected shape {fmt_shape(w.shape)}; "
                                      f"received {fmt_shape(tuple(arr.shape))}")
+                if arr.dtype.kind not in "fiub" or arr.dtype.itemsize > 8:
+                    raise ShapeError(f"{where}: weight '{w.name}' must hold numbers (float or integer); "
+                                     f"received dtype {arr.dtype}")
             self._store(ls.name, [np.asarray(a, dtype=np.float32) if a.dtype != np.float32 and a.dtype.kind == "f"
                                   else a for a in got])
 
     def init_weights(self, seed: int = 0) -> "Model":
         """Give every layer seeded random weights (for an architecture-only JSON)."""
         rng = np.random.default_rng(seed)
+        total = sum(weight_size(w) for ls in self.leaves() for w in self.info[ls.name].weights)
+        check_alloc(total * 4, f"{self.spec.source}: random weights for {total} parameters")
         for ls in self.leaves():
             layer = self.layers[ls.name]
             self._store(ls.name, [random_weight(layer, w, rng) for w in self.info[ls.name].weights])
@@ -297,10 +318,13 @@ class Model:
             raise KcompatError(f"{self.spec.source}: the model has no weights; give --weights or init_weights(seed)")
         values: dict[NodeKey, Any] = self.feed(inputs)
         masks = {k: None for k in values} if self.uses_masks else None  # Keras masks beside values (masks.py)
+        first = next(iter(values.values()), None)
+        batch = first.shape[0] if first is not None and first.ndim else 1
         last_use = self.last_use() if keep is not None else {}
         for step, key in enumerate(self.order):
             if key in values:
                 continue
+            self._check_output_size(key, batch)
             values[key] = self.call(key, values, masks)
             if keep is not None:
                 for dep in set(self.node_deps(key)):
@@ -324,7 +348,21 @@ class Model:
         except KcompatError as e:
             named = f"layer '{key[0]}'" in str(e)
             raise type(e)(str(e) if named else f"layer '{key[0]}' ({layer.class_name}): {e}") from None
+        except ValueError as e:  # NumPy refusing these arrays (a graph whose shapes only fail at run time)
+            shapes = [tuple(a.shape) for a in arrays_in(args)]
+            raise ShapeError(f"layer '{key[0]}' ({layer.class_name}): cannot run on inputs of shape "
+                             f"{fmt_any(shapes)}: {e}") from None
         return value
+
+    def _check_output_size(self, key: NodeKey, batch: int) -> None:
+        """ShapeError before a node whose output (at this batch size) this machine cannot hold."""
+        shapes = self.shapes[key] if isinstance(self.shapes[key], list) else [self.shapes[key]]
+        shapes = [s for s in shapes if None not in s[1:]]  # another unknown axis: its size is not known yet
+        size = sum(elements(s, batch) for s in shapes) * 4
+        if size > 1 << 30:
+            check_alloc(size, f"layer '{key[0]}' ({self.layers[key[0]].class_name}): its output "
+                              f"{' + '.join(fmt_shape(s) for s in shapes)} at batch {batch} "
+                              f"({readable_bytes(size)} as float32)")
 
     def node_masks(self, inputs: Any) -> dict | None:
         """Every call node's Keras mask on ``inputs`` (kcompat's own run); None when no layer makes masks."""
@@ -437,21 +475,3 @@ def _declared_dtype(ls: LayerSpec) -> np.dtype | None:
         return np.dtype(dtype)
     except TypeError:
         return None
-
-
-def _is_shape(value: Any) -> bool:
-    return isinstance(value, tuple) and all(d is None or isinstance(d, (int, np.integer)) for d in value)
-
-
-def _as_shape(value: Any) -> Any:
-    if isinstance(value, list) and not _is_shape(tuple(value)):
-        return [_as_shape(v) for v in value]
-    return tuple(None if d is None else int(d) for d in value)
-
-
-def _fmt_any(value: Any) -> str:
-    if _is_shape(value):
-        return fmt_shape(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_fmt_any(v) for v in value) + "]"
-    return repr(value)

@@ -39,6 +39,8 @@ class Node:
 
     def refs(self) -> list[TensorRef]:
         """Every tensor this call reads, in order."""
+        if not self.kwargs and len(self.args) == 1 and type(self.args[0]) is TensorRef:  # the usual call
+            return [self.args[0]]
         out: list[TensorRef] = []
         _collect_refs([self.args, self.kwargs], out)
         return out
@@ -60,11 +62,13 @@ def map_refs(obj: Any, fn) -> Any:
     if isinstance(obj, TensorRef):
         return fn(obj)
     if isinstance(obj, list):
+        if len(obj) == 1 and type(obj[0]) is TensorRef:  # the usual call: [x]
+            return [fn(obj[0])]
         return [map_refs(o, fn) for o in obj]
     if isinstance(obj, tuple):
         return tuple(map_refs(o, fn) for o in obj)
     if isinstance(obj, dict):
-        return {k: map_refs(v, fn) for k, v in obj.items()}
+        return {k: map_refs(v, fn) for k, v in obj.items()} if obj else {}
     return obj
 
 

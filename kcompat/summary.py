@@ -42,6 +42,15 @@ def _shape_markup(shape: Any) -> str:
     return "(" + ", ".join(_number(d) for d in shape) + ")"
 
 
+def _shape_plain(shape: Any) -> str:
+    """_shape_markup's text without the markup."""
+    if isinstance(shape, list):
+        if len(shape) == 1:
+            return _shape_plain(shape[0])
+        return "[" + ", ".join(_shape_plain(s) for s in shape) + "]"
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
 def readable_size(size: float) -> str:
     """Keras's readable_memory_size: 976.00 B, 1.50 KB, ..."""
     for unit in ["B", "KB", "MB", "GB", "TB", "PB"]:
@@ -62,6 +71,8 @@ def _table_layers(model: Model) -> list[LayerSpec]:
 
 def _flat_refs(node: Node) -> list[TensorRef]:
     """A node's input tensors in Keras's order (tree.flatten sorts dict keys)."""
+    if not node.kwargs and len(node.args) == 1 and type(node.args[0]) is TensorRef:  # the usual call
+        return [node.args[0]]
     out: list[TensorRef] = []
 
     def walk(obj: Any) -> None:
@@ -97,10 +108,9 @@ def _sequential_like(model: Model) -> bool:
     return len(set(depth.values())) == len(depth)
 
 
-def _connections(ls: LayerSpec) -> str:
+def _connections(refs: list[TensorRef], number=_number) -> str:
     # Keras does not escape the inbound layer names here; neither do we.
-    parts = [f"{r.layer}[{_number(r.node)}][{_number(r.index)}]" for n in ls.nodes for r in _flat_refs(n)]
-    return ", ".join(parts) or "-"
+    return ", ".join(f"{r.layer}[{number(r.node)}][{number(r.index)}]" for r in refs) or "-"
 
 
 def _bytes_per_weight(config: dict) -> int:
@@ -163,17 +173,35 @@ class _View:
         return _View(self.model, f"{self.prefix}{ls.name}/")
 
 
-def _rows(view: _View, layers: list[LayerSpec], expand: bool, with_connections: bool, level: int = 0) -> list:
+class _Row:
+    """One table row: its rich markup (as Keras writes it), or its plain text when that is what rich shows.
+    ``refs``: the Connected-to tensors (None: no such column; [] shows "-")."""
+
+    def __init__(self, label: str, class_name: str, shape: Any, params: int, refs: list | None):
+        self.label, self.class_name, self.shape, self.params, self.refs = label, class_name, shape, f"{params:,}", refs
+
+    def markup(self) -> list[str]:
+        import rich.markup
+        row = [rich.markup.escape(self.label) + f" ([color(33)]{rich.markup.escape(self.class_name)}[/])",
+               _shape_markup(self.shape), _number(self.params)]
+        return row if self.refs is None else row + [_connections(self.refs)]
+
+    def plain(self) -> list[str] | None:
+        """None when a name could read as markup (rich decides how such a row looks)."""
+        names = [self.label, self.class_name, *(r.layer for r in self.refs or [])]
+        if any("[" in name or "\\" in name for name in names):
+            return None
+        row = [f"{self.label} ({self.class_name})", _shape_plain(self.shape), self.params]
+        return row if self.refs is None else row + [_connections(self.refs, str)]
+
+
+def _rows(view: _View, layers: list[LayerSpec], expand: bool, with_connections: bool, level: int = 0) -> list[_Row]:
     """Keras's print_layer: a row per layer, and with ``expand`` a nested model's layers after it, indented."""
-    import rich.markup
     rows = []
     prefix = "   " * level + "└ " if level else ""
     for ls in layers:
-        name = rich.markup.escape(prefix + ls.name) + f" ([color(33)]{rich.markup.escape(_keras_class(ls))}[/])"
-        row = [name, _shape_markup(view.shape(ls)), _number(f"{view.params(ls):,}")]
-        if with_connections:
-            row.append(_connections(ls) if level == 0 else "-")
-        rows.append(row)
+        refs = None if not with_connections else [r for n in ls.nodes for r in _flat_refs(n)] if level == 0 else []
+        rows.append(_Row(prefix + ls.name, _keras_class(ls), view.shape(ls), view.params(ls), refs))
         if expand and ls.model is not None:
             rows += _rows(view.inside(ls), keras_layers(ls.model), expand, with_connections, level + 1)
     return rows
@@ -195,7 +223,7 @@ def summary_text(model: Model, line_length: int | None = None, width: int | None
     No "Optimizer params" line: a file's model is not compiled here.
     """
     import rich.console
-    import rich.table
+    import rich.markup
 
     sequential_like = _sequential_like(model)
     if sequential_like:
@@ -217,18 +245,68 @@ def summary_text(model: Model, line_length: int | None = None, width: int | None
                                                                   else f"width={width}"))
         widths.append(w)
         current += w
-    table = rich.table.Table(*[rich.table.Column(h, justify=j, width=w) for h, j, w in zip(header, justify, widths)],
-                             width=line_length, show_lines=True)
-    for row in _rows(_View(model), _table_layers(model), expand_nested, not sequential_like):
-        table.add_row(*row)
+    columns = list(zip(header, justify, widths))  # (header, justify, width): fresh rich Columns per table
+    rows = _rows(_View(model), _table_layers(model), expand_nested, not sequential_like)
 
     console = rich.console.Console(highlight=False, force_terminal=False, color_system=None, width=width)
     console.begin_capture()
     console.print(_bold(f'Model: "{rich.markup.escape(model.spec.name)}"'))
-    console.print(table)
+    text = ""
+    if len(rows) <= FAST_ROWS:
+        console.print(_table(columns, line_length, [row.markup() for row in rows]))
+    else:
+        text = console.end_capture() + "\n".join(_table_lines(console, columns, line_length, rows)) + "\n"
+        console.begin_capture()
     for label, (count, size) in _totals(model).items():
         console.print(_bold(f" {label} params: ") + _number(f"{count:,}") + f" ({readable_size(size)})")
-    return console.end_capture()
+    return text + console.end_capture()
+
+
+FAST_ROWS = 100  # a longer table's rows are laid out here, not by rich (~1 ms a row): the same characters
+def _table(columns: list, line_length: int, rows: list, show_header: bool = True):
+    import rich.table
+    table = rich.table.Table(*[rich.table.Column(h, justify=j, width=w) for h, j, w in columns],
+                             width=line_length, show_lines=True, show_header=show_header)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _render(console, table) -> list[str]:
+    console.begin_capture()
+    console.print(table)
+    return console.end_capture().splitlines()
+
+
+def _table_lines(console, columns: list, line_length: int, rows: list) -> list[str]:
+    """The lines rich would print for the table, each row laid out from rich's own template: a two-row
+    table rendered by rich gives the borders, the separator and each column's width; a row whose text fits
+    its columns on one line (ASCII) is written directly, any other is rendered by rich alone."""
+    probe = _render(console, _table(columns, line_length, [["x"] * len(columns), ["y"] * len(columns)]))
+    top, template, separator, bottom = probe[:-4], probe[-4], probe[-3], probe[-1]
+    bar = template[0]
+    cuts = [i for i, ch in enumerate(template) if ch == bar]
+    spans = [cuts[i + 1] - cuts[i] - 3 for i in range(len(cuts) - 1)]  # text width of each column
+
+    def fast(plain: list[str]) -> str | None:
+        cells = []
+        for text, span, column in zip(plain, spans, columns):
+            if len(text) > span or not text.isascii() or not text.isprintable() or text != text.strip():
+                return None
+            cells.append(text.rjust(span) if column[1] == "right" else text.ljust(span))
+        return bar + bar.join(f" {c} " for c in cells) + bar
+
+    if fast(["x"] * len(columns)) != template:  # rich changed its layout: let it render everything
+        return _render(console, _table(columns, line_length, [row.markup() for row in rows]))
+    lines = list(top)
+    for i, row in enumerate(rows):
+        plain = row.plain()
+        line = None if plain is None else fast(plain)
+        lines += [line] if line is not None else \
+            _render(console, _table(columns, line_length, [row.markup()], show_header=False))[1:-1]
+        lines.append(separator if i < len(rows) - 1 else bottom)
+    return lines
+
 
 
 # ------------------------------------------------------------------ JSON

@@ -339,7 +339,7 @@ def test_hdf5_that_makes_libhdf5_spin_gives_a_clean_error(tmp_path, monkeypatch)
     into a FormatError naming the file. The spin is simulated so the test is fast and deterministic."""
     import time
     from kcompat.formats.keras import hdf5
-    monkeypatch.setattr(hdf5, "_walk_h5", lambda path: time.sleep(3600))
+    monkeypatch.setattr(hdf5, "_walk_h5", lambda source, tick: time.sleep(3600))
     monkeypatch.setattr(hdf5, "PROBE_SECONDS", 0.5)
     with pytest.raises(kcompat.FormatError, match=r"faq_dense_first\.h5: reading the HDF5 structure did not finish"):
         kcompat.load(str(FIXTURES / "keras3" / "faq_dense_first.h5"))

@@ -259,8 +259,8 @@ def test_cli_exit_code_2_on_unsupported(tmp_path):
 
 def test_shape_chains_fold_to_constants():
     """tf2onnx's Shape -> Gather -> Concat -> Reshape chain folds; its batch entry is recognised."""
-    from kcompat.formats.onnx.import_.graph import OnnxGraph, load_checked
-    graph = OnnxGraph(load_checked(str(FIXTURES / "onnx" / "dense_3d.tf2onnx.onnx")), "dense_3d")
+    from kcompat.formats.onnx.import_.graph import OnnxGraph
+    graph = OnnxGraph.load(str(FIXTURES / "onnx" / "dense_3d.tf2onnx.onnx"))
     dynamic = [name for name in graph.dynamic if "concat" in name.lower()]
     assert dynamic and all(graph.dynamic[n][0][0] != graph.dynamic[n][1][0] for n in dynamic)
     assert all(v.dtype.kind in "iu" for v in (graph.dynamic[n][0] for n in dynamic))

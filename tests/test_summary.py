@@ -6,6 +6,7 @@ import json
 import pytest
 
 from conftest import to_kcompat
+from kcompat.model import Model
 from kcompat.summary import explain_text, summary_json, summary_text
 
 WIDTHS = [(80, None), (120, None), (80, 100), (200, 60)]  # (terminal columns, line_length)
@@ -164,3 +165,30 @@ def test_op_node_model(keras, tmp_path, monkeypatch):
     model = to_kcompat(kmodel, tmp_path)
     for columns, line_length in WIDTHS:
         assert summary_text(model, line_length, columns) == keras_summary(kmodel, monkeypatch, columns, line_length)
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_long_tables_are_laid_out_as_rich_would(sequential, monkeypatch):
+    """Tables over FAST_ROWS rows are written without rich, from rich's own template: the same characters as
+    rich's rendering, also for unicode names, names that read as markup, and names too long for a column."""
+    from kcompat import summary
+    from kcompat.formats.keras.config import spec_from_config
+    names = [f"l{i}" for i in range(300)]
+    names[5], names[7], names[9] = "ünï cödé", "a[b]" + "x" * 60, "long_" * 20
+    layers = [{"class_name": "InputLayer", "name": "in", "config": {"batch_shape": [None, 3], "name": "in"},
+               "inbound_nodes": []}]
+    for name in names:
+        layers.append({"class_name": "Dense", "name": name, "config": {"name": name, "units": 3},
+                       "inbound_nodes": [] if sequential else [{"args": [{"class_name": "__keras_tensor__",
+                                         "config": {"keras_history": [layers[-1]["name"], 0, 0]}}], "kwargs": {}}]})
+    if sequential:
+        config = {"class_name": "Sequential", "config": {"name": "s", "layers": layers}}
+    else:
+        config = {"class_name": "Functional", "config": {"name": "f", "layers": layers, "input_layers": [["in", 0, 0]],
+                                                          "output_layers": [[names[-1], 0, 0]]}}
+    model = Model(spec_from_config(config, "big"))
+    for width in (80, 112, 200):
+        fast = summary.summary_text(model, width=width)
+        monkeypatch.setattr(summary, "FAST_ROWS", 10**9)
+        assert fast == summary.summary_text(model, width=width)
+        monkeypatch.setattr(summary, "FAST_ROWS", 100)

@@ -16,6 +16,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import sys
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ConfigError, KcompatError, UnsupportedError
+from ..schema import MAX_DIM, shown
 
 Shape = tuple  # (None, 3, 2)
 
@@ -86,6 +88,7 @@ def first_mask(mask: Any) -> Any:
     return leaves(mask)[0] if isinstance(mask, (list, tuple)) and mask else mask
 
 
+@functools.lru_cache(maxsize=1024)
 def snake_case(name: str) -> str:
     """Keras's default names and .keras weight groups from a class name: keras.src.utils.naming.to_snake_case."""
     name = re.sub(r"\W+", "", name)
@@ -135,11 +138,12 @@ class Layer:
         """A ConfigError naming this layer."""
         return ConfigError(f"layer '{self.name}' ({self.class_name}): {message}")
 
-    def positive_int(self, key: str, default: Any = None) -> int:
-        """A config value that must be an integer >= 1."""
+    def positive_int(self, key: str, default: Any = None, maximum: int = MAX_DIM) -> int:
+        """A config value that must be an integer from 1 to ``maximum`` (a size no model has is refused
+        here, before any shape or weight is computed from it)."""
         value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise self.fail(f"'{key}' must be a positive integer. Received: {key}={value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= maximum:
+            raise self.fail(f"'{key}' must be a positive integer (at most {maximum}). Received: {key}={shown(value)}")
         return int(value)
 
     def choice(self, key: str, options: tuple, default: Any = None) -> Any:
@@ -234,7 +238,7 @@ class Layer:
         """(trainable, non-trainable) parameter counts."""
         t = n = 0
         for w in self.weights(input_shape):
-            size = int(np.prod(w.shape, dtype=np.int64))
+            size = weight_size(w)
             if w.trainable:
                 t += size
             else:
@@ -249,6 +253,14 @@ class Layer:
         parts = " + ".join(f"{w.name} {'x'.join(str(d) for d in w.shape)}" for w in ws)
         total = sum(self.param_count(input_shape))
         return f"{_fmt(input_shape)} -> {_fmt(output_shape)}; {parts} = {total} params"
+
+
+def weight_size(w: Weight) -> int:
+    """Elements of a weight, as an exact Python integer (np.prod would wrap around past 2**63)."""
+    n = 1
+    for d in w.shape:
+        n *= int(d)
+    return n
 
 
 def _fmt(shape: Any) -> str:

@@ -162,7 +162,7 @@ class Flatten(Layer):
     def forward(self, x):
         if self.data_format == "channels_first" and x.ndim > 2:
             x = np.moveaxis(x, 1, -1)  # (N, C, ...) -> (N, ..., C)
-        return x.reshape(x.shape[0], -1)  # (N, d1, d2, ...) -> (N, d1*d2*...)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # (N, d1, d2, ...) -> (N, d1*d2*...); N may be 0
 
     def explain(self, input_shape, output_shape):
         rest = input_shape[1:]

@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import ShapeError
+from ..schema import MAX_DIM, shown
 from .base import Layer, fmt_shape
 
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -37,10 +38,11 @@ class Spatial(Layer):
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             value = (value,) * self.rank
         ok = (isinstance(value, (list, tuple)) and len(value) == self.rank
-              and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum for v in value))
+              and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and minimum <= v <= MAX_DIM
+                      for v in value))
         if not ok:
-            raise self.fail(f"'{key}' must be an integer or a list of {self.rank} integers >= {minimum}. "
-                            f"Received: {key}={value!r}")
+            raise self.fail(f"'{key}' must be an integer or a list of {self.rank} integers from {minimum} to "
+                            f"{MAX_DIM}. Received: {key}={shown(value)}")
         return tuple(int(v) for v in value)
 
     def pairs(self, key: str, default) -> tuple:
@@ -51,14 +53,14 @@ class Spatial(Layer):
         if self.rank == 1:  # 1D: one int or one (before, after) pair
             value = [value]
         if not isinstance(value, (list, tuple)) or len(value) != self.rank:
-            raise self.fail(f"'{key}' must be an int or {self.rank} values. Received: {key}={self.config.get(key)!r}")
+            raise self.fail(f"'{key}' must be an int or {self.rank} values. Received: {key}={shown(self.config.get(key))}")
         out = []
         for v in value:
             pair = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (list, tuple)) else None
             if (pair is None or len(pair) != 2
-                    or any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in pair)):
-                raise self.fail(f"'{key}' values must be non-negative integers or pairs of them. "
-                                f"Received: {key}={self.config.get(key)!r}")
+                    or any(isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= MAX_DIM for p in pair)):
+                raise self.fail(f"'{key}' values must be integers from 0 to {MAX_DIM} or pairs of them. "
+                                f"Received: {key}={shown(self.config.get(key))}")
             out.append(pair)
         return tuple(out)
 

@@ -40,7 +40,7 @@ class OnnxRuntimeReference(Reference):
         ort = import_onnxruntime()
         notes: list[str] = []
         if Path(self.path).suffix.lower() == ".onnx":
-            from ..formats.onnx.import_.graph import load_checked
+            from ..formats.onnx.import_.load import load_checked
             proto = load_checked(self.path)
             names = dict(model.spec.onnx_names or {})  # imported layers are called once: key = layer name
             missing = [ls.name for ls in model.spec.layers if ls.name not in names]

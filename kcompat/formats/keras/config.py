@@ -22,6 +22,7 @@ from typing import Any
 from ...errors import FormatError, UnsupportedError
 from ...layers import REGISTRY
 from ...masks import keras3_explicit_masks
+from ...schema import check_depth, copy_json, dims, index, need, shown
 from ...spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
 from .dialect import CLASSES, from_keras2, to_keras3
 
@@ -46,6 +47,8 @@ def parse_json_text(text: str | bytes, source: str) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise FormatError(f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise FormatError(f"{source}: the JSON nests too deep to be a Keras model config") from None
     if not isinstance(data, dict) or "class_name" not in data:
         raise FormatError(f"{source}: expected a Keras model config with 'class_name'; received {type(data).__name__}")
     return data
@@ -53,11 +56,13 @@ def parse_json_text(text: str | bytes, source: str) -> dict:
 
 def spec_from_config(data: dict, source: str, keras_version: str | None = None) -> ModelSpec:
     """Turn a model config dict (Sequential or Functional, Keras 2 or 3) into a ModelSpec."""
+    check_depth(data, source)
     class_name = data.get("class_name")
     config = data.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise FormatError(f"{source}: model config has no 'config.layers' list")
-    keras_version = keras_version or data.get("keras_version")
+    need(config.get("name"), "a string", f"{source}: model config", "name", optional=True)
+    keras_version = keras_version or need(data.get("keras_version"), "a string", source, "keras_version", True)
     if class_name not in NESTED_MODELS:
         raise UnsupportedError(
             f"{source}: model class {class_name!r} is not supported; expected 'Sequential' or 'Functional'")
@@ -84,19 +89,27 @@ def _dialect(config: dict, inherited: str | None) -> str | None:
     """"keras2" (inbound nodes as lists) or "keras3" (as dicts), from the first layer that has a call."""
     for entry in config.get("layers") or []:
         nodes = entry.get("inbound_nodes") if isinstance(entry, dict) else None
-        if nodes:
+        if isinstance(nodes, list) and nodes:
             return "keras2" if isinstance(nodes[0], list) else "keras3"
     return inherited
 
 
-def _layer_base(entry: Any, source: str, index: int, dialect: str | None = None) -> LayerSpec:
+def _layer_base(entry: Any, source: str, number: int, dialect: str | None = None) -> LayerSpec:
     if not isinstance(entry, dict) or "class_name" not in entry or not isinstance(entry.get("config"), dict):
-        raise FormatError(f"{source}: layer #{index} is not a Keras layer config (needs 'class_name' and 'config')")
-    cfg = copy.deepcopy(entry["config"])
-    name = entry.get("name") or cfg.get("name") or f"{entry['class_name'].lower()}_{index}"
-    cfg.setdefault("name", name)
-    layer = LayerSpec(name=name, class_name=entry["class_name"], config=cfg, module=entry.get("module"),
-                      build_config=entry.get("build_config"), registered_name=entry.get("registered_name"))
+        raise FormatError(f"{source}: layer #{number} is not a Keras layer config (needs 'class_name' and 'config')")
+    where = f"{source}: layer #{number}"
+    class_name = need(entry["class_name"], "a string", where, "class_name")
+    cfg = copy_json(entry["config"])
+    name = entry.get("name") or cfg.get("name") or f"{class_name.lower()}_{number}"
+    need(name, "a string", where, "name")
+    where = f"{source}: layer '{name}' ({class_name})"
+    need(cfg.setdefault("name", name), "a string", where, "config.name")
+    _check_dtype(cfg.get("dtype"), where)
+    layer = LayerSpec(name=name, class_name=class_name, config=cfg,
+                      module=need(entry.get("module"), "a string", where, "module", optional=True),
+                      build_config=need(entry.get("build_config"), "a dict", where, "build_config", optional=True),
+                      registered_name=need(entry.get("registered_name"), "a string", where, "registered_name",
+                                           optional=True))
     if "module" not in entry:  # a legacy .h5 names Keras's own applications classes without their module
         _applications_module(layer)
     if CLASSES.get(layer.class_name, ("", ""))[0] is None:  # Keras 2 only, no Keras 3 equivalent (dialect.py)
@@ -108,10 +121,20 @@ def _layer_base(entry: Any, source: str, index: int, dialect: str | None = None)
         layer.model = _model(layer.class_name, cfg, source, f"{source}: nested model '{name}'", dialect, nested=True)
         layer.config = {k: v for k, v in cfg.items() if k not in MODEL_KEYS}
         return layer
-    if not layer.is_op and isinstance(cfg.get("axis"), list) and len(cfg["axis"]) == 1:
+    if not layer.is_op and isinstance(cfg.get("axis"), list) and len(cfg["axis"]) == 1 and \
+            isinstance(cfg["axis"][0], int):
         cfg["axis"] = int(cfg["axis"][0])  # Keras 2 wrote axis=[3]; Keras 3 from_config wants 3 (its legacy
         # loader converts the same way: keras/src/legacy/saving/saving_utils.py model_from_config)
     return layer
+
+
+def _check_dtype(dtype: Any, where: str) -> None:
+    """A layer's ``dtype``: a name ("float32"), or a DTypePolicy ``{"config": {"name": "float32"}}``."""
+    if isinstance(dtype, dict):
+        policy = need(dtype.get("config", {}), "a dict", where, "dtype.config")
+        need(policy.get("name"), "a string", where, "dtype.config.name", optional=True)
+    else:
+        need(dtype, "a string", where, "dtype", optional=True)
 
 
 def _applications_module(layer: LayerSpec) -> None:
@@ -147,14 +170,13 @@ def _refuse_code_values(obj: Any, where: str) -> None:
             _refuse_code_values(v, where)
 
 
-def _input_shape_of(cfg: dict) -> list | None:
+def _input_shape_of(cfg: dict, where: str = "") -> list | None:
     for key in ("batch_shape", "batch_input_shape"):
         if cfg.get(key) is not None:
-            return list(cfg[key])
-    if cfg.get("input_shape") is not None:
-        return [None, *cfg["input_shape"]]
-    if cfg.get("shape") is not None:
-        return [None, *cfg["shape"]]
+            return dims(cfg[key], where, key)
+    for key in ("input_shape", "shape"):
+        if cfg.get(key) is not None:
+            return [None, *dims(cfg[key], where, key)]
     return None
 
 
@@ -171,16 +193,17 @@ def _sequential(config: dict, source: str, dialect: str | None = None, nested: b
     if not layers:
         raise FormatError(f"{source}: Sequential model has no layers")
     if layers[0].class_name != "InputLayer":
-        shape = _input_shape_of(layers[0].config)
-        if shape is None and layers[0].build_config:
-            shape = layers[0].build_config.get("input_shape")
+        where = f"{source}: layer '{layers[0].name}' ({layers[0].class_name})"
+        shape = _input_shape_of(layers[0].config, where)
+        if shape is None and layers[0].build_config and layers[0].build_config.get("input_shape") is not None:
+            shape = dims(layers[0].build_config["input_shape"], where, "build_config.input_shape")
         if shape is None and config.get("build_input_shape") is not None:
-            shape = config["build_input_shape"]
+            shape = dims(config["build_input_shape"], f"{source}: model config", "build_input_shape")
         if shape is None and not nested:
             raise FormatError(f"{source}: Sequential model has no input shape (no InputLayer, batch_input_shape "
                               f"or build_input_shape); kcompat needs one to compute shapes")
         layers.insert(0, input_layer_spec(f"{layers[0].name}_input", shape))
-    _normalize_input(layers[0])
+    _normalize_input(layers[0], source)
     for layer in layers[1:]:
         layer.config.pop("batch_input_shape", None)
         layer.config.pop("batch_shape", None)
@@ -190,16 +213,18 @@ def _sequential(config: dict, source: str, dialect: str | None = None, nested: b
                      outputs=[TensorRef(layers[-1].name)], sequential=True, source=source)
 
 
-def _normalize_input(layer: LayerSpec) -> None:
+def _normalize_input(layer: LayerSpec, source: str) -> None:
     cfg = layer.config
-    shape = _input_shape_of(cfg)
+    where = f"{source}: layer '{layer.name}' ({layer.class_name})"
+    shape = _input_shape_of(cfg, where)
     for key in ("batch_input_shape", "input_shape", "shape"):
         cfg.pop(key, None)
     if shape is not None:
         cfg["batch_shape"] = shape
-    if isinstance(cfg.get("dtype"), dict):
-        cfg["dtype"] = cfg["dtype"].get("config", {}).get("name", "float32")
-    cfg.setdefault("dtype", "float32")
+    if isinstance(cfg.get("dtype"), dict):  # a DTypePolicy: {"config": {"name": "float32"}}
+        policy = need(cfg["dtype"].get("config", {}), "a dict", where, "dtype.config")
+        cfg["dtype"] = policy.get("name", "float32")
+    need(cfg.setdefault("dtype", "float32"), "a string", where, "dtype")
 
 
 def _ref_list(value: Any, source: str, what: str) -> list[TensorRef]:
@@ -209,8 +234,17 @@ def _ref_list(value: Any, source: str, what: str) -> list[TensorRef]:
     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, list) and len(v) >= 3 for v in value):
-        raise FormatError(f"{source}: '{what}' must be [[layer, node, index], ...]; received {value!r}")
-    return [TensorRef(str(v[0]), int(v[1]), int(v[2])) for v in value]
+        raise FormatError(f"{source}: '{what}' must be [[layer, node, index], ...]; received {shown(value)}")
+    return [tensor_ref(v, f"{source}: model config", what) for v in value]
+
+
+def tensor_ref(value: Any, where: str, key: str) -> TensorRef:
+    """[layer name, node index, tensor index] (a Keras 2 inbound entry, a keras_history) as a TensorRef."""
+    if not isinstance(value, (list, tuple)) or len(value) < 3:
+        raise FormatError(f"{where}: '{key}' must be [layer name, node index, tensor index]. "
+                          f"Received: {key}={shown(value)}")
+    return TensorRef(need(value[0], "a string", where, f"{key}[0] (layer name)"),
+                     index(value[1], where, f"{key}[1] (node index)"), index(value[2], where, f"{key}[2] (tensor index)"))
 
 
 def _functional(config: dict, source: str, dialect: str | None = None) -> ModelSpec:
@@ -219,8 +253,10 @@ def _functional(config: dict, source: str, dialect: str | None = None) -> ModelS
     for i, entry in enumerate(config["layers"]):
         layer = _layer_base(entry, source, i, dialect)
         if layer.class_name == "InputLayer":
-            _normalize_input(layer)
-        layer.nodes = [_parse_node(n, source, layer.name) for n in entry.get("inbound_nodes") or []]
+            _normalize_input(layer, source)
+        where = f"{source}: layer '{layer.name}' ({layer.class_name})"
+        nodes = need(entry.get("inbound_nodes"), "a list", where, "inbound_nodes", optional=True) or []
+        layer.nodes = [_parse_node(n, where) for n in nodes]
         if "initial_state" in getattr(REGISTRY.get(layer.class_name), "call_params", ()):
             layer.nodes = [_states_as_kwarg(n, source, layer.name) for n in layer.nodes]
         layers.append(layer)
@@ -276,19 +312,20 @@ def _count_calls_from_zero(spec: ModelSpec, entries: list, dialect: str | None, 
     spec.outputs = [fix_ends(r) for r in spec.outputs]
 
 
-def _parse_node(node: Any, source: str, layer_name: str) -> Node:
+def _parse_node(node: Any, where: str) -> Node:
     if isinstance(node, dict):  # Keras 3
-        return Node(args=_k3_tensors(node.get("args", [])), kwargs=_k3_tensors(node.get("kwargs", {})))
-    if isinstance(node, list):  # Keras 2: [[name, node, index, kwargs], ...]
+        args = need(node.get("args", []), "a list", where, "inbound_nodes[].args")
+        kwargs = need(node.get("kwargs", {}), "a dict", where, "inbound_nodes[].kwargs")
+        return Node(args=_k3_tensors(args, where), kwargs=_k3_tensors(kwargs, where))
+    if isinstance(node, list) and node:  # Keras 2: [[name, node, index, kwargs], ...]
         refs, kwargs = [], {}
         for item in node:
-            if not isinstance(item, list) or len(item) < 3:
-                raise FormatError(f"{source}: layer '{layer_name}': bad inbound node entry {item!r}")
-            refs.append(TensorRef(str(item[0]), int(item[1]), int(item[2])))
+            refs.append(tensor_ref(item, where, "inbound_nodes[][]"))
             if len(item) > 3 and isinstance(item[3], dict):
                 kwargs.update(_k2_kwargs(item[3]))
         return Node(args=[refs[0] if len(refs) == 1 else refs], kwargs=kwargs)
-    raise FormatError(f"{source}: layer '{layer_name}': bad inbound node {node!r}")
+    raise FormatError(f"{where}: bad inbound node {shown(node)}; expected a Keras 3 node "
+                      f"{{'args': [...], 'kwargs': {{...}}}} or a Keras 2 list [[layer, node, index, kwargs], ...]")
 
 
 def _states_as_kwarg(node: Node, source: str, layer_name: str) -> Node:
@@ -306,21 +343,22 @@ def _states_as_kwarg(node: Node, source: str, layer_name: str) -> Node:
 def _k2_kwargs(kwargs: dict) -> dict:
     out = {}
     for k, v in kwargs.items():
-        if isinstance(v, list) and len(v) == 3 and isinstance(v[0], str) and k != "name":
-            out[k] = TensorRef(v[0], int(v[1]), int(v[2]))
+        if (isinstance(v, list) and len(v) == 3 and isinstance(v[0], str) and k != "name"
+                and all(isinstance(i, int) and not isinstance(i, bool) for i in v[1:])):
+            out[k] = TensorRef(v[0], index(v[1], k, "node index"), index(v[2], k, "tensor index"))
         else:
             out[k] = v
     return out
 
 
-def _k3_tensors(obj: Any) -> Any:
+def _k3_tensors(obj: Any, where: str) -> Any:
     if isinstance(obj, dict):
         if obj.get("class_name") == "__keras_tensor__":
-            hist = obj["config"]["keras_history"]
-            return TensorRef(str(hist[0]), int(hist[1]), int(hist[2]))
-        return {k: _k3_tensors(v) for k, v in obj.items()}
+            config = need(obj.get("config"), "a dict", where, "__keras_tensor__.config")
+            return tensor_ref(config.get("keras_history"), where, "keras_history")
+        return {k: _k3_tensors(v, where) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_k3_tensors(v) for v in obj]
+        return [_k3_tensors(v, where) for v in obj]
     return obj
 
 
@@ -337,6 +375,36 @@ def _check_refs(spec: ModelSpec, source: str) -> None:
     for ref in spec.inputs + spec.outputs:
         if ref.layer not in counts:
             raise FormatError(f"{source}: model input/output names unknown layer '{ref.layer}'")
+    check_acyclic(spec, source)
+
+
+def check_acyclic(spec: ModelSpec, source: str) -> None:
+    """FormatError naming a layer on a cycle (a layer that reads its own output, directly or not):
+    Keras graphs are acyclic, and every walk over one (weights order, run order) assumes it."""
+    by_name = {ls.name: ls for ls in spec.layers}
+    state: dict[tuple, int] = {}  # (layer, node) -> 1 on the current path, 2 done
+
+    def parents(key: tuple) -> list[tuple]:
+        nodes = by_name[key[0]].nodes
+        return [(r.layer, r.node) for r in nodes[key[1]].refs()] if key[1] < len(nodes) else []
+
+    for start in ((ls.name, k) for ls in spec.layers for k in range(max(len(ls.nodes), 1))):
+        if start in state:
+            continue
+        state[start] = 1
+        stack = [(start, iter(parents(start)))]
+        while stack:
+            key, rest = stack[-1]
+            nxt = next(rest, None)
+            if nxt is None:
+                state[key] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                what = "reads its own output" if nxt == key else f"is on a cycle ({nxt[0]} -> ... -> {key[0]} -> {nxt[0]})"
+                raise FormatError(f"{source}: layer '{nxt[0]}' {what}; a Keras model graph has no cycles")
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(parents(nxt))))
 
 
 # ---------------------------------------------------------------- writing (Keras 3 dialect)

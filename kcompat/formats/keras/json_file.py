@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ...errors import FormatError
-from ...files import atomic_path
+from ...files import atomic_paths
 from ...spec import ModelSpec
 from .config import config_from_spec, parse_json_text, spec_from_config
 from .legacy_h5 import read_weights_file
@@ -43,7 +43,7 @@ def write_json(model, path: str) -> list[str]:
     path = str(path)
     weights = weights_path_for(path)
     text = json.dumps(config_from_spec(model.spec, model.tensor_shapes()))
-    with atomic_path(path) as tmp_json, atomic_path(weights) as tmp_weights:
+    with atomic_paths(path, weights) as (tmp_json, tmp_weights):  # weights in place first, the JSON last
         Path(tmp_json).write_text(text, encoding="utf-8")
         write_positional_weights(model, tmp_weights)
     return [path, weights]

@@ -11,16 +11,20 @@ sub-layers (MultiHeadAttention) keeps theirs in ``layers/<...>/<attribute>/vars`
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import h5py
 import numpy as np
 
 from ...errors import FormatError, ShapeError
+from ...files import FileMap
+from ...layers.base import snake_case  # noqa: F401 (formats/onnx/import_ uses it from here)
 from ...nested import weightless_to_empty
 from ...spec import ModelSpec, keras_layers, keras_order  # noqa: F401 (keras_order: formats/onnx/import_ uses it)
-from ...layers.base import snake_case  # noqa: F401 (formats/onnx/import_ uses it from here)
-from .hdf5 import open_h5
+from .hdf5 import children, dataset, h5_errors, link_types, member, open_h5, weight_array
+
+ALIGNED = {"alignment_threshold": 4096, "alignment_interval": 64}  # big datasets start on 64-byte boundaries
 
 
 def saved_layers(spec: ModelSpec, prefix: str = "") -> list[tuple[str, Any]]:
@@ -74,35 +78,43 @@ def weight_groups(layer: Any) -> list[str]:
     return built.weight_groups() if built is not None else [""]
 
 
-def read_positional_weights(source: Any, spec: ModelSpec, label: str) -> None:
-    """Fill ``spec.layers[*].weights`` (nested models' layers too) from a Keras 3 positional weights file."""
-    with open_h5(source, label) as f:
+def read_positional_weights(source: Any, spec: ModelSpec, label: str, fmap: FileMap | None = None,
+                            base: int = 0) -> None:
+    """Fill ``spec.layers[*].weights`` (nested models' layers too) from a Keras 3 positional weights file (a
+    path, or an open file object with ``fmap`` mapping the bytes it lies in from ``base``): arrays mapped,
+    not read; links and non-datasets refused by name."""
+    if isinstance(source, (str, os.PathLike)):
+        fmap = FileMap(source, label)
+    with open_h5(source, label) as f, h5_errors(label):
+        links = link_types(f)
         for group_path, layer in saved_layers(spec):
             if layer.model is not None:
                 layer.weights = None  # its weights are its layers'
                 continue
+            where = f"{label}: layer '{layer.name}' ({layer.class_name})"
             layer.weights = []
             for sub in weight_groups(layer):
                 vars_path = f"{group_path}/{sub}/vars" if sub else f"{group_path}/vars"
-                if vars_path not in f:
-                    if group_path in f and not sub:
+                group = member(f, vars_path, where, links)
+                if group is None:
+                    if not sub and member(f, group_path, where, links) is not None:
                         continue
                     raise FormatError(f"{label}: no weights group '{vars_path.removesuffix('/vars')}' for layer "
                                       f"'{layer.name}' ({layer.class_name})")
-                group = f[vars_path]
-                try:
-                    keys = sorted((k for k in group.keys() if k.isdigit()), key=int)  # named entries
-                    # (IntegerLookup's "idf_weights") are a layer's own state, not variables
-                    layer.weights += [np.asarray(group[k][()]) for k in keys]
-                except (ValueError, OSError, KeyError) as e:
-                    raise FormatError(f"{label}: weights of layer '{layer.name}' are unreadable: {e}") from None
+                if not isinstance(group, h5py.Group):
+                    raise FormatError(f"{where}: '{vars_path}' must be a group of datasets 0, 1, ...")
+                keys = [k for k in children(group) if k.isdigit()]  # named entries (IntegerLookup's
+                # "idf_weights") are a layer's own state, not variables
+                layer.weights += [weight_array(dataset(group, k, where, links), f"{where}: weight {k}", fmap, base)
+                                  for k in sorted(keys, key=int)]
     weightless_to_empty(spec)
 
 
 def write_positional_weights(model, target: Any) -> None:
-    """Write a model's weights in Keras 3 positional layout to a path or file-like object."""
+    """Write a model's weights in Keras 3 positional layout to a path or file object, one array at a
+    time (mapped source weights are read as they are written), big datasets aligned to 64 bytes."""
     spec = model.spec
-    with h5py.File(target, "w") as f:
+    with h5py.File(target, "w", **ALIGNED) as f:
         f.create_group("layers")
         for group_path, layer, flat in _saved(spec, "", ""):
             own = f.create_group(f"{group_path}/vars")

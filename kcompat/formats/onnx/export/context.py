@@ -15,8 +15,9 @@ from .registry import ACTIVATIONS
 class ExportContext:
     """What an exporter writes into: nodes, initializers, unique names, known shapes."""
 
-    def __init__(self, opset: int):
+    def __init__(self, opset: int, store=None):
         self.opset = opset
+        self.store = store  # a TensorStore: big initializers go to disk as they are made (store.py)
         self.nodes: list = []
         self.initializers: list = []
         self.shapes: dict[str, tuple] = {}  # ONNX tensor name -> Keras shape (layer outputs)
@@ -26,6 +27,8 @@ class ExportContext:
         self._tensors: set[str] = set()
         self._node_names: set[str] = set()
         self._consts: dict[tuple, str] = {}
+        self._producer: dict[str, Any] = {}  # tensor -> the node making it
+        self._init_dtype: dict[str, str] = {}  # initializer -> its dtype
 
     def unique(self, base: str, used: set | None = None) -> str:
         """``base``, or ``base_1``, ``base_2``... whichever is free; reserves it."""
@@ -42,18 +45,22 @@ class ExportContext:
         from onnx import helper
         name = self.unique(f"{self.prefix}/{op_type}", self._node_names)
         outs = [self.unique(name if outputs == 1 else f"{name}:{i}") for i in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=name, **attrs))
+        node = helper.make_node(op_type, list(inputs), outs, name=name, **attrs)
+        self.nodes.append(node)
+        self._producer.update((o, node) for o in outs)
         return outs[0] if outputs == 1 else outs
 
     def const(self, value: Any, name: str = "const", dtype: Any = np.float32) -> str:
         """An initializer ``<layer>/<name>`` holding ``value`` (Keras weights keep their dtype)."""
         from onnx import numpy_helper
         array = value if isinstance(value, np.ndarray) and dtype is None else np.asarray(value, dtype=dtype)
-        key = (self.prefix, name, array.dtype.str, array.shape, array.tobytes())
+        key = (self.prefix, name, array.dtype.str, array.shape, _digest(array))
         if key in self._consts:  # a layer called twice shares its weights: one initializer, read twice
             return self._consts[key]
         tensor_name = self.unique(f"{self.prefix}/{name}")
-        self.initializers.append(numpy_helper.from_array(array, tensor_name))
+        self.initializers.append(self.store.tensor(array, tensor_name) if self.store is not None
+                                 else numpy_helper.from_array(array, tensor_name))
+        self._init_dtype[tensor_name] = array.dtype.name
         self._consts[key] = tensor_name
         return tensor_name
 
@@ -78,10 +85,9 @@ class ExportContext:
         other from the node that made it (comparisons: bool, Cast: its ``to``, most: their first input's)."""
         from onnx import helper
         while tensor not in self.dtypes:
-            node = next((n for n in reversed(self.nodes) if tensor in n.output), None)
+            node = self._producer.get(tensor)
             if node is None:
-                init = next((t for t in self.initializers if t.name == tensor), None)
-                return "float32" if init is None else helper.tensor_dtype_to_np_dtype(init.data_type).name
+                return self._init_dtype.get(tensor, "float32")
             out = list(node.output).index(tensor)
             if node.op_type in BOOL_OUTPUTS:
                 return "bool"
@@ -113,4 +119,14 @@ class ExportContext:
                 for i, n in enumerate(seq):
                     if n == old:
                         seq[i] = new
+        if old in self._producer:
+            self._producer[new] = self._producer.pop(old)
         self._tensors.add(new)
+
+
+def _digest(array: np.ndarray) -> bytes:
+    """A fingerprint of an array's bytes (a big weight is not copied to be compared)."""
+    import hashlib
+    if array.dtype.hasobject:
+        return repr(array.tolist()).encode()
+    return hashlib.blake2b(memoryview(np.ascontiguousarray(array)).cast("B"), digest_size=32).digest()

@@ -14,19 +14,21 @@ methods, handlers that mutate a shared graph).
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import numpy as np
 
 from ....errors import KcompatError, UnsupportedError
-from ....files import writes_atomically
+from ....files import atomic_paths
 from ....spec import map_refs
-from ..common import MIN_OPSET
+from ..common import MIN_OPSET, skeleton
 from . import (activation_layers, activations, conv, core, embedding, merging, models,  # noqa: F401
                normalization, ops, ops_array, ops_index, pooling, preprocessing, regularization,
                reshaping)  # (they fill the tables)
 from .context import ExportContext
 from .registry import ACTIVATIONS, exporter_for
+from .store import EXTERNAL_BYTES, SPOOLED, TensorStore
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,11 +101,12 @@ def resolve_opset(opset: int | None) -> int:
     return int(opset)
 
 
-def to_onnx(model, opset: int | None = None, optimize: bool = True):
+def to_onnx(model, opset: int | None = None, optimize: bool = True, store=None):
     """Build the ONNX ModelProto for a kcompat Model (checked with onnx.checker, full_check).
 
     ``optimize``: cancel and sink layout Transposes (optimize.py). False keeps every
-    layer's output as a tensor named after the layer, as ``verify`` needs.
+    layer's output as a tensor named after the layer, as ``verify`` needs. ``store``: a TensorStore
+    (store.py) that takes the big initializers as they are made; the proto then references them.
     """
     import onnx
     from onnx import helper
@@ -111,7 +114,7 @@ def to_onnx(model, opset: int | None = None, optimize: bool = True):
     opset = resolve_opset(opset)
     check_exportable(model)
     spec = model.spec
-    ctx = ExportContext(opset)
+    ctx = ExportContext(opset, store)
     tensors: dict[tuple, Any] = {}  # (layer, node) -> ONNX name(s) of its output(s)
     graph_inputs = []
     for ref in spec.inputs:
@@ -139,11 +142,11 @@ def to_onnx(model, opset: int | None = None, optimize: bool = True):
     if optimize:
         from .optimize import optimize_transposes
         keep = {v.name for v in outputs} | {v.name for v in graph_inputs}
-        nodes, initializers = optimize_transposes(nodes, initializers, keep)
+        nodes, initializers = optimize_transposes(nodes, initializers, keep, store)
     graph = helper.make_graph(nodes, spec.name, graph_inputs, outputs, initializers)
     proto = _make_model(graph, opset)
     try:
-        onnx.checker.check_model(proto, full_check=True)
+        onnx.checker.check_model(skeleton(proto, SPOOLED), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise KcompatError(f"{spec.source}: kcompat wrote an invalid ONNX graph (a kcompat bug): "
                            f"{str(e).splitlines()[0]}") from None
@@ -193,12 +196,23 @@ def _value_info(name: str, shape: tuple, dtype: Any = None):
     return helper.make_tensor_value_info(name, elem, dims)
 
 
-@writes_atomically
-def write_onnx(model, path: str, opset: int | None = None, optimize: bool = True) -> None:
-    """Write a kcompat Model as an ONNX file (``opset`` None: the newest onnxruntime runs)."""
-    import onnx
-    proto = to_onnx(model, opset, optimize)
-    if proto.ByteSize() >= 2**31:
-        raise UnsupportedError(f"{model.spec.source}: the ONNX model would exceed protobuf's 2 GB limit; "
-                               f"external-data export is not supported yet")
-    onnx.save_model(proto, str(path))
+def write_onnx(model, path: str, opset: int | None = None, optimize: bool = True,
+               external_data: bool | None = None) -> list[str]:
+    """Write a kcompat Model as an ONNX file (``opset`` None: the newest onnxruntime runs). Big initializers
+    are streamed to disk as they are made (store.py); ``external_data``: True writes them to
+    ``<path>.data`` beside the model, False inside it, None (default) inside unless the model would pass
+    protobuf's 2 GiB. Both files appear together or neither does (files.atomic_paths)."""
+    path = str(path)
+    data_path = path + ".data"
+    with atomic_paths(path, data_path) as (tmp, tmp_data):
+        store = TensorStore(tmp_data, EXTERNAL_BYTES if external_data else None)
+        try:
+            proto = to_onnx(model, opset, optimize, store)
+            if external_data is False and not store.fits_one_file(proto):
+                raise UnsupportedError(f"{model.spec.source}: the ONNX model would exceed protobuf's 2 GB limit; "
+                                       f"write it with external data (--external-data)")
+            external = store.save(proto, tmp, os.path.basename(data_path), external_data)
+        except BaseException:
+            store.discard()
+            raise
+    return [path, data_path] if external else [path]

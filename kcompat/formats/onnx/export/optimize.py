@@ -51,8 +51,9 @@ def _set_attr(node, name, value) -> None:
 class _Graph:
     """Nodes, constants and the names that must survive (graph outputs)."""
 
-    def __init__(self, nodes, initializers, keep: set[str]):
+    def __init__(self, nodes, initializers, keep: set[str], store=None):
         self.nodes = list(nodes)
+        self.store = store  # spooled initializers are read back from it, big new ones written to it
         self.consts = {t.name: t for t in initializers}
         self.keep = keep
         self.names = {o for n in self.nodes for o in (*n.output, n.name)} | set(self.consts) | keep
@@ -76,11 +77,16 @@ class _Graph:
         return uses
 
     def array(self, name: str):
-        return numpy_helper.to_array(self.consts[name]) if name in self.consts else None
+        if name not in self.consts:
+            return None
+        t = self.consts[name]
+        return self.store.array(t) if self.store is not None and self.store.spooled(t) else numpy_helper.to_array(t)
 
     def new_const(self, base: str, value: np.ndarray) -> str:
         name = self.unique(base)
-        self.consts[name] = numpy_helper.from_array(np.ascontiguousarray(value), name)
+        value = np.ascontiguousarray(value)
+        self.consts[name] = self.store.tensor(value, name) if self.store is not None else \
+            numpy_helper.from_array(value, name)
         return name
 
     def dead_code(self) -> None:
@@ -97,9 +103,9 @@ class _Graph:
         return [t for name, t in self.consts.items() if name in used]
 
 
-def optimize_transposes(nodes, initializers, keep: set[str]):
+def optimize_transposes(nodes, initializers, keep: set[str], store=None):
     """Cancel and sink Transposes; returns (nodes, initializers) with ``keep`` tensor names intact."""
-    g = _Graph(nodes, initializers, keep)
+    g = _Graph(nodes, initializers, keep, store)
     g.dead_code()
     for _ in range(10 * len(g.nodes) + 100):  # every rewrite removes or sinks a Transpose: this is a backstop
         if not _step(g):

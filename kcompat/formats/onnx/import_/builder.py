@@ -80,6 +80,8 @@ class Builder:
         self.env: dict[str, Sym] = {}
         self.onnx_names: dict[str, str] = {}
         self.scopes: dict[str, str | None] = {}
+        self._suffix: dict[str, int] = {}  # base name -> last suffix tried (_unique)
+        self._scope: tuple = (None, None)  # (node, its scope)
         self.node = None  # the ONNX node being lowered (its name gives the layer's)
         self.group: set[int] = set()  # node indices lowered together (a pattern), for use counts
         self.inner_shapes: dict[TensorRef, tuple] = {}  # shapes of inner steps, where a lowering recorded them
@@ -122,7 +124,11 @@ class Builder:
         return self._unique(sanitize(scope) if scope else snake_case(class_name))
 
     def scope(self) -> str | None:
-        return scope_of(self.node.name, self.g.producer_name) if self.node is not None else None
+        if self.node is None:
+            return None
+        if self._scope[0] is not self.node:  # once per node (a lowering asks several times)
+            self._scope = (self.node, scope_of(self.node.name, self.g.producer_name))
+        return self._scope[1]
 
     def _add(self, layer: LayerSpec, onnx_out: str | None) -> Sym:
         self.layers.append(layer)
@@ -148,10 +154,13 @@ class Builder:
         return sym
 
     def _unique(self, base: str) -> str:
-        name, i = base, 0
+        """``base``, else ``base_1``, ``base_2``...: the counter per base is kept, so naming n layers of one
+        base costs O(n), not O(n**2)."""
+        name, i = base, self._suffix.get(base, 0)
         while name in self.by_name:
             i += 1
             name = f"{base}_{i}"
+        self._suffix[base] = i
         return name
 
     def layer(self, class_name: str, config: dict, args: list, weights: list | None = None,

@@ -9,6 +9,7 @@ tensor it computes, so ONNX Runtime can run the original file as the reference.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from collections import Counter
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ....errors import FormatError, UnsupportedError
+from ....schema import shown
 from ....spec import ModelSpec, Node, TensorRef, map_refs
 from ...keras.weights import keras_order
 from ..common import is_float, np_dtype
@@ -23,7 +25,7 @@ from . import (lower_attention, lower_conv, lower_index, lower_logic, lower_loss
                lower_linear, lower_normalization, lower_pooling, lower_quantize, lower_reduce,  # LOWERINGS)
                lower_reshaping)
 from .builder import Builder, Sym, sanitize
-from .graph import NONDETERMINISTIC, OnnxGraph, evaluate_node, load_checked
+from .graph import NONDETERMINISTIC, OnnxGraph, evaluate_node
 from .lowering import LOWERINGS, Dynamic
 from .patterns import find_matches
 
@@ -31,7 +33,7 @@ from .patterns import find_matches
 def read_onnx(path: str, weights: None = None) -> ModelSpec:
     """Read an .onnx file as a Keras Functional ModelSpec (weights included)."""
     path = str(path)
-    graph = OnnxGraph(load_checked(path), path)
+    graph = OnnxGraph.load(path)
     b = Builder(graph)
     for v in graph.inputs:
         dtype = np_dtype(v.type.tensor_type.elem_type)
@@ -72,7 +74,9 @@ def read_onnx(path: str, weights: None = None) -> ModelSpec:
             unsupported[f"{label} ({e})"] += 1
             poisoned.update(outs)
             continue
-        except (ValueError, TypeError, IndexError) as e:  # inputs of shapes the op cannot take
+        except FormatError as e:  # a malformed attribute
+            raise FormatError(f"{path}: {e}") from None
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as e:  # inputs the op cannot take
             unsupported[f"{label} (cannot lower node '{node.name}': {e})"] += 1
             poisoned.update(outs)
             continue
@@ -150,17 +154,49 @@ def _collapse_dynamic(b: Builder, node, inputs: list) -> list:
     return fixed if wide == tuple(out_shape) else inputs
 
 
-def _lower(b: Builder, node) -> list:
-    """Call the op's lowering with inputs positional and attributes by keyword."""
+@functools.lru_cache(maxsize=None)
+def attribute_schema(fn) -> tuple[dict, bool]:
+    """A lowering's attributes, from its signature (the signature is the op's schema): name -> the kind
+    its default says (int, float, str, list; None: any), and whether it takes any others (**kwargs)."""
+    kinds, any_other = {}, False
+    for p in list(inspect.signature(fn).parameters.values())[1:]:
+        if p.kind == p.VAR_KEYWORD:
+            any_other = True
+        elif p.default is not p.empty:
+            d = p.default
+            kinds[p.name] = (bool if isinstance(d, bool) else int if isinstance(d, int) else float if isinstance(d, float)
+                             else str if isinstance(d, str) else list if isinstance(d, (list, tuple)) else None)
+        else:
+            kinds[p.name] = None
+    return kinds, any_other
+
+
+def _attribute(node, a, kind) -> Any:
+    """One attribute's value, checked against the kind the lowering's default gives it."""
     from onnx import helper
+    try:
+        value = helper.get_attribute_value(a)
+    except (ValueError, TypeError) as e:
+        raise FormatError(f"node '{node.name}' ({node.op_type}): attribute '{a.name}' is malformed: {e}") from None
+    value = value.decode(errors="replace") if isinstance(value, bytes) else value
+    ok = (kind is None or (kind in (int, bool) and isinstance(value, int)) or (kind is float and isinstance(value, (int, float)))
+          or (kind is str and isinstance(value, str)) or (kind is list and isinstance(value, (list, tuple))))
+    if not ok:
+        expected = {int: "an integer", bool: "an integer", float: "a float", str: "a string", list: "a list"}[kind]
+        raise FormatError(f"node '{node.name}' ({node.op_type}): attribute '{a.name}' must be {expected}. "
+                          f"Received: {a.name}={shown(value)}")
+    return value
+
+
+def _lower(b: Builder, node) -> list:
+    """Call the op's lowering with inputs positional and attributes by keyword (checked: attribute_schema)."""
     fn = LOWERINGS[node.op_type]
-    params = inspect.signature(fn).parameters
+    kinds, any_other = attribute_schema(fn)
     attrs = {}
     for a in node.attribute:
-        if a.name not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        if a.name not in kinds and not any_other:
             raise UnsupportedError(f"attribute {a.name}")
-        value = helper.get_attribute_value(a)
-        attrs[a.name] = value.decode(errors="replace") if isinstance(value, bytes) else value
+        attrs[a.name] = _attribute(node, a, kinds.get(a.name))
     inputs = [_value(b, n) for n in node.input]
     while inputs and inputs[-1] is None:
         inputs.pop()
@@ -174,25 +210,28 @@ def _merge_shared_layers(b: Builder, outputs: list) -> list:
     """One Keras layer called twice exports as two ONNX node groups of the same scope reading the same
     weights (``shared/Gemm``, ``shared/Gemm_1``). Fold such a repeat back into a second call node of the
     first layer: same scope, class, config (but name) and bit-identical weights. Returns the new outputs."""
-    def key(ls):
+    def key(ls):  # cheap: the weights' bytes are compared only between layers alike in all else
         cfg = {k: v for k, v in ls.config.items() if k != "name"}
-        weights = tuple((w.shape, str(w.dtype), np.asarray(w).tobytes()) for w in ls.weights or [])
-        return b.scopes.get(ls.name), ls.class_name, ls.module, repr(sorted(cfg.items())), weights
-    first: dict = {}
+        shapes = tuple((w.shape, str(w.dtype)) for w in ls.weights or [])
+        return b.scopes.get(ls.name), ls.class_name, ls.module, repr(sorted(cfg.items())), shapes
+    groups: dict = {}
+    for ls in b.layers:
+        if ls.class_name != "InputLayer" and ls.weights and b.scopes.get(ls.name) is not None and len(ls.nodes) == 1:
+            groups.setdefault(key(ls), []).append(ls)
     moved: dict[str, TensorRef] = {}  # (repeat layer) -> its call as a node of the first layer
-    for ls in list(b.layers):
-        if ls.class_name == "InputLayer" or not ls.weights or b.scopes.get(ls.name) is None or len(ls.nodes) != 1:
-            continue
-        k = key(ls)
-        if k not in first:
-            first[k] = ls
-            continue
-        owner = first[k]
-        owner.nodes.append(ls.nodes[0])
-        moved[ls.name] = TensorRef(owner.name, len(owner.nodes) - 1)
-        b.layers.remove(ls)
-        b.by_name.pop(ls.name, None)
-        b.onnx_names.pop(ls.name, None)
+    for members in (m for m in groups.values() if len(m) > 1):
+        first: dict = {}
+        for ls in members:
+            weights = tuple(digest(w) for w in ls.weights)
+            if weights not in first:
+                first[weights] = ls
+                continue
+            owner = first[weights]
+            owner.nodes.append(ls.nodes[0])
+            moved[ls.name] = TensorRef(owner.name, len(owner.nodes) - 1)
+            b.by_name.pop(ls.name, None)
+            b.onnx_names.pop(ls.name, None)
+    b.layers = [ls for ls in b.layers if ls.name not in moved]
     if not moved:
         return outputs
 
@@ -202,6 +241,12 @@ def _merge_shared_layers(b: Builder, outputs: list) -> list:
     for ls in b.layers:
         ls.nodes = [Node(args=map_refs(n.args, fix), kwargs=map_refs(n.kwargs, fix)) for n in ls.nodes]
     return [fix(r) for r in outputs]
+
+
+def digest(array: np.ndarray) -> bytes:
+    """A fingerprint of an array's bytes (not a copy of them: a big model's weights are not held twice)."""
+    import hashlib
+    return hashlib.blake2b(memoryview(np.ascontiguousarray(array)).cast("B"), digest_size=32).digest()
 
 
 def _spec(b: Builder, graph: OnnxGraph, path: str) -> ModelSpec:

@@ -1,7 +1,5 @@
-"""An ONNX file, read defensively, as a graph the importer can query.
+"""An ONNX file, read defensively (load.py), as a graph the importer can query.
 
-``load_checked`` refuses truncated protobuf, external data that points outside the model's
-folder (never opened), tensors claiming absurd sizes, and graphs onnx.checker rejects.
 ``OnnxGraph`` gives producers / consumers, constants (initializers, Constant nodes and every
 node computable from them or from shapes alone: the Shape -> Gather -> Concat -> Reshape
 chains of tf2onnx) and each tensor's shape. Shape-derived values are computed twice, with
@@ -10,16 +8,17 @@ size is told apart from a true constant. Evaluation uses onnx.reference, one nod
 """
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 
 from ....errors import FormatError, UnsupportedError
+from ....schema import MAX_DIM, elements
 from ..common import np_dtype
+from .load import read_lazily, skeleton, tensor_array
 
-MAX_ELEMENTS = 1 << 31  # per tensor: refuse a claim of 10^12 elements before allocating anything
+FOLD_ELEMENTS = 1 << 24  # constant folding computes no tensor bigger than this (a 4 TiB ConstantOfShape)
+SHAPE_INPUTS = {"Reshape": 1, "Expand": 1, "ConstantOfShape": 0, "Tile": 1}  # input holding a shape / repeats
 PROBES = ((2, 5, 7, 11, 13), (3, 17, 19, 23, 29))  # sizes given to dynamic dims, one tuple per run
 SAME_SHAPE = {"GroupNormalization", "InstanceNormalization", "LayerNormalization", "RMSNormalization",
               "MeanVarianceNormalization", "LpNormalization", "BatchNormalization"}  # output 0: input 0's shape
@@ -27,121 +26,16 @@ NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "Random
                     "Bernoulli", "Dropout"}
 
 
-# ------------------------------------------------------------------ loading
-def load_checked(path: str):
-    """Read an .onnx file with every hostile-file check; returns a ModelProto with data loaded."""
-    import onnx
-    from google.protobuf.message import DecodeError
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except (DecodeError, ValueError, RuntimeWarning, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not a valid ONNX file (truncated or corrupt protobuf): {_first_line(e)}") from None
-    except OSError as e:
-        raise FormatError(f"{path}: cannot read: {e}") from None
-    if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
-        raise FormatError(f"{path}: ONNX file has no graph (truncated, or not an ONNX model)")
-    _check_text(model, path)
-    for tensor in _all_tensors(model.graph):
-        _check_tensor_size(tensor, path)
-    for value in list(model.graph.input) + list(model.graph.output):
-        dims = [d.dim_value for d in value.type.tensor_type.shape.dim if d.HasField("dim_value")]
-        if any(d < 0 for d in dims) or int(np.prod([max(d, 1) for d in dims], dtype=np.float64)) > MAX_ELEMENTS:
-            raise FormatError(f"{path}: graph input/output '{value.name}' claims shape {dims}; refusing it")
-    _load_external(model, path)
-    if not _unknown_ops(model):  # with ops onnx does not know, the importer reports them all instead
-        try:
-            onnx.checker.check_model(model)
-        except (onnx.checker.ValidationError, UnicodeDecodeError) as e:
-            raise FormatError(f"{path}: invalid ONNX model: {_first_line(e)}") from None
-    return model
-
-
-def _check_text(model, path: str) -> None:
-    """Names and op types must be text (a corrupt file can hold bytes that are not UTF-8)."""
-    graph = model.graph
-    names = [v.name for v in list(graph.input) + list(graph.output)] + [t.name for t in graph.initializer]
-    names += [graph.name, model.producer_name]
-    for node in graph.node:
-        names += [node.op_type, node.name, node.domain, *node.input, *node.output]
-    if not all(isinstance(n, str) for n in names):
-        raise FormatError(f"{path}: corrupt ONNX file: a name or op type is not UTF-8 text")
-
-
-def _unknown_ops(model) -> set[str]:
-    """Default-domain op types with no ONNX schema (Erfc from tf2onnx, typos, future ops)."""
-    import onnx
-    return {n.op_type for n in model.graph.node
-            if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type, "")}
-
-
-def _all_tensors(graph):
-    """Initializers and Constant-node tensors, subgraphs included."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
-                yield from _all_tensors(sub)
-
-
-def _check_tensor_size(tensor, path: str) -> None:
-    """A tensor's dims must be sane, and its inline bytes must match them."""
-    from onnx import helper
-    dims = list(tensor.dims)
-    count = float(np.prod(dims, dtype=np.float64)) if dims else 1.0
-    if any(d < 0 for d in dims) or count > MAX_ELEMENTS:
-        raise FormatError(f"{path}: tensor '{tensor.name}' claims shape {dims} ({count:.3g} elements); refusing it")
-    if tensor.HasField("raw_data") and tensor.data_type not in (8, 0):  # 8 = STRING
-        try:
-            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
-        except (KeyError, TypeError):
-            return
-        if tensor.data_type in (16, 17, 18, 19, 20, 21, 22, 23, 25, 26):  # bfloat16 / float8 / 4-bit: packed
-            return
-        if len(tensor.raw_data) != int(count) * itemsize:
-            raise FormatError(f"{path}: tensor '{tensor.name}' of shape {dims} holds {len(tensor.raw_data)} bytes, "
-                              f"expected {int(count) * itemsize} (truncated or corrupt)")
-
-
-def _load_external(model, path: str) -> None:
-    """Load external initializer data, refusing any location that leaves the model's folder."""
-    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_tensor, uses_external_data
-    folder = Path(path).resolve().parent
-    for tensor in _all_tensors(model.graph):
-        if not uses_external_data(tensor):
-            continue
-        info = ExternalDataInfo(tensor)
-        location = info.location or ""
-        target = (folder / location).resolve()
-        if not location or os.path.isabs(location) or folder not in target.parents:
-            raise FormatError(f"{path}: tensor '{tensor.name}' points to external data {location!r} outside the "
-                              f"model's folder; refusing to read it")
-        if not target.is_file():
-            raise FormatError(f"{path}: tensor '{tensor.name}': external data file {location!r} is missing")
-        need = (info.offset or 0) + (info.length or 0)
-        if need > target.stat().st_size:
-            raise FormatError(f"{path}: tensor '{tensor.name}': external data {location!r} is shorter than the "
-                              f"{need} bytes it claims")
-        load_external_data_for_tensor(tensor, str(folder))
-        _check_tensor_size(tensor, path)
-        del tensor.external_data[:]
-        tensor.data_location = 0  # DEFAULT: the bytes are inline now
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
 # ------------------------------------------------------------------ the graph
 class OnnxGraph:
     """Producers, consumers, constants and shapes of one ONNX graph (default domain)."""
 
-    def __init__(self, model, path: str):
+    def __init__(self, model, path: str, arrays: dict | None = None):
         self.model = model
         self.path = path
         graph = model.graph
+        self.arrays = arrays if arrays is not None else {t.name: tensor_array(t, path) for t in graph.initializer}
+        self.skeleton = skeleton(model)  # for shape inference: the stripped initializers as typed inputs
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
         if self.opset is None:
             others = Counter(f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx"))
@@ -151,6 +45,7 @@ class OnnxGraph:
             raise FormatError(f"{path}: the model imports no default-domain ONNX opset")
         self.producer_name = model.producer_name or ""
         self.nodes = list(graph.node)
+        self._attributes: dict[int, dict] = {}  # id(node) -> attributes (the nodes live as long as the graph)
         init_names = {t.name for t in graph.initializer}
         self.inputs = [v for v in graph.input if v.name not in init_names]
         self.outputs = [v.name for v in graph.output]
@@ -172,6 +67,12 @@ class OnnxGraph:
         self.elem_types: dict[str, int] = {}  # ONNX element type of each tensor shape inference typed
         self._fold()
 
+    @classmethod
+    def load(cls, path: str) -> "OnnxGraph":
+        """Read ``path`` with every hostile-file check (load.py), its initializers as arrays."""
+        model, arrays = read_lazily(path)
+        return cls(model, path, arrays)
+
     # -- structure
     def _check_order(self) -> None:
         known = {t.name for t in self.model.graph.initializer} | {v.name for v in self.inputs} | {""}
@@ -181,6 +82,16 @@ class OnnxGraph:
                 raise FormatError(f"{self.path}: node '{node.name}' ({node.op_type}) reads {missing[0]!r} before it is "
                                   f"computed (graph not topologically sorted, or a dangling input)")
             known.update(node.output)
+
+    def attributes(self, node) -> dict:
+        """A node's attributes as Python values (bytes decoded, repeated as lists), computed once per node."""
+        key = id(node)
+        if key not in self._attributes:
+            from onnx import helper
+            values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            self._attributes[key] = {k: v.decode(errors="replace") if isinstance(v, bytes) else
+                                     (list(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items()}
+        return self._attributes[key]
 
     def single_use(self, tensor: str) -> bool:
         """``tensor`` feeds exactly one node and is not a graph output."""
@@ -211,7 +122,7 @@ class OnnxGraph:
         (GroupNormalization) gives no shape, Resize and Tile turn a named dim they keep into a fresh
         ``unk__0``. Such an output gets a hint (its shape from its input's) and inference runs again."""
         import onnx
-        model = self.model
+        model = self.skeleton
         for _ in range(len(self.nodes) + 1):
             try:
                 inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
@@ -229,9 +140,9 @@ class OnnxGraph:
             hints = [h for h in (self._hint(node, known) for node in self.nodes) if h is not None]
             if not hints:
                 return
-            if model is self.model:
+            if model is self.skeleton:
                 model = onnx.ModelProto()
-                model.CopyFrom(self.model)
+                model.CopyFrom(self.skeleton)
             model.graph.value_info.extend(hints)
 
     def _resolved(self, tensor: str) -> bool:
@@ -241,6 +152,8 @@ class OnnxGraph:
     def _hint(self, node, known: dict):
         """A value_info for node's output 0 when inference left it unknown or with an unnamed dim."""
         from onnx import helper
+        if node.op_type not in SAME_SHAPE and node.op_type not in ("Resize", "Upsample", "Tile"):
+            return None
         out = node.output[0] if node.output else ""
         x = node.input[0] if node.input else ""
         if not out or not x or x not in known or self._resolved(out) or not self._resolved(x):
@@ -261,11 +174,10 @@ class OnnxGraph:
 
     def _initial(self, name: str) -> list | None:
         """An initializer's values (before folding: the scales / repeats written as initializers)."""
-        from onnx import numpy_helper
-        for t in self.model.graph.initializer:
-            if t.name == name:
-                return [float(v) for v in numpy_helper.to_array(t).reshape(-1)]
-        return None
+        value = self.arrays.get(name)
+        if value is None or value.dtype.kind not in "fiub" or value.size > 64:
+            return None
+        return [float(v) for v in value.reshape(-1)]
 
     def shape(self, tensor: str) -> tuple | None:
         """The Keras shape of a tensor (None for dims that vary with the input), or None if unknown."""
@@ -329,6 +241,7 @@ class OnnxGraph:
                 self.consts[name] = v0
             else:
                 self.dynamic[name] = (v0, v1)
+        self.check_shape_inputs()
 
     def _static_nodes(self) -> set[int]:
         """Nodes whose outputs follow from constants and input shapes alone."""
@@ -358,8 +271,7 @@ class OnnxGraph:
     def _run(self, static: set[int], need_data: dict, probe: int, reuse: dict | None = None) -> dict[str, np.ndarray]:
         """Values at one probe size. ``reuse``: the other probe's values, taken as they are for nodes that read
         only constants (ConstantOfShape weights, folded initializers: the same at every size, run once)."""
-        from onnx import numpy_helper
-        values = {t.name: numpy_helper.to_array(t) for t in self.model.graph.initializer}
+        values = dict(self.arrays)  # the same array objects in both runs
         constant = set(values) if reuse is not None else set()  # tensors that do not depend on the input
         if need_data["nodes"]:
             rng = np.random.default_rng(probe)
@@ -384,6 +296,8 @@ class OnnxGraph:
                     values.update({o: reuse[o] for o in outs})
                     constant.update(outs)
                     continue
+            if self._too_big(node, values, probe):
+                continue
             try:
                 outs = evaluate_node(node, [values[n] if n else None for n in node.input], self.opset)
             except Exception:  # an op onnx.reference cannot run here: left for the lowering to report
@@ -392,6 +306,38 @@ class OnnxGraph:
                 if name:
                     values[name] = np.asarray(value)
         return values
+
+
+    def _too_big(self, node, values: dict, probe: int) -> bool:
+        """A node folding would make a tensor over FOLD_ELEMENTS (left to the lowering), or whose shape input
+        asks for a dimension no model has (a FormatError naming the node: never NumPy's 'Unable to allocate')."""
+        where = SHAPE_INPUTS.get(node.op_type)
+        if where is not None and len(node.input) > where and node.input[where] in values:
+            value = np.asarray(values[node.input[where]])
+            self._check_shape_input(node, value)
+            if node.op_type in ("ConstantOfShape", "Expand") and value.dtype.kind in "iu" and \
+                    elements(np.maximum(value.reshape(-1), 1).tolist()) > FOLD_ELEMENTS:
+                return True
+        for out in node.output:
+            shape = self.concrete_shape(out, probe) if out else None
+            if shape is not None and elements(shape) > FOLD_ELEMENTS:
+                return True
+        return False
+
+
+    def _check_shape_input(self, node, value: np.ndarray) -> None:
+        """FormatError naming the node when its shape input asks for a dimension no model has."""
+        if value.dtype.kind in "iu" and value.size and (value.max() > MAX_DIM or value.min() < -1):
+            raise FormatError(f"{self.path}: node '{node.name}' ({node.op_type}): shape input "
+                              f"{node.input[SHAPE_INPUTS[node.op_type]]!r} holds {value.reshape(-1)[:8].tolist()}, "
+                              f"a dimension outside -1..{MAX_DIM}")
+
+    def check_shape_inputs(self) -> None:
+        """Every constant shape input (Reshape targets, Expand / ConstantOfShape shapes, Tile repeats) bounded."""
+        for node in self.nodes:
+            where = SHAPE_INPUTS.get(node.op_type)
+            if where is not None and len(node.input) > where and node.input[where] in self.consts:
+                self._check_shape_input(node, np.asarray(self.consts[node.input[where]]))
 
 
 def _shape_value(node, shape: tuple) -> np.ndarray:

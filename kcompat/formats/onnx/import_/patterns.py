@@ -36,11 +36,15 @@ class Template:
     consts: dict
     out: str
     producer: dict = field(default_factory=dict)  # tensor -> (node index, output index)
+    tail_inputs: tuple = ()  # each input of the last node: "const", None (x) or the op type making it
 
     def __post_init__(self):
         for i, node in enumerate(self.nodes):
             for j, o in enumerate(node.output):
                 self.producer[o] = (i, j)
+        self.tail_inputs = tuple("const" if n in self.consts else None if n == X else
+                                 self.nodes[self.producer[n][0]].op_type if n in self.producer else "?"
+                                 for n in self.nodes[-1].input)
 
 
 @dataclass
@@ -193,7 +197,7 @@ class _Unifier:
         return None
 
     def _attrs_match(self, tn, gn, bind) -> bool:
-        ta, ga = _attrs(tn), _attrs(gn)
+        ta, ga = _attrs(tn), self.g.attributes(gn)
         if set(ta) != set(ga):
             return False
         for k, v in ta.items():
@@ -249,25 +253,44 @@ def _unify(g, t: Template, root: int, strict: bool, rank: int | None = None) -> 
     return bind
 
 
+def _input_kinds(g, root: int) -> tuple:
+    """Each input of node ``root``: "const", or the op type making it (None: a graph input)."""
+    return tuple("const" if n in g.consts else g.nodes[g.producer[n][0]].op_type if n in g.producer else None
+                 for n in g.nodes[root].input if n)
+
+
+def _inputs_could_match(t: Template, have: tuple) -> bool:
+    """A quick test before unifying: the template's last node reads the same kinds of inputs (x matches any
+    computed tensor), in some order for commutative ops."""
+    want = t.tail_inputs
+    if len(want) != len(have):
+        return False
+    orders = (have, have[::-1]) if len(have) == 2 and t.nodes[-1].op_type in COMMUTATIVE else (have,)
+    return any(all(h == w or (w is None and h != "const") for w, h in zip(want, order)) for order in orders)
+
+
 def match_activation(g, root: int) -> Match | None:
     """The activation pattern ending at node ``root``, if any."""
-    op = g.nodes[root].op_type
-    for key, entries in templates(g.opset):
-        if key != op:
+    for t, (name, fn, at, params) in _candidates(g.opset, g.nodes[root].op_type, _input_kinds(g, root)):
+        loose = _unify(g, t, root, strict=False)
+        if loose is None:
             continue
-        for t, (name, fn, at, params) in entries:
-            loose = _unify(g, t, root, strict=False)
-            if loose is None:
-                continue
-            x = loose[X]
-            shape = g.shape(x)
-            if shape is None or (name in SHAPED and (not shape or shape[-1] is None)):
-                continue
-            strict_t = make_template(name, fn, at, shape, **dict(params)) if name in SHAPED else t
-            bind = _unify(g, strict_t, root, strict=True, rank=len(shape))
-            if bind is not None:
-                return Match(root, set(bind["claimed"]), bind[X], _emitter(name, dict(params)))
+        x = loose[X]
+        shape = g.shape(x)
+        if shape is None or (name in SHAPED and (not shape or shape[-1] is None)):
+            continue
+        strict_t = make_template(name, fn, at, shape, **dict(params)) if name in SHAPED else t
+        bind = _unify(g, strict_t, root, strict=True, rank=len(shape))
+        if bind is not None:
+            return Match(root, set(bind["claimed"]), bind[X], _emitter(name, dict(params)))
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _candidates(opset: int, op: str, have: tuple) -> tuple:
+    """The templates ending in ``op`` whose last node reads inputs of the kinds ``have``."""
+    return tuple(entry for key, entries in templates(opset) if key == op
+                 for entry in entries if _inputs_could_match(entry[0], have))
 
 
 def _emitter(name: str, params: dict) -> Callable:
