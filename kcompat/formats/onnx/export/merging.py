@@ -5,7 +5,7 @@ Reference: kcompat/layers/merging.py.
 """
 from __future__ import annotations
 
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from ....errors import UnsupportedError
 from .masks import as_bool_mask
@@ -114,8 +114,7 @@ def concatenate_mask(ctx, layer, inputs, mask, keras2):
     for x, m in zip(inputs, mask):
         rank = len(ctx.shape(x))
         if m is None:
-            true = helper.make_tensor("value", TensorProto.BOOL, [1], [True])
-            m = ctx.op("ConstantOfShape", ctx.op("Shape", x), value=true)  # all True, x's shape
+            m = ctx.op("Not", ctx.op("Greater", x, x))  # all True, x's shape (x > x is False, NaN too)
         else:
             m = as_bool_mask(ctx, m)
             if len(ctx.shapes.get(m, (None,) * (rank - 1))) < rank:  # a mask is (N, T) beside (N, T, F) values

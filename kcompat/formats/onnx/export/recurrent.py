@@ -7,7 +7,7 @@ returns a backwards layer's outputs in that reversed order), the initial states,
 Masks, exactly as Keras computes them for ANY mask (holes in the middle, padding at either end): a
 masked step keeps the states and outputs the previous output (0 before the first step), or 0 with
 ``zero_output_for_mask``. That is the cell run over the unmasked steps only, so each sample's unmasked
-steps are moved to the front (ScatterElements, their order kept: positions from CumSum of the mask), the
+steps are moved to the front (a GatherElements, their order kept: positions from CumSum of the mask), the
 op runs with ``sequence_lens`` = their count, and every step's output is gathered back from the
 position of the last unmasked step at or before it (GatherElements), 0 where Keras gives 0. A fully
 masked sample keeps its initial states (ONNX Runtime's ops give 0 there: a Where puts them back).
@@ -47,8 +47,17 @@ def reverse_time(ctx, x: str, axis: int) -> str:
     return ctx.op("Slice", x, ctx.ints([-1]), ctx.ints([-big]), ctx.ints([axis]), ctx.ints([-1]))
 
 
+def spread(ctx, index: str, like: str, rank: int) -> str:
+    """An (N, T) int64 index repeated over the other axes of ``like`` (N, T, ...): + zeros of like's shape
+    (x > x is False even for NaN; an Expand to Shape(x) would read the shape, which ONNX importers fold badly)."""
+    zeros = ctx.op("Cast", ctx.op("Greater", like, like), to=TensorProto.INT64)  # (N, T, ...)
+    return ctx.op("Add", ctx.op("Unsqueeze", index, ctx.ints(list(range(2, rank)), "axes")), zeros)
+
+
 def pack(ctx, x: str, mask: str) -> tuple[str, Packed]:
-    """x (N, T, ...) with each sample's unmasked steps moved to the front, in order; and how to undo it."""
+    """x (N, T, ...) with each sample's unmasked steps moved to the front, in order; and how to undo it.
+    The move is a gather from the inverse permutation (j -> the step that goes to j: ArgMax of dest == j),
+    not a ScatterElements, which importers take only with constant indices."""
     m = ctx.op("Cast", mask, to=TensorProto.INT64)
     seen_count = ctx.op("CumSum", m, ctx.ints(1, "axis"))  # (N, T): unmasked steps up to t
     one = ctx.ints(1, "one")
@@ -56,10 +65,12 @@ def pack(ctx, x: str, mask: str) -> tuple[str, Packed]:
     rest = ctx.op("CumSum", ctx.op("Sub", one, m), ctx.ints(1, "axis"))  # masked steps up to t
     dest = ctx.op("Where", mask, ctx.op("Sub", seen_count, one),  # unmasked: their rank; masked: after them
                   ctx.op("Add", ctx.op("Unsqueeze", lens, ctx.ints([1], "axes")), ctx.op("Sub", rest, one)))
+    steps = ctx.op("Sub", ctx.op("CumSum", ctx.op("Cast", ctx.op("Not", ctx.op("Greater", m, m)), to=TensorProto.INT64),
+                                 ctx.ints(1, "axis")), one)  # (N, T): 0, 1, ..., T-1 (T may be unknown)
+    hit = ctx.op("Equal", ctx.op("Unsqueeze", dest, ctx.ints([1], "axes")), ctx.op("Unsqueeze", steps, ctx.ints([2], "axes")))
+    src = ctx.op("ArgMax", ctx.op("Cast", hit, to=TensorProto.INT32), axis=2, keepdims=0)  # (N, T): step packed to j
     rank = len(ctx.shape(x)) if x in ctx.shapes else 3
-    index = ctx.op("Unsqueeze", dest, ctx.ints(list(range(2, rank)), "axes")) if rank > 2 else dest
-    index = ctx.op("Expand", index, ctx.op("Shape", x))  # (N, T) -> (N, T, ...)
-    packed = ctx.op("ScatterElements", x, index, x, axis=1)
+    packed = ctx.op("GatherElements", x, spread(ctx, src, x, rank), axis=1)
     pos = ctx.op("Max", ctx.op("Sub", seen_count, one), ctx.ints(0, "zero"))
     seen = ctx.op("Greater", seen_count, ctx.ints(0, "zero"))
     return packed, Packed(ctx.op("Cast", lens, to=TensorProto.INT32), pos, seen, mask,
@@ -68,8 +79,7 @@ def pack(ctx, x: str, mask: str) -> tuple[str, Packed]:
 
 def unpack(ctx, y: str, p: Packed, rank: int, zero_output: bool) -> str:
     """Outputs y (N, T, ...) of the packed steps back at every step, as Keras's masked loop gives them."""
-    index = ctx.op("Unsqueeze", p.pos, ctx.ints(list(range(2, rank)), "axes"))
-    gathered = ctx.op("GatherElements", y, ctx.op("Expand", index, ctx.op("Shape", y)), axis=1)
+    gathered = ctx.op("GatherElements", y, spread(ctx, p.pos, y, rank), axis=1)
     keep = ctx.op("Unsqueeze", p.mask if zero_output else p.seen, ctx.ints(list(range(2, rank)), "axes"))
     return ctx.op("Where", keep, gathered, ctx.const(0.0, "zero"))
 
