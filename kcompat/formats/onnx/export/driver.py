@@ -22,9 +22,11 @@ from ....errors import KcompatError, UnsupportedError
 from ....files import writes_atomically
 from ....spec import map_refs
 from ..common import MIN_OPSET
-from . import (activation_layers, activations, attention, conv, conv_lstm, core, einsum_dense,  # noqa: F401
-               embedding, merging, models, multi_head_attention, normalization, ops, ops_array, ops_index,
-               pooling, preprocessing, recurrent, regularization, reshaping, wrappers)  # (they fill the tables)
+from . import (activation_layers, activations, adaptive_pooling, applications, attention, audio,  # noqa: F401
+               augmentation, categorical, clahe, conv, conv_lstm, core, einsum_dense, embedding, hashing,
+               image_preprocessing, merging, models, multi_head_attention, normalization, ops, ops_array,
+               ops_index, pooling, preprocessing, recurrent, regularization, reshaping,
+               wrappers)  # (they fill the tables)
 from .context import ExportContext
 from .masks import MaskFlow
 from .registry import ACTIVATIONS, REFUSED, exporter_for
