@@ -21,6 +21,7 @@ from ....spec import TensorRef
 from .builder import Sym
 from .lowering import as_const, as_sym, close, lowering, refuse
 
+CORE = "keras.src.ops.core"  # the module of Keras's Cast op node
 WHOLE = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
 DEFAULTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh", "Tanh"]}
 TAKES = {"affine": 2, "leakyrelu": 1, "thresholdedrelu": 1, "scaledtanh": 2, "hardsigmoid": 2, "elu": 1}  # alpha, beta
@@ -94,8 +95,8 @@ def _time_mask(b, xk: Sym, lens, steps: int | None) -> Sym | None:
     if isinstance(lens, np.ndarray):
         length = lens.astype(np.float32).reshape(-1, 1)  # (N, 1)
     else:
-        length = b.op("ExpandDims", [b.op("Cast", [lens], inner=True, suffix="lens", dtype="float32")], inner=True,
-                      suffix="lens_col", axis=1)
+        length = b.op("ExpandDims", [b.op("Cast", [lens], module=CORE, inner=True, suffix="lens", dtype="float32")],
+                      inner=True, suffix="lens_col", axis=1)
     return b.op("Less", [step, length], inner=True, suffix="mask")
 
 
