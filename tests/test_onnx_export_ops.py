@@ -33,19 +33,9 @@ pytestmark = [pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWar
 OPSETS = [13, None]  # the oldest kcompat writes, and the default (the newest onnxruntime runs)
 A = (4, 3)
 
-# class name -> why kcompat cannot export it exactly (none so far)
-REFUSED: dict[str, str] = {}
-# layer classes whose ONNX exporter is not written yet (issue 9 item 6 writes them): each named, none hidden
-NOT_YET = {name: "ONNX export of the attention / preprocessing / applications layers: issue 9 item 6" for name in (
-    "AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D", "AdaptiveMaxPooling1D",
-    "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D", "AdditiveAttention", "Attention", "AugMix", "AutoContrast",
-    "CategoryEncoding", "CenterCrop", "ContrastLimitedAdaptiveHistogramEqualization", "CustomScaleLayer", "CutMix",
-    "Discretization", "EinsumDense", "Equalization", "GroupQueryAttention", "HashedCrossing", "Hashing",
-    "IntegerLookup", "LayerScale", "MaxNumBoundingBoxes", "MelSpectrogram", "MixUp", "MultiHeadAttention",
-    "RandAugment", "RandomCrop", "Resizing", "ReversibleEmbedding", "STFTSpectrogram", "Solarization",
-    "StochasticDepth")} | {name: "ONNX export of the recurrent layers (LSTM / GRU / RNN ops): issue 9 item 6"
-                          for name in ("Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "GRU", "LSTM",
-                                       "RNN", "SimpleRNN", "TimeDistributed")}
+# layer class -> why kcompat cannot export it exactly: kcompat/formats/onnx/export/registry.py's REFUSED, filled
+# next to the exporters (``refuse_export``) and named by ``kcompat convert`` (none at present)
+REFUSED = registry.REFUSED
 # rows where kcompat's NumPy op (kcompat/layers/ops.py) differs from Keras; the ONNX export matches Keras
 NUMPY_GAPS: dict[str, str] = {}
 
@@ -263,8 +253,7 @@ def test_every_layer_and_op_has_an_exporter():
     Layer classes are checked by canonical name (their aliases share the exporter); ops by op name."""
     layers = {cls.class_name for cls in REGISTRY.values()} - {"InputLayer"}
     missing = sorted((layers - set(registry.LAYERS)) | (set(OP_REGISTRY) - set(registry.OPS)))
-    assert not [m for m in missing if m not in REFUSED and m not in NOT_YET and not m.startswith("Random")]
-    assert not sorted(set(NOT_YET) & (set(registry.LAYERS) | set(registry.OPS))), "exported now: drop from NOT_YET"
+    assert not [m for m in missing if m not in REFUSED]
     exported = set(registry.LAYERS) | set(registry.OPS)
     assert not sorted(set(REFUSED) & exported), "an exporter exists: drop it from REFUSED"
     assert not sorted(set(registry.LAYERS) - layers), "an exporter for a layer class kcompat does not have"

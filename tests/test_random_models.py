@@ -49,22 +49,13 @@ def test_random_model_matches_keras(keras, tmp_path, seed):
                                err_msg=f"predict vs layer_outputs, seed {seed}; layers used {used}")
 
 
-def exportable() -> set[str]:
-    """Layer classes kcompat exports to ONNX (recurrent layers wait for a later phase)."""
-    from kcompat.formats.onnx_export import EXPORTERS, register_exporters
-    register_exporters()
-    return set(REGISTRY) & set(EXPORTERS)
-
-
 @pytest.mark.parametrize("seed", range(SEED0, SEED0 + N))
 def test_random_model_onnx_round_trip(keras, tmp_path, seed):
     """The same random model exported by kcompat runs in ONNX Runtime like Keras, and imports back."""
     import onnxruntime as ort
 
     import kcompat
-    from kcompat.formats.onnx.export.registry import LAYERS
-    exportable = {name for name, cls in REGISTRY.items() if cls.class_name in LAYERS}  # the others: NOT_YET in
-    model, used = build(keras, seed, only=exportable)  # test_onnx_export_ops.py, each named
+    model, used = build(keras, seed)  # every maker's class exports (test_onnx_export_ops.py checks)
     km = to_kcompat(model, tmp_path)
     x = rand((3, *model.inputs[0].shape[1:]), seed=seed)
     expected = np.asarray(model([x], training=False))

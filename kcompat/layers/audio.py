@@ -42,7 +42,7 @@ class STFTSpectrogram(Layer):
         return ([Weight("real_kernel", shape)] if self.mode != "imag" else []) + \
                ([Weight("imag_kernel", shape)] if self.mode != "real" else [])
 
-    def _frames(self, t: int | None) -> int | None:
+    def frames(self, t: int | None) -> int | None:
         if t is None:
             return None
         if self.padding == "same":
@@ -53,7 +53,7 @@ class STFTSpectrogram(Layer):
         if len(input_shape) != 3:
             raise self.fail(f"expects (batch, time, channels). Received: input_shape={fmt_shape(input_shape)}")
         n, t, c = (input_shape[0], input_shape[2], input_shape[1]) if self.channels_first else input_shape
-        frames = self._frames(t)
+        frames = self.frames(t)
         if frames is not None and frames < 1:
             raise self.fail(f"the input is shorter than frame_length={self.frame_length}. "
                             f"Received: input_shape={fmt_shape(input_shape)}")
@@ -67,7 +67,7 @@ class STFTSpectrogram(Layer):
         """(N, C, T) signals -> (N, C, bins, frames), a 'valid' / 'same' strided conv with (L, 1, bins)."""
         t = signal.shape[-1]
         if self.padding == "same":
-            frames = self._frames(t)
+            frames = self.frames(t)
             total = max((frames - 1) * self.frame_step + self.frame_length - t, 0)
             signal = np.pad(signal, ((0, 0), (0, 0), (total // 2, total - total // 2)))
         windows = np.lib.stride_tricks.sliding_window_view(signal, self.frame_length, axis=-1)[..., ::self.frame_step, :]

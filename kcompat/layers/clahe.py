@@ -38,7 +38,7 @@ def tile_mappings(images: np.ndarray, grid: tuple, clip_limit: float) -> tuple[n
     return padded, cdf, th, tw
 
 
-def _grid(size: int, tile: int, count: int):
+def tile_grid(size: int, tile: int, count: int):
     """Neighbouring tile rows (or columns) of each pixel and the weight of the second one."""
     pos = (np.arange(size, dtype=np.float32) - np.float32(tile / 2.0)) / np.float32(tile) + np.float32(1)
     lo = np.floor(pos)
@@ -74,8 +74,8 @@ class ContrastLimitedAdaptiveHistogramEqualization(Spatial):
             images = (images - f32(self.low)) / f32(self.high - self.low) * f32(255)
         n, h, w, c = images.shape
         padded, cdf, th, tw = tile_mappings(images, self.grid, self.clip_limit)
-        y0, y1, wy = _grid(padded.shape[1], th, self.grid[0])
-        x0, x1, wx = _grid(padded.shape[2], tw, self.grid[1])
+        y0, y1, wy = tile_grid(padded.shape[1], th, self.grid[0])
+        x0, x1, wx = tile_grid(padded.shape[2], tw, self.grid[1])
         pixels = np.clip(padded, 0, 255).astype(np.int32)  # (N, Hp, Wp, C)
         b = np.arange(n)[:, None, None, None]
         ch = np.arange(c)[None, None, None, :]

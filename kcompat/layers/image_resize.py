@@ -90,23 +90,33 @@ def scale_translate_weights(in_size: int, out_size: int, kernel: str, antialias:
     return w
 
 
+def resize_axis(x: np.ndarray, axis: int, out: int, interpolation: str = "bilinear",
+                antialias: bool = False) -> np.ndarray:
+    """One axis of tf.image.resize (the op is separable: height, then width)."""
+    n = x.shape[axis]
+    if interpolation == "nearest":
+        return nearest_axis(x, axis, out)
+    if interpolation == "area":
+        return _apply(x, axis, area_weights(n, out))
+    if interpolation in ("lanczos3", "lanczos5") or antialias:
+        kernel = {"bilinear": "triangle", "bicubic": "keyscubic"}.get(interpolation, interpolation)
+        return _apply(x, axis, scale_translate_weights(n, out, kernel, antialias))
+    if interpolation == "bilinear":
+        return linear_axis(x, axis, out)
+    return cubic_axis(x, axis, out)
+
+
+def resize_matrix(in_size: int, out_size: int, interpolation: str = "bilinear", antialias: bool = False) -> np.ndarray:
+    """The (out, in) float32 matrix of one axis's resize: resize_axis applied to the identity."""
+    return resize_axis(np.eye(in_size, dtype=np.float32), 0, out_size, interpolation, antialias)
+
+
 def resize(x: np.ndarray, size: tuple, interpolation: str = "bilinear", antialias: bool = False) -> np.ndarray:
     """tf.image.resize of (N, H, W, C) images to ``size``: float32 out (nearest keeps the dtype)."""
     if interpolation != "nearest":
         x = x.astype(np.float32, copy=False)
     for axis, out in ((1, size[0]), (2, size[1])):
-        n = x.shape[axis]
-        if interpolation == "nearest":
-            x = nearest_axis(x, axis, out)
-        elif interpolation == "area":
-            x = _apply(x, axis, area_weights(n, out))
-        elif interpolation in ("lanczos3", "lanczos5") or antialias:
-            kernel = {"bilinear": "triangle", "bicubic": "keyscubic"}.get(interpolation, interpolation)
-            x = _apply(x, axis, scale_translate_weights(n, out, kernel, antialias))
-        elif interpolation == "bilinear":
-            x = linear_axis(x, axis, out)
-        else:
-            x = cubic_axis(x, axis, out)
+        x = resize_axis(x, axis, out, interpolation, antialias)
     return x
 
 
@@ -124,13 +134,18 @@ def crop_to_aspect(x: np.ndarray, size: tuple) -> np.ndarray:
     return x[:, top:top + ch, left:left + cw, :]
 
 
-def pad_to_aspect(x: np.ndarray, size: tuple, fill_value: float) -> np.ndarray:
-    """Keras's pad_to_aspect_ratio on TensorFlow: the same number of fill rows / columns on both sides
-    (half the missing amount, rounded down on each side)."""
-    height, width = x.shape[1], x.shape[2]
+def aspect_pads(height: int, width: int, size: tuple) -> tuple[int, int]:
+    """(rows, columns) of fill added on EACH side by pad_to_aspect."""
     th, tw = size
     top = int(float(max(height, int(float(width * th) / tw)) - height) / 2)
     left = int(float(max(width, int(float(height * tw) / th)) - width) / 2)
+    return top, left
+
+
+def pad_to_aspect(x: np.ndarray, size: tuple, fill_value: float) -> np.ndarray:
+    """Keras's pad_to_aspect_ratio on TensorFlow: the same number of fill rows / columns on both sides
+    (half the missing amount, rounded down on each side)."""
+    top, left = aspect_pads(x.shape[1], x.shape[2], size)
     pads = ((0, 0), (top, top), (left, left), (0, 0))
     return np.pad(x, pads, constant_values=np.asarray(fill_value, x.dtype))  # (N, H, W, C) -> (N, H+2t, W+2l, C)
 

@@ -23,11 +23,14 @@ from ....errors import KcompatError, UnsupportedError
 from ....files import atomic_paths
 from ....spec import map_refs
 from ..common import MIN_OPSET, skeleton
-from . import (activation_layers, activations, conv, core, embedding, merging, models,  # noqa: F401
-               normalization, ops, ops_array, ops_index, pooling, preprocessing, regularization,
-               reshaping)  # (they fill the tables)
+from . import (activation_layers, activations, adaptive_pooling, applications, attention, audio,  # noqa: F401
+               augmentation, categorical, clahe, conv, conv_lstm, core, einsum_dense, embedding, hashing,
+               image_preprocessing, merging, models, multi_head_attention, normalization, ops, ops_array,
+               ops_index, pooling, preprocessing, recurrent, regularization, reshaping,
+               wrappers)  # (they fill the tables)
 from .context import ExportContext
-from .registry import ACTIVATIONS, exporter_for
+from .masks import MaskFlow
+from .registry import ACTIVATIONS, REFUSED, exporter_for
 from .store import EXTERNAL_BYTES, SPOOLED, TensorStore
 
 
@@ -78,7 +81,9 @@ def check_exportable(model) -> None:
     missing: Counter = Counter()
     for ls in model.graph.layers:  # a nested model's layers too
         layer = model.layers[ls.name]
-        if exporter_for(layer, ls.is_op) is None and ls.class_name != "InputLayer":
+        if not ls.is_op and layer.class_name in REFUSED:
+            missing[f"layer class {ls.class_name} ({REFUSED[layer.class_name]})"] += 1
+        elif exporter_for(layer, ls.is_op) is None and ls.class_name != "InputLayer":
             missing[f"{'op' if ls.is_op else 'layer class'} {ls.class_name}"] += 1
             continue
         act = getattr(layer, "activation_name", None)
@@ -116,6 +121,7 @@ def to_onnx(model, opset: int | None = None, optimize: bool = True, store=None):
     spec = model.spec
     ctx = ExportContext(opset, store)
     tensors: dict[tuple, Any] = {}  # (layer, node) -> ONNX name(s) of its output(s)
+    masks = MaskFlow(model)  # Keras masks beside the values (masks.py)
     graph_inputs = []
     for ref in spec.inputs:
         ctx.unique(ref.layer)
@@ -128,7 +134,7 @@ def to_onnx(model, opset: int | None = None, optimize: bool = True, store=None):
             ctx.dtypes[name] = _input_dtype(ls.config.get("dtype"))
             graph_inputs.append(_value_info(name, model.shapes[key], ctx.dtypes[name]))
             continue
-        tensors[key] = _export_call(ctx, model, ls, k, tensors)
+        tensors[key] = _export_call(ctx, model, ls, k, tensors, masks)
     outputs = []
     for ref in spec.outputs:
         out = tensors[(ref.layer, ref.node)]
@@ -138,7 +144,7 @@ def to_onnx(model, opset: int | None = None, optimize: bool = True, store=None):
             out = ctx.op("Identity", out)
         shape = model.shapes[(ref.layer, ref.node)]
         outputs.append(_value_info(out, shape[ref.index] if isinstance(shape, list) else shape, ctx.dtype(out)))
-    nodes, initializers = ctx.nodes, ctx.initializers
+    nodes, initializers = masks.prune(ctx.nodes, {v.name for v in outputs}), ctx.initializers
     if optimize:
         from .optimize import optimize_transposes
         keep = {v.name for v in outputs} | {v.name for v in graph_inputs}
@@ -153,17 +159,17 @@ def to_onnx(model, opset: int | None = None, optimize: bool = True, store=None):
     return proto
 
 
-def _export_call(ctx: ExportContext, model, ls, k: int, tensors: dict) -> Any:
+def _export_call(ctx: ExportContext, model, ls, k: int, tensors: dict, masks: MaskFlow) -> Any:
     """Export call node ``k`` of one layer; its output tensors are named after the layer."""
     def name_of(ref):
         out = tensors[(ref.layer, ref.node)]
         return out[ref.index] if isinstance(out, list) else out
     node = ls.nodes[k]
     inputs = map_refs(node.args, name_of)
-    ctx.kwargs = map_refs(node.kwargs, name_of)
+    layer = model.layers[ls.name]
+    ctx.kwargs, previous = masks.arguments((ls.name, k), layer, map_refs(node.kwargs, name_of), tensors)
     ctx.prefix = ls.name
     first = len(ctx.nodes)
-    layer = model.layers[ls.name]
     out = exporter_for(layer, ls.is_op)(ctx, layer, inputs, list(ls.weights or []))
     shape = model.shapes[(ls.name, k)]
     base = ls.name if k == 0 else f"{ls.name}:{k}"
@@ -178,7 +184,9 @@ def _export_call(ctx: ExportContext, model, ls, k: int, tensors: dict) -> Any:
         ctx.rename(o, target, first)
         ctx.shapes[target] = s
         named.append(target)
-    return named if isinstance(out, list) else named[0]
+    result = named if isinstance(out, list) else named[0]
+    masks.outputs(ctx, (ls.name, k), layer, inputs, ctx.kwargs, previous, result)
+    return result
 
 
 def _input_dtype(dtype: Any) -> str:

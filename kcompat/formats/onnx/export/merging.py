@@ -5,8 +5,11 @@ Reference: kcompat/layers/merging.py.
 """
 from __future__ import annotations
 
+from onnx import TensorProto
+
 from ....errors import UnsupportedError
-from .registry import layer_exporter
+from .masks import as_bool_mask
+from .registry import layer_exporter, mask_exporter
 
 
 def merge_operands(ctx, tensors: list) -> list[str]:
@@ -83,3 +86,43 @@ def dot(ctx, layer, inputs, weights):
             raise UnsupportedError(f"layer '{layer.name}': Dot with several unknown axis sizes has no ONNX export")
         y = ctx.op("Reshape", y, ctx.ints([-1 if d is None else d for d in out], "shape"))
     return y
+
+
+@mask_exporter("Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average")
+def merge_mask(ctx, layer, inputs, mask, keras2):
+    """keras Merge.compute_mask: the OR of the masks, None unless every input has one (tf_keras: AND of those given)."""
+    if not isinstance(mask, (list, tuple)):
+        return None
+    given = [as_bool_mask(ctx, m) for m in mask if m is not None]
+    if not given or (not keras2 and len(given) < len(mask)):
+        return None
+    y = given[0]
+    for m in given[1:]:
+        y = ctx.op("And" if keras2 else "Or", y, m)
+    return y
+
+
+@mask_exporter("Concatenate")
+def concatenate_mask(ctx, layer, inputs, mask, keras2):
+    """keras Concatenate.compute_mask: each mask spread over its input (all True without one), concatenated,
+    any() over the last axis (tf_keras: expanded, not spread, then all())."""
+    if not isinstance(mask, (list, tuple)) or all(m is None for m in mask):
+        return None
+    axis = layer.config.get("axis")
+    axis = -1 if axis is None else int(axis)
+    full = []
+    for x, m in zip(inputs, mask):
+        rank = len(ctx.shape(x))
+        if m is None:
+            m = ctx.op("Not", ctx.op("Greater", x, x))  # all True, x's shape (x > x is False, NaN too)
+        else:
+            m = as_bool_mask(ctx, m)
+            if len(ctx.shapes.get(m, (None,) * (rank - 1))) < rank:  # a mask is (N, T) beside (N, T, F) values
+                m = ctx.op("Unsqueeze", m, ctx.ints([-1], "axes"))  # (N, T) -> (N, T, 1)
+                if not keras2:
+                    m = ctx.op("Expand", m, ctx.op("Shape", x))  # -> (N, T, F)
+        full.append(m)
+    joined = ctx.op("Concat", *full, axis=axis)
+    as_int = ctx.op("Cast", joined, to=TensorProto.INT32)
+    reduced = ctx.reduce("ReduceMin" if keras2 else "ReduceMax", as_int, [-1], keepdims=0)
+    return ctx.op("Cast", reduced, to=TensorProto.BOOL)

@@ -302,12 +302,12 @@ def cast(ctx, layer, inputs, weights):
 
 @op_exporter("ZerosLike", "OnesLike")
 def fill_like(ctx, layer, inputs, weights):
-    """Keras writes these into a graph for a Concatenate's mask: a constant of x's shape, then the dtype
-    (the Cast also tells ``ctx.dtype`` what the tensor is)."""
-    from onnx import numpy_helper
+    """Keras writes these into a graph for a Concatenate's mask: x > x (False for every x, NaN too; for bool
+    x xor x) or its Not, cast to the dtype. Computed from x itself, not from its Shape: an importer then
+    reads back op nodes, not a value that depends on the batch size."""
     x = ctx.operand(inputs[0])
-    value = numpy_helper.from_array(np.array([float(layer.value)], np.float32))
-    y = ctx.op("ConstantOfShape", ctx.op("Shape", x), value=value)
+    false = ctx.op("Xor", x, x) if ctx.dtype(x) == "bool" else ctx.op("Greater", x, x)  # x's shape, all False
+    y = false if layer.value == 0 else ctx.op("Not", false)
     dtype = np.dtype(ctx.dtype(x)) if layer.dtype is None else layer.dtype
     return ctx.op("Cast", y, to=helper.np_dtype_to_tensor_dtype(dtype))
 

@@ -6,7 +6,10 @@ Reference: kcompat/layers/pooling.py.
 """
 from __future__ import annotations
 
+from onnx import TensorProto
+
 from .conv import from_first, pad_attrs, to_first
+from .masks import as_bool_mask
 from .registry import layer_exporter
 
 
@@ -30,4 +33,11 @@ def global_pooling(ctx, layer, inputs, weights):
     first = 2 if layer.channels_first else 1
     axes = list(range(first, first + layer.rank))  # the spatial axes in the layer's own layout
     op = "ReduceMax" if layer.mode == "max" else "ReduceMean"
+    mask = ctx.kwargs.get("mask") if layer.mode == "average" and layer.rank == 1 else None
+    if mask is not None:  # the mean of the unmasked steps (a fully masked sample: 0 / 0, NaN, as Keras)
+        feature_axis = 2 if first == 1 else 1
+        keep = ctx.op("Unsqueeze", as_bool_mask(ctx, mask), ctx.ints([feature_axis], "axes"))  # (N, T) -> (N, T, 1)
+        total = ctx.reduce("ReduceSum", ctx.op("Where", keep, inputs[0], ctx.const(0.0)), axes, int(layer.keepdims))
+        count = ctx.reduce("ReduceSum", ctx.op("Cast", keep, to=TensorProto.FLOAT), axes, int(layer.keepdims))
+        return ctx.op("Div", total, count)  # (N, T, C) -> (N, C)
     return ctx.reduce(op, inputs[0], axes, int(layer.keepdims))  # (N, *sp, C) -> (N, C) or (N, 1.., C)

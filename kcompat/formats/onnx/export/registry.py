@@ -21,14 +21,16 @@ from ....layers import OP_REGISTRY, REGISTRY
 LAYERS: dict[str, Callable] = {}  # canonical Keras layer class name -> exporter
 OPS: dict[str, Callable] = {}  # Keras 3 op node class name -> exporter
 ACTIVATIONS: dict[str, Callable] = {}  # Keras activation name -> fn(ctx, x, shape, **params)
+MASKS: dict[str, Callable] = {}  # layer class whose Keras mask is computed from values -> fn(ctx, layer, inputs, mask)
+REFUSED: dict[str, str] = {}  # canonical layer class name -> why it has no exact ONNX form
 
 
-def _add(table: dict, what: str, names: tuple, fn: Callable) -> None:
+def _add(table: dict, what: str, names: tuple, fn) -> None:
+    def label(f):
+        return f"{f.__module__}.{f.__name__}" if callable(f) else repr(f)
     for name in names:
         if name in table:
-            old = table[name]
-            raise RuntimeError(f"two ONNX exporters for {what} {name!r}: {old.__module__}.{old.__name__} and "
-                               f"{fn.__module__}.{fn.__name__}")
+            raise RuntimeError(f"two ONNX exporters for {what} {name!r}: {label(table[name])} and {label(fn)}")
         table[name] = fn
 
 
@@ -63,6 +65,23 @@ def activation_exporter(*names: str):
         _add(ACTIVATIONS, "activation", names, fn)
         return fn
     return wrap
+
+
+def mask_exporter(*class_names: str):
+    """Register the ONNX form of a layer class's ``compute_mask`` where it computes on values (Embedding's
+    ``x != 0``); every other class's compute_mask only passes masks along and runs on the ONNX names."""
+    def wrap(fn):
+        _add(MASKS, "mask of layer class", class_names, fn)
+        return fn
+    return wrap
+
+
+def refuse_export(class_name: str, reason: str) -> None:
+    """Record that a layer class has no exact ONNX form, and why (``kcompat convert`` names the reason)."""
+    cls = REGISTRY.get(class_name)
+    if cls is None or cls.class_name != class_name:
+        raise RuntimeError(f"ONNX refusal for {class_name!r}: not a canonical kcompat layer class name")
+    _add(REFUSED, "refused layer class", (class_name,), reason)
 
 
 def exporter_for(layer, is_op: bool) -> Callable | None:

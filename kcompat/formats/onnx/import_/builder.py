@@ -164,15 +164,18 @@ class Builder:
         return name
 
     def layer(self, class_name: str, config: dict, args: list, weights: list | None = None,
-              inner: bool = False, suffix: str | None = None) -> Sym:
+              inner: bool = False, suffix: str | None = None, kwargs: dict | None = None) -> Sym:
         """A Keras layer (module keras.layers) called on ``args`` (Syms and constants).
 
         ``inner``: a step inside one ONNX node's lowering; it stands for no ONNX tensor.
         ``suffix``: name it ``<scope>_<suffix>`` (a helper layer, leaving the scope's name to the main one).
+        ``kwargs``: keyword arguments of the call (an RNN's ``initial_state`` and ``mask``).
         """
         name = self._name(class_name, suffix)
         cfg = {"name": name, "trainable": True, "dtype": "float32", **config}
-        ls = LayerSpec(name=name, class_name=class_name, config=cfg, nodes=[Node(args=self._args(args))],
+        call_kwargs = {k: self._args([v], top=False)[0] for k, v in (kwargs or {}).items()}
+        ls = LayerSpec(name=name, class_name=class_name, config=cfg, nodes=[Node(args=self._args(args),
+                                                                                  kwargs=call_kwargs)],
                        weights=list(weights or []), module="keras.layers")
         return self._add(ls, None if inner else self._out())
 

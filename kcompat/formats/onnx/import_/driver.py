@@ -22,8 +22,8 @@ from ....spec import ModelSpec, Node, TensorRef, map_refs
 from ...keras.weights import keras_order
 from ..common import is_float, np_dtype
 from . import (lower_attention, lower_conv, lower_index, lower_logic, lower_loss, lower_math,  # noqa: F401 (fill
-               lower_linear, lower_normalization, lower_pooling, lower_quantize, lower_reduce,  # LOWERINGS)
-               lower_reshaping)
+               lower_linear, lower_normalization, lower_pooling, lower_quantize, lower_recurrent,  # LOWERINGS)
+               lower_reduce, lower_reshaping)
 from .builder import Builder, Sym, sanitize
 from .graph import NONDETERMINISTIC, OnnxGraph, evaluate_node
 from .lowering import LOWERINGS, Dynamic
