@@ -36,10 +36,9 @@ def build_model(keras, name: str, cls: str, variant: Variant):
     if variant.build == "op":
         target = _op(keras, variant.op)
         args, kwargs = _fill(variant.call, xs)
-        y = target(*args, **kwargs)
-        first = y[0] if isinstance(y, (list, tuple)) else y
-        return keras.Model(inputs, list(y) if isinstance(y, (list, tuple)) else y, name=name), input_names, \
-            first._keras_history.operation.name
+        y = _outputs(keras, target(*args, **kwargs))
+        first = y[0] if isinstance(y, list) else y
+        return keras.Model(inputs, y, name=name), input_names, first._keras_history.operation.name
     if variant.build == "eager":  # a stand-in of the same name; export.py puts the real layer in the files
         layer = keras.layers.Identity(name=snake(cls))
     else:
@@ -49,7 +48,12 @@ def build_model(keras, name: str, cls: str, variant: Variant):
     else:
         args, kwargs = _fill(variant.call, xs)
         y = layer(*args, **kwargs)
-    return keras.Model(inputs, y, name=name), input_names, snake(cls)
+    return keras.Model(inputs, _outputs(keras, y), name=name), input_names, snake(cls)
+
+
+def _outputs(keras, y):
+    """The model's outputs: one tensor, or a flat list (an RNN over stacked cells returns nested states)."""
+    return keras.tree.flatten(y) if isinstance(y, (list, tuple)) else y
 
 
 def keras_layer(keras, cls: str, config: dict, name: str | None = None):

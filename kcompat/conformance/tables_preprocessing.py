@@ -6,7 +6,8 @@ spectrograms), adaptive pooling and ReversibleEmbedding. Configs follow tests/te
 Where Keras itself is wrong the table keeps to what it computes right (kcompat computes the documented
 result; tests/test_layers_preprocessing.py names each bug): RandomCrop returns its input at inference
 instead of the documented centered crop, so its cases crop to the input's own size; Equalization cannot be
-in a Keras model at all, so its cases are built "eager" (eager.py).
+in a Keras model at all, so its cases are built "eager" (eager.py); RandomShear saves a symmetric factor
+as a negative range it then refuses to read back, so its factors are ranges from 0.
 """
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ AUGMENTATION: dict[str, list[Variant]] = {  # the identity at inference (float32
     "RandomRotation": images({"factor": 0.2}, {"factor": (-0.1, 0.3), "fill_mode": "constant"}),
     "RandomSaturation": images({"factor": 0.3}, {"factor": (0.2, 0.8)}),
     "RandomSharpness": images({"factor": 0.3}, {"factor": (0.1, 0.9)}),
-    "RandomShear": images({"x_factor": 0.2}, {"x_factor": 0.1, "y_factor": 0.3}),
+    # a symmetric factor (x_factor=0.2) is saved as (-0.2, 0.2), which Keras refuses to read back
+    "RandomShear": images({"x_factor": (0.0, 0.2)}, {"x_factor": (0.1, 0.3), "y_factor": (0.0, 0.2)}),
     "RandomTranslation": images({"height_factor": 0.2, "width_factor": 0.2},
                                 {"height_factor": (-0.1, 0.3), "width_factor": 0.1, "fill_mode": "nearest"}),
     "RandomZoom": images({"height_factor": 0.2}, {"height_factor": (-0.3, 0.2), "width_factor": 0.1}),
