@@ -299,10 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = k.add_subparsers(dest="action", required=True)
     e = ksub.add_parser("export", help="write one folder per case, expected outputs from real Keras")
     e.add_argument("dir")
-    e.add_argument("--layers", metavar="Dense,Conv2D,...", help="layer classes to export (default: every "
-                                                                 "layer class kcompat implements)")
+    e.add_argument("--layers", metavar="Dense,Conv2D,...", help="layer classes to export, ops.<Class> for a Keras 3 "
+                                                                 "op such as ops.Mean (default: every layer class "
+                                                                 "and op kcompat implements)")
     e.add_argument("--cases", type=int, default=None, help="at most N cases per layer class (default: every "
-                                                           "config in the table, 1-8 per class)")
+                                                           "config in the table, 1-12 per class)")
     e.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs (default: 0)")
     e.set_defaults(func=cmd_conformance_export)
     cr = ksub.add_parser("run", help="check a candidate on every case; exit 0 all pass, 1 a failure, 2 bad input")
@@ -312,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "(default: kcompat's NumPy layers)")
     cwho.add_argument("--candidate-outputs-dir", metavar="D",
                       help="one <case>.npz of every call node's output per case (default: none)")
-    cr.add_argument("--layers", metavar="Dense,Conv2D,...", help="run only these layer classes' cases "
-                                                                 "(default: every case)")
+    cr.add_argument("--layers", metavar="Dense,Conv2D,...", help="run only these classes' cases, ops.<Class> for "
+                                                                 "an op (default: every case)")
     cr.add_argument("--strict", action="store_true", help="not implemented / missing layers and cases fail "
                                                           "(default: reported, not failing)")
     cr.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per case and layer (default: none)")

@@ -28,7 +28,7 @@ import numpy as np
 from .errors import UnsupportedError
 from .layers.base import Layer, make_layer
 from .layers.base import leaves as flatten
-from .spec import LayerSpec, ModelSpec, Node, TensorRef
+from .spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
 
 
 def _is_tensor(value: Any) -> bool:
@@ -75,6 +75,70 @@ def mask_arguments(layer: Layer, args: list, kwargs: dict, arg_masks: list, kwar
                 out[param] = masks_of[source]
     previous = out.get("mask") if out.get("mask") is not None else first
     return out, previous
+
+
+class _Slot:
+    """Input ``index`` of a call node, standing in for its tensor while masks are matched to inputs."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+def _slots(node: Node) -> tuple[list, dict]:
+    """The node's args / kwargs with each tensor replaced by its ``_Slot`` (``Node.refs`` order)."""
+    counter = iter(range(1 << 30))
+    args = map_refs(node.args, lambda ref: _Slot(next(counter)))
+    return args, map_refs(node.kwargs, lambda ref: _Slot(next(counter)))
+
+
+def _masked_argument(param: str, params: tuple) -> str | None:
+    """The argument a mask parameter masks: ``mask`` the first, ``<arg>_mask`` <arg>; None for others."""
+    if param == "mask":
+        return params[0] if params else None
+    if param.endswith("_mask") and param[:-len("_mask")] in params:
+        return param[:-len("_mask")]
+    return None
+
+
+def input_masks(layer: Layer, node: Node, args: list, kwargs: dict, arg_masks: list, kwarg_masks: dict,
+                keras2: bool = False) -> list:
+    """The mask Keras's call of ``node`` gets with each of its input tensors (``Node.refs`` order), None
+    where it gets none: the mask arguments ``mask_arguments`` fills from propagated masks, or that the
+    graph gives (Keras 3 writes ``mask=`` into a Functional's graph), matched to the tensors of the argument
+    they mask (``mask``: the first argument, a list of masks for a list; ``<arg>_mask``: <arg>).
+    ``args`` / ``kwargs`` hold the node's values, ``arg_masks`` / ``kwarg_masks`` their masks, as for
+    ``mask_arguments``."""
+    filled, _ = mask_arguments(layer, args, kwargs, arg_masks, kwarg_masks, keras2)
+    slot_args, slot_kwargs = _slots(node)
+    bound = dict(zip(layer.call_params, slot_args)) | slot_kwargs
+    out: list = [None] * len(node.refs())
+    for param, value in filled.items():
+        source = _masked_argument(param, layer.call_params)
+        if source is None or source not in bound or value is None:
+            continue
+        targets = [s for s in flatten(bound[source]) if isinstance(s, _Slot)]
+        for slot, mask in zip(targets, flatten(value)):
+            if isinstance(mask, np.ndarray):
+                out[slot.index] = mask
+    return out
+
+
+def mask_kwargs(layer: Layer, node_args: list, node_kwargs: dict, masks: list) -> dict:
+    """The inverse of ``input_masks``: the mask keyword arguments (``mask`` / ``<arg>_mask``) a call takes,
+    from one mask (or None) per input; ``node_args`` / ``node_kwargs`` mark input i by any object with
+    an int ``.index`` = i. A mask argument the call already has is kept."""
+    bound = dict(zip(layer.call_params, node_args)) | node_kwargs
+    out = {}
+    for param in layer.call_params:
+        source = _masked_argument(param, layer.call_params)
+        if source is None or source not in bound or node_kwargs.get(param) is not None:
+            continue
+        argument = bound[source]
+        found = [masks[i] if isinstance(i, int) and 0 <= i < len(masks) else None
+                 for i in (getattr(s, "index", None) for s in flatten(argument))]
+        if any(m is not None for m in found):
+            out[param] = found if isinstance(argument, (list, tuple)) else found[0]
+    return out
 
 
 def output_masks(layer: Layer, args: list, kwargs: dict, previous: Any, outputs: Any, keras2: bool = False) -> Any:

@@ -13,32 +13,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kcompat.conformance.cases import CASES
+from kcompat.conformance.cases import CASES, OPS
 from kcompat.conformance.export import sha256
-from kcompat.layers.base import REGISTRY
-from test_verify_candidates import BLOCK_TF, CANDIDATE, ENV, cli
+from kcompat.conformance.run import run_suite
+from kcompat.layers.base import OP_REGISTRY, REGISTRY
+from kcompat.verify.candidate import load_adapter
+from test_verify_candidates import BLOCK_TF, CANDIDATE, ENV, HERE, cli
 
-LAYERS = "Dense,Flatten,Activation,Dropout,BatchNormalization,Add,Embedding,Conv2D"
-
-
-# layer classes merged after the suite was written, whose cases are being added (each named, none hidden)
-NOT_YET_IN_SUITE = {
-    "AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D", "AdaptiveMaxPooling1D",
-    "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D", "AdditiveAttention", "Attention", "AugMix", "AutoContrast",
-    "Bidirectional", "CategoryEncoding", "CenterCrop", "ContrastLimitedAdaptiveHistogramEqualization", "ConvLSTM1D",
-    "ConvLSTM2D", "ConvLSTM3D", "CustomScaleLayer", "CutMix", "Discretization", "EinsumDense", "Equalization", "GRU",
-    "GroupQueryAttention", "HashedCrossing", "Hashing", "IntegerLookup", "LSTM", "LayerScale", "MaxNumBoundingBoxes",
-    "MelSpectrogram", "MixUp", "MultiHeadAttention", "RNN", "RandAugment", "RandomCrop", "Resizing",
-    "ReversibleEmbedding", "STFTSpectrogram", "SimpleRNN", "Solarization", "StochasticDepth", "TimeDistributed"}
+LAYERS = "Dense,Flatten,Activation,Dropout,BatchNormalization,Add,Embedding,Conv2D,LSTM,SimpleRNN,ops.GetItem"
+N_CASES = 22  # two per class; LSTM_00 and SimpleRNN_00 masked (tables_sequence.py)
+RNN_CANDIDATE = HERE / "numpy_rnn_candidate.py"
 
 
-def test_the_case_table_covers_every_layer_class_kcompat_implements():
+def test_the_case_tables_cover_every_layer_class_and_op_kcompat_implements():
     implemented = {cls.class_name for cls in REGISTRY.values()} - {"InputLayer", "Functional", "Sequential"}
-    missing = implemented - set(CASES)  # (nested models are whole models, not a layer to exercise alone)
-    assert not sorted(missing - NOT_YET_IN_SUITE - {n for n in missing if n.startswith("Random")})
-    assert not sorted(NOT_YET_IN_SUITE & set(CASES)), "in the suite now: drop it from NOT_YET_IN_SUITE"
+    assert not sorted(implemented - set(CASES))  # (nested models are whole models, not a layer to exercise alone)
     assert set(CASES) <= implemented
-    assert all(CASES[c] for c in CASES)
+    assert not sorted(set(OP_REGISTRY) - set(OPS)) and set(OPS) <= set(OP_REGISTRY)
+    assert all(CASES[c] for c in CASES) and all(OPS[o] for o in OPS)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +49,8 @@ def test_export_writes_one_folder_per_case_with_a_manifest(suite):
     import keras
     import tensorflow as tf
     names = cases_of(suite)
-    assert len(names) == 16 and names[:2] == ["Dense_00", "Dense_01"] and "Dropout_01" in names
+    assert len(names) == N_CASES and names[:2] == ["Dense_00", "Dense_01"] and "Dropout_01" in names
+    assert names[-2:] == ["ops.GetItem_00", "ops.GetItem_01"]
     manifest = json.loads((suite / "Flatten_01" / "manifest.json").read_text())
     assert manifest["layer_class"] == "Flatten" and manifest["config"]["data_format"] == "channels_first"
     assert manifest["keras_version"] == keras.__version__ and manifest["tensorflow_version"] == tf.__version__
@@ -71,20 +64,65 @@ def test_export_writes_one_folder_per_case_with_a_manifest(suite):
     embedding = json.loads((suite / "Embedding_00" / "manifest.json").read_text())
     assert np.load(suite / "Embedding_00" / "inputs.npz")["x"].dtype == np.int32
     assert embedding["layers"][1]["weights"] == ["embedding/0"]
+    assert not embedding["masks"] and not (suite / "Embedding_00" / "masks.npz").exists()
+
+
+def test_manifest_says_which_calls_get_masks_and_how_each_node_is_called(suite):
+    """Functional: Keras writes the mask into the graph (NotEqual, mask=); Sequential: it passes it implicitly.
+    Either way the manifest names the mask each call gets with each input, and masks.npz holds it."""
+    lstm = json.loads((suite / "LSTM_00" / "manifest.json").read_text())
+    ids = np.load(suite / "LSTM_00" / "inputs.npz")["x"]
+    assert lstm["masks"] is True and "masks.npz" in lstm["files"] and (ids == 0).any()
+    assert lstm["variant"]["build"] == "layer" and lstm["variant"]["front"][0]["class_name"] == "Embedding"
+    node = lstm["layers"][-1]
+    assert node["class_name"] == "LSTM" and node["inputs"] == ["front0_embedding", "not_equal"]
+    assert node["args"] == [{"input": 0}] and node["kwargs"] == {"training": False, "mask": {"input": 1}}
+    assert node["masks"] == ["lstm/0", None]
+    np.testing.assert_array_equal(np.load(suite / "LSTM_00" / "masks.npz")["lstm/0"], ids != 0)
+    rnn = json.loads((suite / "SimpleRNN_00" / "manifest.json").read_text())
+    ids = np.load(suite / "SimpleRNN_00" / "inputs.npz")["x"]
+    assert rnn["variant"]["build"] == "sequential" and rnn["masks"] is True
+    node = rnn["layers"][-1]
+    assert node["kwargs"] == {} and node["masks"] == ["simple_rnn/0"]  # nothing in the graph: Keras passes it
+    np.testing.assert_array_equal(np.load(suite / "SimpleRNN_00" / "masks.npz")["simple_rnn/0"], ids != 0)
+    plain = json.loads((suite / "LSTM_01" / "manifest.json").read_text())
+    assert plain["masks"] is False and plain["layers"][-1]["masks"] == [None]
+    op = json.loads((suite / "ops.GetItem_00" / "manifest.json").read_text())
+    assert op["kind"] == "op" and op["layer_class"] == "GetItem" and op["layer"] == op["layers"][-1]["name"]
+    assert op["variant"]["call"]["args"] == [{"input": 0}, [{"slice": [None, None, None]}, {"slice": [1, 3, None]}]]
+    assert op["layers"][-1]["args"][0] == {"input": 0} and op["layers"][-1]["args"][1][1]["class_name"] == "__slice__"
+    x = np.load(suite / "ops.GetItem_00" / "inputs.npz")["x"]
+    np.testing.assert_array_equal(np.load(suite / "ops.GetItem_00" / "expected.npz")[op["layer"]], x[:, 1:3])
+
+
+def test_an_adapter_gets_the_keras_masks_and_one_that_ignores_them_fails_exactly_the_masked_cases(suite):
+    masked = {n for n in cases_of(suite) if json.loads((suite / n / "manifest.json").read_text())["masks"]}
+    assert masked == {"LSTM_00", "SimpleRNN_00"}
+    right = run_suite(str(suite), load_adapter(f"{RNN_CANDIDATE}:rnn"), layers=["LSTM", "SimpleRNN"])
+    assert [(c.name, c.status) for c in right.cases] == [(n, "ok") for n in ("LSTM_00", "LSTM_01", "SimpleRNN_00",
+                                                                              "SimpleRNN_01")]
+    wrong = run_suite(str(suite), load_adapter(f"{RNN_CANDIDATE}:rnn_ignores_mask"), layers=["LSTM", "SimpleRNN"])
+    failing = [(c.name, d.name, d.status) for c in wrong.cases for d in c.report.layers if not d.ok]
+    assert failing == [("LSTM_00", "lstm", "mismatch"), ("SimpleRNN_00", "simple_rnn", "mismatch")]
+    fallback = run_suite(str(suite), load_adapter(f"{RNN_CANDIDATE}:everything_by_kcompat"))
+    assert fallback.ok and fallback.counts()["passed"] == N_CASES  # kcompat_call takes the masks from layer["masks"]
 
 
 def test_kcompat_passes_and_writes_junit_html_json(suite, tmp_path):
     rc, out, err = cli("conformance", "run", suite, "--junit", tmp_path / "r.xml", "--html", tmp_path / "r.html",
                        "--json", tmp_path / "r.json")
     assert rc == 0, out + err
-    assert "PASS: 16/16 case(s) pass" in out
+    assert f"PASS: {N_CASES}/{N_CASES} case(s) pass" in out
     root = ET.parse(tmp_path / "r.xml").getroot()
-    assert root.tag == "testsuites" and root.get("failures") == "0" and len(root) == 16
-    assert int(root.get("tests")) == 2 * 16  # per case: its layer, its output
+    assert root.tag == "testsuites" and root.get("failures") == "0" and len(root) == N_CASES
+    manifests = [json.loads((suite / n / "manifest.json").read_text()) for n in cases_of(suite)]
+    per_case = [len(m["layers"]) - len(m["inputs"]) + len(m["outputs"]) for m in manifests]  # its layers, its output
+    assert int(root.get("tests")) == sum(per_case) and per_case[:2] == [2, 2] and max(per_case) == 4
     page = (tmp_path / "r.html").read_text()
-    assert page.count("<svg") == 16 and "PASS" in page
+    assert page.count("<svg") == N_CASES and "PASS" in page
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["ok"] is True and data["passed"] == 16 and data["results"][0]["report"]["layers"][1]["status"] == "ok"
+    assert data["ok"] is True and data["passed"] == N_CASES
+    assert data["results"][0]["report"]["layers"][1]["status"] == "ok"
 
 
 def test_a_buggy_candidate_fails_exactly_its_cases_with_figures_in_junit(suite, tmp_path):
@@ -138,7 +176,8 @@ def test_per_case_output_files_and_missing_ones(suite, tmp_path):
     assert rc == 0, out + err
     (outs / "Add_01.npz").unlink()
     rc, out, err = cli("conformance", "run", suite, "--candidate-outputs-dir", outs)
-    assert rc == 0 and "PASS: 15/16 case(s) pass, 0 fail, 0 not implemented, 1 without candidate outputs" in out
+    assert rc == 0 and f"PASS: {N_CASES - 1}/{N_CASES} case(s) pass, 0 fail, 0 not implemented, 1 without candidate " \
+                       f"outputs" in out
     rc, out, err = cli("conformance", "run", suite, "--candidate-outputs-dir", outs, "--strict")
     assert rc == 1 and "Add_01" in out
 
@@ -165,9 +204,19 @@ def test_a_changed_suite_is_refused(suite, tmp_path):
 
 
 @pytest.mark.slow
-def test_every_layer_class_exports_and_kcompat_passes_it_all(tmp_path):
-    rc, out, err = cli("conformance", "export", tmp_path / "all", "--cases", "1")
+def test_every_case_of_every_class_exports_and_passes(tmp_path):
+    """The whole suite (every layer class and op, every variant): kcompat passes it; so does an adapter that
+    calls kcompat through the adapter contract (the layer dict carries all a call needs, masks included);
+    and the NumPy RNN that ignores masks fails exactly the masked LSTM / SimpleRNN cases it implements."""
+    n = sum(map(len, CASES.values())) + sum(map(len, OPS.values()))
+    rc, out, err = cli("conformance", "export", tmp_path / "all")
     assert rc == 0, err
     rc, out, err = cli("conformance", "run", tmp_path / "all", "--junit", tmp_path / "all.xml")
     assert rc == 0, out
-    assert f"PASS: {len(CASES)}/{len(CASES)} case(s) pass" in out
+    assert f"PASS: {n}/{n} case(s) pass" in out
+    fallback = run_suite(str(tmp_path / "all"), load_adapter(f"{RNN_CANDIDATE}:everything_by_kcompat"))
+    assert fallback.ok and fallback.counts()["passed"] == n, [c.problem for c in fallback.cases if not c.ok][:5]
+    wrong = run_suite(str(tmp_path / "all"), load_adapter(f"{RNN_CANDIDATE}:rnn_ignores_mask"),
+                      layers=["LSTM", "SimpleRNN"])
+    implemented_masked = {c.name for c in wrong.cases if c.manifest["masks"] and c.status != "not_implemented"}
+    assert len(implemented_masked) >= 6 and {c.name for c in wrong.cases if not c.ok} == implemented_masked

@@ -1,6 +1,7 @@
 """Conformance of MultiHeadAttention, GroupQueryAttention, Attention, AdditiveAttention and EinsumDense
 against real Keras 3: values (1e-5), output shapes, parameter counts; the returned attention scores
-(and Keras's wrong declared shape for them); masks as Keras passes them; a Transformer encoder block
+(and Keras's wrong declared shape for them); masks as Keras passes them (given, or propagated from an
+Embedding(mask_zero=True), which Keras 3 does not write into the graph); a Transformer encoder block
 end to end through the CLI (summary, run, verify, convert to .keras / .h5 / .json read back by Keras);
 a Keras 2 (tf_keras) .h5 with MultiHeadAttention.
 
@@ -124,7 +125,33 @@ EINSUM = [
     row("einsum_contract_two_axes", einsum("abcd,cde->abe", (3, 4), bias_axes="e", activation="gelu"), IMG),
 ]
 
-GROUPS = {"multi_head": MULTI_HEAD, "grouped": GROUPED, "dot_attention": DOT_ATTENTION, "einsum": EINSUM}
+def padded_ids(seed):
+    """(BATCH, 6) indices with padding 0: at the end, in the middle, a whole row."""
+    ids = np.random.default_rng(seed).integers(1, 12, (BATCH, 6)).astype(np.int32)
+    ids[0, 4:] = ids[1, :] = ids[2, 2] = 0
+    return [ids]
+
+
+def after_masking_embedding(attend):
+    """Embedding(mask_zero=True) on the indices, then ``attend(keras, e)``: Keras 3 does not write these
+    masks into the graph (query_mask / value_mask, mask=[...]) but passes them on load; so must kcompat."""
+    return lambda k, ids: attend(k, k.layers.Embedding(12, 4, mask_zero=True)(ids))
+
+
+MASKED = [
+    row("mha_self_masked_by_embedding", after_masking_embedding(lambda k, e: mha(num_heads=2, key_dim=3)(k, e, e)),
+        (6,), dtype="int32", data=padded_ids),
+    row("gqa_masked_by_embedding", after_masking_embedding(
+        lambda k, e: gqa(head_dim=2, num_query_heads=2, num_key_value_heads=1)(k, e, e)), (6,), dtype="int32",
+        data=padded_ids),
+    row("attention_masked_by_embedding", after_masking_embedding(lambda k, e: k.layers.Attention()([e, e])), (6,),
+        dtype="int32", data=padded_ids),
+    row("additive_attention_masked_by_embedding", after_masking_embedding(
+        lambda k, e: k.layers.AdditiveAttention()([e, e])), (6,), dtype="int32", data=padded_ids),
+]
+
+GROUPS = {"multi_head": MULTI_HEAD, "grouped": GROUPED, "dot_attention": DOT_ATTENTION, "einsum": EINSUM,
+          "masked": MASKED}
 ROWS = [pytest.param(g, p.values[0], id=p.id) for g, rows in GROUPS.items() for p in rows]
 
 

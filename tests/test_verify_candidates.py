@@ -189,8 +189,8 @@ def test_adapter_not_implemented_error_and_strict(keras, tmp_path):
     assert by["r"].status == "not_implemented" and by["r"].ok and by["r"].problem == "no ReLU yet"
     assert by["e"].status == "error" and not by["e"].ok and "ValueError: kernel layout confused" in by["e"].problem
     assert by["d"].status == "ok" and report.first_mismatch == "e" and not report.ok
-    assert seen["d"] == (["args", "class_name", "config", "kwargs", "module", "name", "node"], [(4, 3), (3,)],
-                         [(4, 4)])
+    assert seen["d"] == (["args", "class_name", "config", "kwargs", "masks", "module", "name", "node"],
+                         [(4, 3), (3,)], [(4, 4)])
     assert "chained run took the reference's output where partial gave none ('r', 'e')" in " ".join(report.notes)
     strict = verify_file(path, candidate=partial, strict=True)
     assert _failing(strict) == ["e", "r"] and strict.first_mismatch == "r"

@@ -1,154 +1,49 @@
-"""The conformance maker table: for every layer class kcompat implements, a few varied configs.
+"""The conformance maker table: for every layer class kcompat implements, and every Keras 3 op class it
+runs, a few varied configs.
 
-Each ``Variant`` is the Keras constructor arguments and the input shape(s) without the batch;
-``export.py`` builds ``Input(s) -> layer`` in real Keras from it. Variants are picked from the
-table with the conformance tables of tests/ in mind (test_layers_*.py) but are kept here, as
-data, so kcompat never imports tests/. ``CASES`` must name every class in the layer registry
-(tests/test_conformance_suite.py checks). Keras never sees a channels_first convolution whose
-last axis equals its filter count: Keras 3 on TensorFlow adds the bias on the wrong axis there
-(README, "Keras behaviour kcompat names instead of copying").
+``CASES`` (layer class -> variants) and ``OPS`` (op class -> variants) gather the tables (tables_*.py);
+a ``Variant`` (variant.py) is data: how the case's model is built, called and fed, and ``build.py``
+makes it in real Keras. Variants are picked with the conformance tables of tests/ in mind
+(test_layers_*.py, recurrent_rows.py, test_ops.py) but are kept here, as data, so kcompat never imports
+tests/. ``CASES`` must name every class in the layer registry and ``OPS`` every class in the op registry
+(tests/test_conformance_suite.py checks). On the command line an op class is ``ops.<Class>``
+(``--layers ops.Mean,Dense``), and so is its case folder (``ops.Mean_00``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .tables_core import CORE
+from .tables_ops import OPS
+from .tables_preprocessing import AUDIO, AUGMENTATION, CATEGORICAL, IMAGE, OTHER
+from .tables_sequence import APPLICATIONS, ATTENTION, RECURRENT
+from .variant import Variant, v  # noqa: F401  (the public names of a case)
+
+OP_PREFIX = "ops."  # "ops.Mean": the Keras 3 op class Mean
+
+CASES: dict[str, list[Variant]] = {**CORE, **RECURRENT, **ATTENTION, **APPLICATIONS, **IMAGE, **AUGMENTATION,
+                                   **CATEGORICAL, **AUDIO, **OTHER}
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One case: ``keras.layers.<class>(**config)`` applied to inputs of ``shapes`` (no batch axis).
-
-    ``data``: "normal" (standard normal float32), "int:K" (int32 in [0, K)), "masked" (whole time
-    steps set to 0.0, for Masking), "wide" (normal * 4: crosses ReLU caps and clip points).
-    """
-
-    config: dict = field(default_factory=dict)
-    shapes: tuple = ((6,),)
-    data: str = "normal"
+def suite_classes() -> list[str]:
+    """Every class of the suite as ``--layers`` names it: the layer classes, then ``ops.<Class>``."""
+    return list(CASES) + [OP_PREFIX + name for name in OPS]
 
 
-def v(shapes, data: str = "normal", **config) -> Variant:
-    """A variant: input shape(s) (one tuple, or a list of tuples for several inputs) and config."""
-    shapes = tuple(tuple(s) for s in shapes) if isinstance(shapes, list) else (tuple(shapes),)
-    return Variant(config, shapes, data)
-
-
-CF = "channels_first"
-
-CASES: dict[str, list[Variant]] = {
-    # core
-    "Dense": [v((5,), units=4), v((3, 4), units=3, activation="relu", use_bias=False),
-              v((2, 3, 4), units=5, activation="gelu"), v((6,), units=3, activation="softmax")],
-    "Activation": [v((6,), "wide", activation="relu"), v((3, 4), activation="gelu"), v((6,), activation="tanh"),
-                   v((6,), "wide", activation="hard_sigmoid"), v((2, 6), activation="softmax"),
-                   v((6,), activation="selu"), v((6,), activation="swish"), v((6,), activation="mish")],
-    "Dropout": [v((6,), rate=0.5), v((3, 4), rate=0.2, noise_shape=None)],
-    "Flatten": [v((3, 4)), v((2, 3, 4), data_format=CF), v((2, 2, 3, 2)), v((2, 3, 4))],
-    # activation layers
-    "ELU": [v((6,)), v((3, 4), alpha=0.5)],
-    "LeakyReLU": [v((6,)), v((3, 4), negative_slope=0.05)],
-    "PReLU": [v((3, 4)), v((3, 3, 4), shared_axes=[1, 2])],
-    "ReLU": [v((6,), "wide", max_value=6.0), v((6,), negative_slope=0.1, threshold=0.5),
-             v((6,), "wide", max_value=1.0, negative_slope=0.3, threshold=0.25)],
-    "Softmax": [v((3, 5)), v((3, 5), axis=1), v((3, 5), axis=[1, 2])],
-    # convolution
-    "Conv1D": [v((10, 3), filters=4, kernel_size=3), v((11, 3), filters=4, kernel_size=3, strides=2, padding="same"),
-               v((12, 2), filters=4, kernel_size=3, padding="causal", dilation_rate=2, activation="relu"),
-               v((8, 6), filters=6, kernel_size=3, groups=3, use_bias=False)],
-    "Conv2D": [v((9, 9, 3), filters=5, kernel_size=3),
-               v((10, 11, 2), filters=4, kernel_size=(3, 2), strides=(2, 3), padding="same"),
-               v((4, 8, 8), filters=4, kernel_size=3, groups=2, data_format=CF),
-               v((9, 9, 3), filters=4, kernel_size=3, dilation_rate=(2, 1), padding="same", activation="tanh")],
-    "Conv3D": [v((5, 5, 5, 2), filters=3, kernel_size=2),
-               v((5, 6, 7, 2), filters=2, kernel_size=3, strides=(1, 2, 2), padding="same"),
-               v((2, 6, 6, 6), filters=2, kernel_size=2, dilation_rate=2, data_format=CF)],
-    "Conv1DTranspose": [v((6, 3), filters=4, kernel_size=3),
-                        v((6, 3), filters=4, kernel_size=3, strides=2, padding="same"),
-                        v((5, 2), filters=3, kernel_size=3, strides=3, output_padding=2)],
-    "Conv2DTranspose": [v((5, 5, 3), filters=4, kernel_size=3, strides=2),
-                        v((5, 4, 2), filters=3, kernel_size=3, strides=2, padding="same", output_padding=1),
-                        v((3, 5, 6), filters=4, kernel_size=3, strides=(1, 2), padding="same", data_format=CF)],
-    "Conv3DTranspose": [v((3, 3, 3, 2), filters=2, kernel_size=2, strides=2),
-                        v((3, 3, 3, 2), filters=2, kernel_size=3, strides=2, padding="same", output_padding=1)],
-    "DepthwiseConv1D": [v((10, 3), kernel_size=3),
-                        v((11, 3), kernel_size=3, strides=2, padding="same", depth_multiplier=2)],
-    "DepthwiseConv2D": [v((8, 8, 3), kernel_size=3),
-                        v((7, 7, 2), kernel_size=3, padding="same", depth_multiplier=3, activation="relu"),
-                        v((3, 8, 9), kernel_size=(2, 3), strides=(2, 1), data_format=CF, use_bias=False)],
-    "SeparableConv1D": [v((10, 3), filters=4, kernel_size=3),
-                        v((11, 3), filters=5, kernel_size=3, strides=2, padding="same", depth_multiplier=2)],
-    "SeparableConv2D": [v((8, 8, 3), filters=4, kernel_size=3),
-                        v((9, 9, 3), filters=6, kernel_size=3, strides=2, padding="same", depth_multiplier=2)],
-    # embedding
-    "Embedding": [v((6,), "int:10", input_dim=10, output_dim=4), v((2, 3), "int:7", input_dim=7, output_dim=3)],
-    # merging (several inputs)
-    "Add": [v([(4,), (4,)]), v([(2, 3), (2, 3), (2, 3)]), v([(4, 3), (1, 3)])],
-    "Subtract": [v([(5,), (5,)])],
-    "Multiply": [v([(4,), (4,), (4,)]), v([(2, 3), (2, 3)])],
-    "Average": [v([(2, 3), (2, 3), (2, 3)])],
-    "Maximum": [v([(5,), (5,)])],
-    "Minimum": [v([(5,), (5,)])],
-    "Concatenate": [v([(3, 2), (3, 4)]), v([(2, 3), (4, 3), (1, 3)], axis=1)],
-    "Dot": [v([(5,), (5,)], axes=1), v([(3, 4), (5, 4)], axes=(2, 2)), v([(4, 3), (4, 2)], axes=(1, 1), normalize=True)],
-    # normalization
-    "BatchNormalization": [v((4, 5)), v((3, 4, 4), axis=1, epsilon=1e-5), v((6,), center=False),
-                           v((2, 2, 5), center=False, scale=False)],
-    "LayerNormalization": [v((4, 6)), v((3, 4, 2), axis=[1, 2], epsilon=1e-6), v((4, 5), rms_scaling=True)],
-    "GroupNormalization": [v((4, 4, 6), groups=2), v((5, 3), groups=-1, epsilon=1e-5), v((4, 3, 3), groups=1, axis=1)],
-    "UnitNormalization": [v((4, 5)), v((3, 4), axis=[1, 2])],
-    "RMSNormalization": [v((4, 5)), v((3, 4), axis=[-2, -1], epsilon=1e-3)],
-    # pooling
-    "MaxPooling1D": [v((9, 3)), v((7, 2), pool_size=3, strides=1, padding="same")],
-    "MaxPooling2D": [v((7, 7, 3), pool_size=(2, 2)), v((8, 9, 2), pool_size=3, strides=2, padding="same"),
-                     v((3, 5, 5), pool_size=2, padding="same", data_format=CF)],
-    "MaxPooling3D": [v((5, 5, 5, 2), pool_size=2), v((2, 3, 4, 5), pool_size=2, strides=1, padding="same", data_format=CF)],
-    "AveragePooling1D": [v((8, 2), pool_size=3, strides=2, padding="same"), v((3, 8), pool_size=2, data_format=CF)],
-    "AveragePooling2D": [v((7, 8, 2), pool_size=3, strides=(1, 2)), v((8, 9, 2), pool_size=3, strides=2, padding="same")],
-    "AveragePooling3D": [v((5, 6, 4, 2), pool_size=3, strides=2, padding="same"),
-                         v((2, 4, 4, 4), pool_size=(2, 1, 2), data_format=CF)],
-    "GlobalMaxPooling1D": [v((7, 3)), v((3, 7), keepdims=True, data_format=CF)],
-    "GlobalMaxPooling2D": [v((5, 6, 3)), v((3, 5, 6), keepdims=True, data_format=CF)],
-    "GlobalMaxPooling3D": [v((3, 4, 5, 2)), v((2, 3, 4, 5), data_format=CF)],
-    "GlobalAveragePooling1D": [v((7, 3)), v((7, 3), keepdims=True)],
-    "GlobalAveragePooling2D": [v((5, 6, 3)), v((3, 5, 6), data_format=CF)],
-    "GlobalAveragePooling3D": [v((3, 4, 5, 2), keepdims=True), v((2, 3, 4, 5), keepdims=True, data_format=CF)],
-    # preprocessing
-    "Rescaling": [v((4, 4, 3), scale=1 / 255.0), v((5,), scale=2.0, offset=-1.0)],
-    "Normalization": [v((2, 3), mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 0.25]), v((4, 3)),
-                      v((2, 3), mean=2.0, variance=9.0, invert=True)],
-    # regularization (identity at inference)
-    "ActivityRegularization": [v((4,), l1=0.1, l2=0.01)],
-    "AlphaDropout": [v((4,), rate=0.2)],
-    "GaussianDropout": [v((4,), rate=0.4)],
-    "GaussianNoise": [v((4,), stddev=0.5)],
-    "Identity": [v((2, 3))],
-    "Masking": [v((5, 3), "masked", mask_value=0.0)],
-    "SpatialDropout1D": [v((5, 3), rate=0.5)],
-    "SpatialDropout2D": [v((2, 3, 3), rate=0.3, data_format=CF)],
-    "SpatialDropout3D": [v((2, 2, 2, 3), rate=0.3)],
-    # reshaping
-    "Reshape": [v((3, 4), target_shape=(-1, 2)), v((12,), target_shape=(2, 3, 2))],
-    "Permute": [v((3, 4), dims=(2, 1)), v((2, 3, 4), dims=(3, 1, 2))],
-    "RepeatVector": [v((4,), n=3)],
-    "Cropping1D": [v((6, 3), cropping=(1, 2)), v((6, 3), cropping=(2, 0))],
-    "Cropping2D": [v((5, 6, 2), cropping=((1, 0), (2, 1))), v((2, 5, 5), cropping=1, data_format=CF)],
-    "Cropping3D": [v((4, 4, 4, 2), cropping=((1, 1), (0, 1), (2, 0))), v((2, 4, 4, 4), cropping=1, data_format=CF)],
-    "ZeroPadding1D": [v((4, 3), padding=2), v((4, 3), padding=(1, 3))],
-    "ZeroPadding2D": [v((3, 4, 2), padding=((1, 2), (0, 3))), v((2, 3, 3), padding=(2, 1), data_format=CF)],
-    "ZeroPadding3D": [v((2, 3, 2, 2), padding=((1, 0), (0, 2), (1, 1))), v((2, 2, 2, 2), padding=1, data_format=CF)],
-    "UpSampling1D": [v((4, 2), size=3)],
-    "UpSampling2D": [v((3, 3, 2), size=(2, 3)), v((4, 5, 2), size=2, interpolation="bilinear"),
-                     v((2, 3, 3), size=2, data_format=CF)],
-    "UpSampling3D": [v((2, 2, 2, 2), size=(1, 2, 3)), v((2, 2, 2, 2), size=2, data_format=CF)],
-}
+def variants_of(cls: str) -> list[Variant] | None:
+    """The variants of suite class ``cls`` (``Dense``, ``ops.Mean``), None when there are none."""
+    if cls.startswith(OP_PREFIX):
+        return OPS.get(cls[len(OP_PREFIX):])
+    return CASES.get(cls)
 
 
 def select(layers: list[str] | None = None, cases: int | None = None) -> list[tuple[str, int, Variant]]:
-    """(layer class, index, variant) for the chosen classes (None: all), at most ``cases`` per class."""
+    """(suite class, index, variant) for the chosen classes (None: all), at most ``cases`` per class."""
     from ..errors import KcompatError
-    chosen = list(CASES) if layers is None else layers
-    unknown = [c for c in chosen if c not in CASES]
+    chosen = suite_classes() if layers is None else layers
+    unknown = [c for c in chosen if variants_of(c) is None]
     if unknown:
-        raise KcompatError(f"--layers: no conformance cases for {unknown}; known classes: {', '.join(sorted(CASES))}")
+        raise KcompatError(f"--layers: no conformance cases for {unknown}; known classes: "
+                           f"{', '.join(sorted(CASES))}, and the Keras 3 ops as ops.<Class> "
+                           f"({', '.join(OP_PREFIX + n for n in sorted(OPS)[:3])}, ...)")
     if cases is not None and (isinstance(cases, bool) or cases < 1):
         raise KcompatError(f"--cases must be a positive integer. Received: cases={cases!r}")
-    return [(c, i, variant) for c in chosen for i, variant in enumerate(CASES[c][:cases])]
+    return [(c, i, variant) for c in chosen for i, variant in enumerate(variants_of(c)[:cases])]

@@ -1,15 +1,19 @@
 """``kcompat conformance export DIR``: write the portable conformance suite, with real Keras as the oracle.
 
-One folder per case (``<LayerClass>_<NN>``): a small model ``Input(s) -> one layer`` built in real
-Keras from the maker table (cases.py), with seeded random weights (BatchNormalization statistics
-and variances included), and::
+One folder per case (``<LayerClass>_<NN>``, ``ops.<OpClass>_<NN>`` for a Keras 3 op node): a small model
+exercising one layer class or op, built in real Keras from the maker table (cases.py; how each case is
+built: variant.py, build.py), with seeded random weights (BatchNormalization statistics and variances
+included), and::
 
     model.keras                  the model, Keras 3 format
     model.json, model.weights.h5 the same as to_json() + weights
     weights.npz                  every weight, "<layer>/<i>" in Keras order (no HDF5 reader needed)
     inputs.npz                   the inputs, by input layer name
     expected.npz                 every call node's output from real Keras (keys: verify/reference.py)
-    manifest.json                layer class, config, tolerance, graph, versions, sha256 of each file
+    masks.npz                    only in a case where some call gets a Keras mask: "<node key>/<i>", the
+                                 mask that call gets with its input i (verify/candidate.py ``call_masks``)
+    manifest.json                layer class, config, tolerance, graph (each call's arguments and masks),
+                                 versions, sha256 of each file
 
 and ``DIR/suite.json`` listing the cases. The suite is data: a candidate in any language can
 read the folders, compute each node, and compare (``kcompat conformance run`` does it for Python
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import warnings
 import zlib
@@ -29,15 +32,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KcompatError
+from ..spec import map_refs
 from ..verify.metrics import ATOL, RTOL
 from ..verify.progress import Progress
-from ..verify.reference import flatten_outputs, node_key
+from ..verify.reference import ReferenceResult, flatten_outputs, node_key
 from ..version import __version__
-from .cases import Variant, select
+from .build import build_model
+from .cases import OP_PREFIX, Variant, select
+from .data import make_data
+from .eager import eager_reference, write_eager_files
+from .variant import BATCH, to_json
 
 FORMAT = "kcompat-conformance/1"
-BATCH = 3
 CASE_FILES = ("model.keras", "model.json", "model.weights.h5", "weights.npz", "inputs.npz", "expected.npz")
+OPTIONAL_FILES = ("masks.npz",)
 
 
 def export_suite(folder: str, layers: list[str] | None = None, cases: int | None = None, seed: int = 0,
@@ -87,31 +95,48 @@ def _write_files(keras, tmp: Path, name: str, cls: str, variant: Variant, seed: 
     from ..model import Model
     from ..verify.keras import KerasReference
 
-    kmodel, input_names = _build(keras, name, cls, variant)
+    class_name = cls[len(OP_PREFIX):] if cls.startswith(OP_PREFIX) else cls
+    kmodel, input_names, target = build_model(keras, name, class_name, variant)
     _randomize(kmodel, rng)
-    data = [_data(variant, shape, rng) for shape in variant.shapes]
-    kmodel.save(tmp / "model.keras")
-    (tmp / "model.json").write_text(kmodel.to_json())
-    kmodel.save_weights(tmp / "model.weights.h5")
+    data = [make_data(kind, (BATCH, *shape), rng) for shape, kind in zip(variant.shapes, variant.kinds())]
+    if variant.build == "eager":
+        layer = write_eager_files(keras, kmodel, tmp, class_name, variant.config, target)
+    else:
+        kmodel.save(tmp / "model.keras")
+        (tmp / "model.json").write_text(kmodel.to_json())
+        kmodel.save_weights(tmp / "model.weights.h5")
     model = Model(load_spec(str(tmp / "model.keras")))
-    result = KerasReference(str(tmp / "model.keras")).run(model, data)
+    under_test = model.specs.get(target)
+    if under_test is None or under_test.class_name != class_name or under_test.is_op != (variant.build == "op"):
+        raise KcompatError(f"case {name}: Keras built no {class_name} {'op node' if variant.build == 'op' else 'layer'}"
+                           f" '{target}' (found: {under_test.class_name if under_test else 'nothing'})")
+    if variant.build == "eager":
+        result = eager_reference(keras, layer, model, data, target)
+    else:
+        result = KerasReference(str(tmp / "model.keras")).run(model, data)
     np.savez(tmp / "inputs.npz", **dict(zip(input_names, data)))
     np.savez(tmp / "expected.npz", **flatten_outputs(result.outputs))
     weights = {f"{ls.name}/{j}": w for ls in model.spec.layers for j, w in enumerate(ls.weights or [])}
     np.savez(tmp / "weights.npz", **weights)
-    manifest = _manifest(keras, name, cls, variant, model, result, seed)
-    manifest["files"] = {f: sha256(tmp / f) for f in CASE_FILES}
+    masks = call_masks_of(model, result, data)
+    files = list(CASE_FILES)
+    if any(m is not None for ms in masks.values() for m in ms):
+        np.savez(tmp / "masks.npz", **{f"{k}/{i}": m for k, ms in masks.items() for i, m in enumerate(ms)
+                                       if m is not None})
+        files.append("masks.npz")
+    manifest = _manifest(keras, name, cls, variant, model, result, seed, target, masks)
+    manifest["files"] = {f: sha256(tmp / f) for f in files}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _build(keras, name: str, cls: str, variant: Variant):
-    dtype = "int32" if variant.data.startswith("int:") else "float32"
-    several = len(variant.shapes) > 1
-    input_names = [f"x{i}" for i in range(len(variant.shapes))] if several else ["x"]
-    inputs = [keras.Input(shape, name=n, dtype=dtype) for shape, n in zip(variant.shapes, input_names)]
-    layer = getattr(keras.layers, cls)(name=_snake(cls), **variant.config)
-    y = layer(inputs if several else inputs[0])
-    return keras.Model(inputs, y, name=name), input_names
+def call_masks_of(model, result: ReferenceResult, data: list[np.ndarray]) -> dict[str, list]:
+    """Node key -> the Keras mask each of its inputs comes with (verify/candidate.py ``call_masks``), on the
+    reference's outputs; the propagated masks are kcompat's (Model.node_masks), which the case checks."""
+    from ..verify.candidate import call_masks
+    values = {key: result.outputs[node_key(*key)] for key in model.order if node_key(*key) in result.outputs}
+    node_masks = model.node_masks(data) if model.uses_masks else None
+    return {node_key(*key): call_masks(model, key, values, node_masks) for key in model.order
+            if model.specs[key[0]].nodes and all(d in values for d in model.node_deps(key))}
 
 
 def _randomize(kmodel, rng: np.random.Generator) -> None:
@@ -132,31 +157,36 @@ def _randomize(kmodel, rng: np.random.Generator) -> None:
                 layer.finalize_state()
 
 
-def _data(variant: Variant, shape: tuple, rng: np.random.Generator) -> np.ndarray:
-    full = (BATCH, *shape)
-    if variant.data.startswith("int:"):
-        return rng.integers(0, int(variant.data[4:]), size=full).astype(np.int32)
-    x = rng.standard_normal(full).astype(np.float32)
-    if variant.data == "wide":
-        x *= np.float32(4)
-    if variant.data == "masked":  # whole time steps equal to mask_value (0.0)
-        x[rng.random(full[:2]) < 0.4] = 0.0
-    return x
-
-
-def _manifest(keras, name: str, cls: str, variant: Variant, model, result, seed: int) -> dict:
+def _manifest(keras, name: str, cls: str, variant: Variant, model, result, seed: int, target: str,
+              masks: dict[str, list]) -> dict:
     layers = []
     for layer, k in model.order:
         ls = model.specs[layer]
-        refs = ls.nodes[k].refs() if ls.nodes else []
-        layers.append({"key": node_key(layer, k), "name": layer, "class_name": ls.class_name, "config": ls.config,
-                       "module": ls.module, "node": k, "inputs": [_ref_key(model, r) for r in refs],
+        node = ls.nodes[k] if ls.nodes else None
+        key = node_key(layer, k)
+        counter = iter(range(1 << 30))
+        slot = lambda ref: {"input": next(counter)}  # noqa: E731  (Node.refs order, as "inputs")
+        call_masks = masks.get(key) or []
+        layers.append({"key": key, "name": layer, "class_name": ls.class_name, "config": ls.config,
+                       "module": ls.module, "node": k, "inputs": [_ref_key(model, r) for r in node.refs()] if node else [],
+                       "args": map_refs(node.args, slot) if node else [],
+                       "kwargs": map_refs(node.kwargs, slot) if node else {},
+                       "masks": [None if m is None else f"{key}/{i}" for i, m in enumerate(call_masks)],
                        "weights": [f"{layer}/{j}" for j in range(len(ls.weights or []))]})
-    return {"format": FORMAT, "case": name, "layer_class": cls, "config": model.specs[_snake(cls)].config,
-            "variant": {"config": variant.config, "shapes": [list(s) for s in variant.shapes], "data": variant.data},
-            "atol": ATOL, "rtol": RTOL, "batch": BATCH, "seed": seed, **_versions(keras),
-            "inputs": model.input_names, "outputs": [_ref_key(model, r) for r in model.spec.outputs],
-            "params": result.params, "reference": result.name, "layers": layers}
+    op = cls.startswith(OP_PREFIX)
+    tol = variant.tol
+    return {"format": FORMAT, "case": name, "layer_class": cls[len(OP_PREFIX):] if op else cls,
+            "kind": "op" if op else "layer", "layer": target, "config": model.specs[target].config,
+            "variant": to_json(variant), "masks": any(m is not None for ms in masks.values() for m in ms),
+            "atol": ATOL if tol is None else tol, "rtol": RTOL if tol is None else tol, "batch": BATCH,
+            "seed": seed, **_versions(keras), "inputs": model.input_names,
+            "outputs": [_ref_key(model, r) for r in model.spec.outputs], "params": result.params,
+            "reference": result.name, "layers": layers}
+
+
+def suite_class(manifest: dict) -> str:
+    """The class a case exercises as ``--layers`` names it: ``Dense``, ``ops.Mean``."""
+    return (OP_PREFIX if manifest.get("kind") == "op" else "") + str(manifest.get("layer_class"))
 
 
 def _ref_key(model, ref) -> str:
@@ -169,12 +199,6 @@ def _versions(keras) -> dict:
     import tensorflow as tf
     return {"keras_version": keras.__version__, "backend": keras.backend.backend(), "tensorflow_version": tf.__version__,
             "numpy_version": np.__version__, "kcompat_version": __version__}
-
-
-def _snake(cls: str) -> str:
-    """Keras's own default layer name for a class (keras/src/utils/naming.py ``to_snake_case``)."""
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", cls)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def sha256(path: Path) -> str:

@@ -18,7 +18,7 @@ from ..verify.candidate import Candidate, OutputsCandidate
 from ..verify.progress import Progress
 from ..verify.reference import ReferenceResult, StoredReference, unflatten_outputs
 from ..verify.report import Report
-from .export import CASE_FILES, FORMAT, sha256
+from .export import CASE_FILES, FORMAT, OPTIONAL_FILES, sha256, suite_class
 
 
 @dataclass
@@ -97,13 +97,13 @@ def list_cases(folder: str) -> tuple[dict, list[Path]]:
 
 def run_suite(folder: str, candidate: Candidate | None = None, outputs_dir: str | None = None,
               strict: bool = False, layers: list[str] | None = None, progress: Progress | None = None) -> SuiteResult:
-    """Run every case (or those of the layer classes in ``layers``) against the candidate."""
+    """Run every case (or those of the classes in ``layers``: ``Dense``, ``ops.Mean``) against the candidate."""
     index, paths = list_cases(folder)
     if outputs_dir is not None and not Path(outputs_dir).is_dir():
         raise KcompatError(f"--candidate-outputs-dir {outputs_dir}: no such folder")
     manifests = [(path, _manifest(path)) for path in paths]
     if layers is not None:
-        manifests = [(p, m) for p, m in manifests if m["layer_class"] in layers]
+        manifests = [(p, m) for p, m in manifests if suite_class(m) in layers]
     progress = progress or Progress()
     progress.phase(f"conformance: {len(manifests)} case(s)", len(manifests))
     results = []
@@ -151,8 +151,9 @@ def _manifest(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FormatError(f"{path / 'manifest.json'}: not valid JSON: {e}") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, dict) or set(files) != set(CASE_FILES):
-        raise FormatError(f"{path / 'manifest.json'}: expected a 'files' table with the sha256 of {list(CASE_FILES)}")
+    if not isinstance(files, dict) or not set(CASE_FILES) <= set(files) <= set(CASE_FILES + OPTIONAL_FILES):
+        raise FormatError(f"{path / 'manifest.json'}: expected a 'files' table with the sha256 of {list(CASE_FILES)} "
+                          f"(and of {list(OPTIONAL_FILES)} where the case has them)")
     for fname, digest in files.items():
         file = path / fname
         if not file.is_file():

@@ -40,6 +40,7 @@ class Attention(Layer):
     """softmax(scores(q, k)) @ v; scores = q k^T (x scale) or, for score_mode concat, sum tanh(q + k)."""
 
     CALL = ("inputs", "mask", "training", "return_attention_scores", "use_causal_mask")
+    call_params = CALL  # ``mask`` gets [query_mask, value_mask] (masks.py)
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

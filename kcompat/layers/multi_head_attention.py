@@ -49,6 +49,7 @@ class _HeadsAttention(Layer):
     """Shared plumbing: call arguments, the mask, the two softmax paths, the output projection."""
 
     groups: tuple = ()  # .keras sub-groups, in Keras weight order (the gate's is inserted when used)
+    call_params = CALL  # ``query_mask`` / ``value_mask`` / ``key_mask`` get the masks of their arguments (masks.py)
     casts_mask = True  # MultiHeadAttention casts attention_mask to bool; GroupedQueryAttention only when combining
     gate_group = "_gate_dense"
 

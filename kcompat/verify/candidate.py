@@ -9,7 +9,10 @@
   ``layer`` is ``{"name", "class_name", "config"}`` (the Keras config dict as stored in the file)
   plus ``"module"``, ``"node"`` (which call of the layer) and ``"args"`` / ``"kwargs"`` (the call's
   arguments, each input tensor replaced by ``InputSlot(i)``: op nodes such as ``x * 2`` keep their
-  constants there); ``weights`` the layer's arrays in Keras order; ``inputs`` the input arrays in
+  constants there) and ``"masks"``: one entry per input, None or the Keras mask the call gets with
+  that input, as Keras passes ``mask=`` (or ``query_mask=``...): propagated from an
+  Embedding(mask_zero=True) or a Masking layer, or given in the graph (then the mask is also one of
+  the inputs); ``weights`` the layer's arrays in Keras order; ``inputs`` the input arrays in
   argument order (the reference's for the isolated run). ``NotImplementedError`` marks the layer
   "not_implemented"; any other exception marks it "error" with its message. Running the adapter
   is running the user's own code, by the user's choice; model files never run code.
@@ -29,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import KcompatError
+from ..masks import input_masks, mask_kwargs
 from ..spec import TensorRef, map_refs
 from .reference import node_key, unflatten_outputs
 
@@ -99,7 +103,27 @@ class AdapterCandidate(Candidate):
     def call(self, model, key: tuple, values: Any, masks: dict | None = None) -> Any:
         ls = model.specs[key[0]]
         inputs = [_tensor(values, ref) for ref in ls.nodes[key[1]].refs()] if ls.nodes else []
-        return as_output(self.func(self.layer_dict(model, key), list(ls.weights or []), inputs))
+        layer = {**self.layer_dict(model, key), "masks": call_masks(model, key, values, masks)}
+        return as_output(self.func(layer, list(ls.weights or []), inputs))
+
+
+def call_masks(model, key: tuple, values: Any, masks: dict | None) -> list:
+    """One entry per input of call node ``key``: the Keras mask its call gets with that input, or None
+    (masks.py ``input_masks``); ``masks``: every node's Keras mask (Model.node_masks), None if none."""
+    ls = model.specs[key[0]]
+    if not ls.nodes:
+        return []
+    node = ls.nodes[key[1]]
+    args, kwargs = model.node_args(key, values)
+    arg_masks, kwarg_masks = model.node_args(key, masks if masks is not None else _NoMasks())
+    return input_masks(model.layers[key[0]], node, args, kwargs, arg_masks, kwarg_masks, model.keras2)
+
+
+class _NoMasks:
+    """No node carries a mask (the model makes none): masks given in the graph still count."""
+
+    def __getitem__(self, key: tuple) -> None:
+        return None
 
 
 class OutputsCandidate(Candidate):
@@ -166,7 +190,10 @@ def kcompat_call(layer: dict, weights: list[np.ndarray], inputs: list[np.ndarray
             return {k: fill(v) for k, v in obj.items()}
         return obj
     args = fill(layer.get("args")) or [inputs[0] if len(inputs) == 1 else inputs]
-    return impl.call_node(args, fill(layer.get("kwargs") or {}), weights)
+    kwargs = fill(layer.get("kwargs") or {})
+    if any(m is not None for m in layer.get("masks") or []):  # the Keras masks the call gets, as mask= ...
+        kwargs.update(mask_kwargs(impl, layer.get("args") or [], layer.get("kwargs") or {}, layer["masks"]))
+    return impl.call_node(args, kwargs, weights)
 
 
 def load_adapter(target: str) -> AdapterCandidate:
