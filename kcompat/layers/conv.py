@@ -18,7 +18,9 @@ import numpy as np
 
 from ..errors import ShapeError
 from .base import Weight, fmt_shape, register
-from .conv_kernels import conv_length, conv_pads, convolve, convolve_transpose, depthwise, span, transpose_length
+from .conv_geometry import conv_length, conv_pads, span, transpose_length
+from .conv_kernels import convolve, convolve_transpose
+from .tap_kernels import depthwise
 from .core import WithActivation
 from .spatial import Spatial
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import buffers
 from .base import Layer, fmt_shape, register
-from .conv_kernels import in_parallel
+from ..threads import in_parallel
 from .core import WithActivation
 from .normalization import rsqrt
 

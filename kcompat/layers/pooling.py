@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .base import fmt_shape, register
-from .conv_kernels import pool, same_pads
+from .conv_geometry import same_pads
+from .tap_kernels import pool
 from .spatial import Spatial
 
 
