@@ -39,6 +39,7 @@ class _Conv(WithActivation, Spatial):
 
     paddings: ClassVar[tuple] = ("valid", "same")
     tf_bias_add = True
+    per_sample = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

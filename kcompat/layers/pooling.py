@@ -20,6 +20,7 @@ class _Pooling(Spatial):
     """Max or average over pool_size windows; strides default to pool_size."""
 
     mode = "max"
+    per_sample = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
@@ -90,6 +91,7 @@ class _GlobalPooling(Spatial):
     """Max or mean over every spatial axis, per channel; keepdims leaves size-1 axes."""
 
     mode = "max"
+    per_sample = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
