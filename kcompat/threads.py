@@ -82,6 +82,19 @@ def in_parallel(run: Callable[[Iterable], None], items: list) -> None:
             f.result()
 
 
+def in_parallel_blas(run: Callable[[Iterable], None], items: list) -> None:
+    """``in_parallel`` for work items that call BLAS: on threads only with OpenBLAS on one thread meanwhile
+    (two callers of a multi-threaded OpenBLAS wait for each other); otherwise in turn on this thread."""
+    if min(THREADS, len(items)) <= 1 or getattr(_LOCAL, "serial", False):
+        run(items)
+        return
+    with blas_threads(1) as pinned:
+        if pinned:
+            in_parallel(run, items)
+        else:
+            run(items)
+
+
 def bands(n: int) -> list[tuple[int, int]]:
     """[lo, hi) ranges cutting n rows into about 4 per thread (work items for in_parallel)."""
     step = max(1, -(-n // (4 * THREADS)))

@@ -58,6 +58,11 @@ CONV = [
     ("conv2d_same_dilation_wider_than_input", "Conv2D",
      dict(filters=2, kernel_size=3, dilation_rate=4, padding="same"), (3, 5, 2)),
     ("conv1d_causal_kernel_longer_than_input", "Conv1D", dict(filters=2, kernel_size=5, padding="causal"), (3, 2)),
+    # 3x3 stride 1 with 32+ channels in and out: Winograd F(2x2, 3x3), odd sizes leave half tiles
+    ("conv2d_3x3_winograd_same_odd_relu", "Conv2D", dict(filters=32, kernel_size=3, padding="same", activation="relu"),
+     (9, 7, 32)),
+    ("conv2d_3x3_winograd_valid_channels_first", "Conv2D", dict(filters=33, kernel_size=3, data_format="channels_first"),
+     (40, 8, 11)),
 ]
 
 DEPTHWISE_SEPARABLE = [
@@ -278,11 +283,14 @@ def _naive_conv(x, kernel, strides, dilation, pads, groups):
     ((1, 3, 4, 2), (3, 3, 1, 2), (1, 1), (3, 3), [(3, 3), (3, 3)], 2),  # depthwise, taps wider than the input
     ((2, 9, 4), (3, 1, 4), (2,), (2,), [(2, 2)], 4),  # 1D depthwise, stride and dilation
     ((5, 9, 9, 4), (3, 3, 2, 6), (2, 1), (1, 1), [(1, 1), (1, 1)], 2),  # grouped
+    ((3, 9, 8, 32), (3, 3, 32, 32), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),  # Winograd: odd rows, whole images per block
+    ((2, 6, 7, 33), (3, 3, 33, 40), (1, 1), (1, 1), [(0, 0), (0, 0)], 1),  # Winograd, 'valid', odd columns
+    ((2, 5, 6, 32), (3, 3, 32, 32), (1, 1), (1, 1), [(0, 3), (2, 0)], 1),  # Winograd, uneven pads wider than a tap
 ])
 def test_blocked_kernels_match_textbook_conv(monkeypatch, x_shape, k_shape, strides, dilation, pads, groups):
-    """im2col in batch slices, depthwise in bands of rows and 1x1 in row blocks all give the textbook result."""
+    """im2col in batch slices, Winograd and depthwise in bands of rows, 1x1 in row blocks: the textbook result."""
     from kcompat import threads
-    from kcompat.layers import conv_kernels, tap_kernels
+    from kcompat.layers import conv_kernels, tap_kernels, winograd
     x, k = rand(x_shape, seed=1), rand(k_shape, seed=2)
     want = _naive_conv(x, k, strides, dilation, pads, groups)
     whole = conv_kernels.convolve(x, k, strides, dilation, pads, groups)
@@ -292,6 +300,7 @@ def test_blocked_kernels_match_textbook_conv(monkeypatch, x_shape, k_shape, stri
     monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per matmul
     monkeypatch.setattr(tap_kernels, "BLOCK_ITEMS", 1)  # one row per 3-D depthwise block
     monkeypatch.setattr(tap_kernels, "BAND_ITEMS", 1)  # one output row per 1-D / 2-D depthwise band
+    monkeypatch.setattr(winograd, "TILES", 1)  # one row of 2x2 tiles per Winograd block
     monkeypatch.setattr(threads, "THREADS", 1)
     blocked = conv_kernels.convolve(x, k, strides, dilation, pads, groups)
     np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-6)

@@ -3,6 +3,8 @@
 References: keras/src/layers/convolutional/base_conv.py (what is computed), conv_geometry.py (the shapes).
 
 - A 1x1 kernel is a plain matmul on a reshape (no copy), in row blocks so the epilogue finds them in cache.
+- A 3x3 stride-1 2-D kernel with 32+ channels in and out goes by Winograd's F(2x2, 3x3) (winograd.py):
+  16 small matmuls per tile instead of 36 multiply-adds per output in im2col's.
 - Otherwise each row of taps (k[-1] taps x C channels, contiguous in channels_last) is one copy out of
   the padded input into the im2col matrix, then one matmul writes the output.
 - Depthwise convolutions (groups == channels) go to tap_kernels.py; other grouped ones are one batched
@@ -24,10 +26,12 @@ from ..threads import bands, in_parallel
 from .conv_geometry import (conv_length, conv_pads, out_sizes, pad_spatial, same_pads, span, tap_slices,  # noqa: F401
                             transpose_length, windows)
 from .tap_kernels import Epilogue, batch_slices, depthwise
+from .winograd import winograd
 
 # ------------------------------------------------------------------ the kernels
 IM2COL_BYTES = 16 * 2**20  # the batch is cut so one im2col matrix stays under this
 BLOCK_ITEMS = 2**17  # a 1x1 output block: about 512 KB of float32
+WINOGRAD_CHANNELS = 32  # 3x3 stride 1 by Winograd from this many input and output channels (fewer: im2col wins)
 
 
 def _finish(y: np.ndarray, epilogue: Epilogue) -> None:
@@ -66,6 +70,9 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups:
             np.matmul(rows[i:i + step], w2, out=y2[i:i + step])  # (B, C) @ (C, F) -> (B, F)
             _finish(y2[i:i + step], epilogue)
         return y
+    if (k == [3, 3] and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and min(c, f) >= WINOGRAD_CHANNELS
+            and y.dtype.kind == "f"):
+        return winograd(x, kernel, pads, y, epilogue)  # 16 products per 2x2 tile instead of 36
     per_item = math.prod(outs) * math.prod(k) * c * x.itemsize
     parts = batch_slices(n, per_item, IM2COL_BYTES)
     fill, buf = _im2col(x, k, strides, dilation, pads, outs, parts[0].stop - parts[0].start)
