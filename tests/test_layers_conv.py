@@ -273,6 +273,7 @@ def _naive_conv(x, kernel, strides, dilation, pads, groups):
     ((3, 8, 7, 4), (3, 2, 4, 5), (1, 2), (2, 1), [(2, 3), (1, 0)], 1),  # dilation, pads wider than a tap
     ((3, 8, 9, 4), (3, 3, 4, 5), (1, 2), (1, 2), [(1, 1), (2, 2)], 1),  # dilated last axis: tap by tap
     ((2, 11, 3), (7, 3, 4), (2,), (1,), [(3, 3)], 1),  # 1D: one strided row of taps per output
+    ((2, 4, 5, 6, 3), (2, 3, 2, 3, 4), (1, 2, 1), (2, 1, 1), [(1, 0), (1, 1), (0, 1)], 1),  # 3D, rows of taps
     ((4, 6, 6, 3), (1, 1, 3, 5), (2, 2), (1, 1), [(0, 0), (0, 0)], 1),  # 1x1 strided: matmul on a view
     ((4, 10, 11, 3), (3, 3, 1, 3), (2, 2), (2, 1), [(2, 2), (1, 1)], 3),  # depthwise, stride 2 + dilation
     ((2, 9, 8, 2), (3, 3, 1, 6), (1, 1), (1, 1), [(1, 1), (1, 1)], 2),  # depthwise, multiplier 3
@@ -296,7 +297,8 @@ def test_blocked_kernels_match_textbook_conv(monkeypatch, x_shape, k_shape, stri
     whole = conv_kernels.convolve(x, k, strides, dilation, pads, groups)
     assert whole.dtype == np.float32 and whole.shape == want.shape
     np.testing.assert_allclose(whole, want, rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(conv_kernels, "IM2COL_BYTES", 1)  # one image per im2col slice
+    monkeypatch.setattr(conv_kernels, "IM2COL_BYTES", 1)  # one image per tap-by-tap im2col slice
+    monkeypatch.setattr(conv_kernels, "COLS_BYTES", 1)  # one output row per row-wise im2col block
     monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per matmul
     monkeypatch.setattr(tap_kernels, "BLOCK_ITEMS", 1)  # one row per 3-D depthwise block
     monkeypatch.setattr(tap_kernels, "BAND_ITEMS", 1)  # one output row per 1-D / 2-D depthwise band

@@ -22,14 +22,15 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import buffers
-from ..threads import bands, in_parallel
+from ..threads import bands, in_parallel, in_parallel_blas
 from .conv_geometry import (conv_length, conv_pads, out_sizes, pad_spatial, same_pads, span, tap_slices,  # noqa: F401
                             transpose_length, windows)
 from .tap_kernels import Epilogue, batch_slices, depthwise
 from .winograd import winograd
 
 # ------------------------------------------------------------------ the kernels
-IM2COL_BYTES = 16 * 2**20  # the batch is cut so one im2col matrix stays under this
+IM2COL_BYTES = 16 * 2**20  # tap-by-tap im2col (dilated last axis): the batch is cut so one matrix stays under this
+COLS_BYTES = 2 * 2**20  # row-wise im2col: a block of the matrix, matmul'd while it is in cache (L2 / L3)
 BLOCK_ITEMS = 2**17  # a 1x1 output block: about 512 KB of float32
 WINOGRAD_CHANNELS = 32  # 3x3 stride 1 by Winograd from this many input and output channels (fewer: im2col wins)
 
@@ -73,9 +74,12 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups:
     if (k == [3, 3] and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and min(c, f) >= WINOGRAD_CHANNELS
             and y.dtype.kind == "f"):
         return winograd(x, kernel, pads, y, epilogue)  # 16 products per 2x2 tile instead of 36
+    if dilation[-1] == 1:
+        _im2col_rows(x, w2, k, strides, dilation, pads, y, epilogue)
+        return y
     per_item = math.prod(outs) * math.prod(k) * c * x.itemsize
     parts = batch_slices(n, per_item, IM2COL_BYTES)
-    fill, buf = _im2col(x, k, strides, dilation, pads, outs, parts[0].stop - parts[0].start)
+    fill, buf = _im2col_taps(x, k, strides, dilation, pads, outs, parts[0].stop - parts[0].start)
     for part in parts:
         cols = buf[:part.stop - part.start]  # (n, *out, *k, C)
         fill(cols, part)
@@ -85,32 +89,51 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups:
     return y
 
 
-def _im2col(x, k, strides, dilation, pads, outs, most: int):
-    """A buffer for the im2col matrix of up to ``most`` images, (n, *out, *k, C), and fill(cols, batch slice).
+def _im2col_rows(x, w2, k, strides, dilation, pads, y, epilogue) -> None:
+    """im2col + matmul a block at a time (several whole images, or a band of first-axis rows of one), so
+    each block of the im2col matrix is still in cache when the matmul reads it, and its output when the
+    epilogue does. Undilated last axis: in channels_last a row of k[-1] taps x C channels is contiguous,
+    so the input is padded once and each row of taps is one copy."""
+    r, n, c, f = len(k), x.shape[0], x.shape[-1], w2.shape[1]
+    outs = y.shape[1:r + 1]
+    xp = pad_spatial(x, pads)  # (N, *padded, C)
+    flat = xp.reshape(*xp.shape[:r], -1)  # (N, *padded[:-1], W*C)
+    rows = sliding_window_view(flat, k[-1] * c, axis=-1)[..., ::strides[-1] * c, :][..., :outs[-1], :]
+    # rows: (N, *padded[:-1], out[-1], k[-1]*C), a view; each outer tap picks its shifted rows
+    outer = [(tap, [(t * d, s) for t, d, s in zip(tap, dilation, strides)])
+             for tap in itertools.product(*(range(kk) for kk in k[:-1]))]
+    per_row = math.prod(outs[1:]) * w2.shape[0] * x.itemsize  # im2col bytes of one first-axis output row
+    if per_row * outs[0] <= COLS_BYTES:
+        step = max(1, COLS_BYTES // (per_row * outs[0]))
+        blocks = [(b, min(b + step, n), 0, outs[0]) for b in range(0, n, step)]
+    else:
+        step = max(1, COLS_BYTES // per_row)
+        blocks = [(b, b + 1, h, min(h + step, outs[0])) for b in range(n) for h in range(0, outs[0], step)]
+    most = max((b1 - b0) * (h1 - h0) for b0, b1, h0, h1 in blocks)
 
-    Undilated last axis: in channels_last a row of k[-1] taps x C channels is contiguous, so the input
-    is padded once and each row of taps is one copy. Otherwise each tap copies the part of the input it
-    reaches; the buffer is reused for every batch slice, so the padding (what no tap writes) stays zero.
-    """
+    def run(todo) -> None:
+        scratch = np.empty(most * math.prod(outs[1:]) * w2.shape[0], x.dtype)
+        for b0, b1, h0, h1 in todo:
+            cols = scratch[:(b1 - b0) * (h1 - h0) * math.prod(outs[1:]) * w2.shape[0]].reshape(
+                b1 - b0, h1 - h0, *outs[1:], *k[:-1], k[-1] * c)  # (nb, h, *out[1:], *k[:-1], k[-1]*C)
+            for tap, starts in outer:
+                src = tuple(slice(t + o0 * s, t + (o1 - 1) * s + 1, s)
+                            for (t, s), o0, o1 in zip(starts, (h0, *([0] * (r - 2))), (h1, *outs[1:-1])))
+                if r == 1:  # 1-D: the block's rows are the output positions themselves
+                    src = (slice(h0, h1),)
+                cols[(Ellipsis, *tap, slice(None))] = rows[(slice(b0, b1), *src)]  # (nb, h, *out[1:], k[-1]*C)
+            out = y[b0:b1, h0:h1]  # (nb, h, *out[1:], F): contiguous
+            np.matmul(cols.reshape(-1, w2.shape[0]), w2, out=out.reshape(-1, f))  # (rows, k*C) @ (k*C, F)
+            if epilogue is not None:
+                epilogue(out)
+    in_parallel_blas(run, blocks)
+
+
+def _im2col_taps(x, k, strides, dilation, pads, outs, most: int):
+    """A buffer for the im2col matrix of up to ``most`` images, (n, *out, *k, C), and fill(cols, batch slice):
+    each tap copies the part of the input it reaches (a dilated last axis); the buffer is reused for every
+    batch slice, so the padding (what no tap writes) stays zero."""
     r, c = len(k), x.shape[-1]
-    if dilation[-1] == 1:
-        xp = pad_spatial(x, pads)  # (N, *padded, C)
-        flat = xp.reshape(*xp.shape[:r], -1)  # (N, *padded[:-1], W*C)
-        rows = sliding_window_view(flat, k[-1] * c, axis=-1)[..., ::strides[-1] * c, :][..., :outs[-1], :]
-        # rows: (N, *padded[:-1], out[-1], k[-1]*C), a view; each outer tap picks its shifted rows
-        outer = [(tap, tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, dilation, outs, strides)))
-                 for tap in itertools.product(*(range(kk) for kk in k[:-1]))]
-
-        def fill(cols, part):
-            cols = cols.reshape(*cols.shape[:-2], -1)  # (n, *out, *k[:-1], k[-1]*C), a view
-
-            def band(todo):  # output rows of the first axis: copies release the GIL, so bands run in parallel
-                for lo, hi in todo:
-                    for tap, sl in outer:
-                        cols[(slice(None), slice(lo, hi)) + (slice(None),) * (r - 1) + tap] = \
-                            rows[(part, *sl)][:, lo:hi]  # (n, h, *out[1:], k[-1]*C)
-            in_parallel(band, bands(outs[0]))
-        return fill, buffers.empty((most, *outs, *k, c), x.dtype)
     taps = [(tap, o, i) for tap, o, i in tap_slices(x.shape[1:r + 1], outs, k, strides, dilation, pads) if o is not None]
     partial = len(taps) < math.prod(k) or any(sl.stop - sl.start < m for _, o, _ in taps for sl, m in zip(o, outs))
 
