@@ -23,10 +23,21 @@ MODELS = ("cnn", "resnet", "resnet50", "mobilenetv2")
 parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of: {','.join(MODELS)}")
 parser.add_argument("--batch", type=int, default=None,
                     help="the large batch for every model (default: 256 for cnn / resnet, 16 for resnet50 / mobilenetv2)")
+RUNTIMES = ("kcompat before", "kcompat NumPy", "kcompat unfused", "Keras model(x)", "Keras predict", "ORT tf2onnx",
+            "ORT kcompat")
+parser.add_argument("--runtimes", default=None,
+                    help=f"comma-separated rows to time (default: all): {','.join(RUNTIMES)}")
+parser.add_argument("--before", default=None, metavar="DIR",
+                    help="also time an older kcompat: DIR holds a copy of its package renamed kcompat_before "
+                         "(git archive REV kcompat | tar -x -C DIR; mv DIR/kcompat DIR/kcompat_before)")
 ARGS = parser.parse_args()
 if not set(ARGS.models.split(",")) <= set(MODELS):
     parser.error(f"--models takes a comma-separated subset of {','.join(MODELS)}. Received: {ARGS.models}")
+if ARGS.runtimes is not None and not set(ARGS.runtimes.split(",")) <= set(RUNTIMES):
+    parser.error(f"--runtimes takes a comma-separated subset of {','.join(RUNTIMES)}. Received: {ARGS.runtimes}")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if ARGS.before:
+    sys.path.insert(0, ARGS.before)
 if ARGS.threads is not None:  # before numpy / TF / ORT / kcompat are imported, so every pool sees it
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                 "KCOMPAT_NUM_THREADS"):
@@ -94,9 +105,10 @@ def random_bn(keras, model):
 
 def time_round_robin(fns: dict, budget: float) -> dict:
     """Time every callable in turns: warm-ups, then rounds that call each once, for about ``budget``
-    seconds per callable. Returns name -> (median s, best s, repeats). Taking turns gives every runtime
-    the same share of whatever else the machine is doing; in one block each, a busy minute would land
-    on whichever runtime happened to run then."""
+    seconds per callable. Returns name -> (median s, best s, repeats, least CPU s). Taking turns gives every
+    runtime the same share of whatever else the machine is doing; in one block each, a busy minute would
+    land on whichever runtime happened to run then. CPU is the process's CPU time (every thread) during
+    the call: on a loaded machine it moves far less than the wall time."""
     cost = {}
     for name, fn in fns.items():
         t0 = time.perf_counter()
@@ -108,12 +120,18 @@ def time_round_robin(fns: dict, budget: float) -> dict:
         cost[name] = time.perf_counter() - t0
     rounds = int(min(max(budget * len(fns) / max(sum(cost.values()), 1e-6), 3), 500))
     times: dict = {name: [] for name in fns}
+    cpu: dict = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(t), min(t), rounds) for name, t in times.items()}
+            cpu[name].append(time.process_time() - c0)
+    return {name: (statistics.median(t), min(t), rounds, min(cpu[name])) for name, t in times.items()}
+
+
+def wanted(runtime: str) -> bool:
+    return ARGS.runtimes is None or runtime in ARGS.runtimes.split(",")
 
 
 def ort_session(path: str):
@@ -146,6 +164,13 @@ def bench_model(name, model, tf, tmp, big: int) -> list[dict]:
     model.save(keras_path)
     missing = sorted({type(l).__name__ for l in model.layers} - set(REGISTRY) - {"InputLayer"})
     km = None
+    if ARGS.before:
+        try:
+            import kcompat_before
+            old = kcompat_before.load(keras_path)
+            runners["kcompat before"] = lambda b: old.predict(b)[0]
+        except Exception as e:  # noqa: BLE001 - a benchmark reports, it does not stop
+            runners["kcompat before"] = one_line(e, tmp)
     try:
         if missing:
             raise RuntimeError(f"layer {', '.join(missing)} not yet supported")
@@ -157,6 +182,8 @@ def bench_model(name, model, tf, tmp, big: int) -> list[dict]:
     runners["Keras model(x)"] = lambda b: model(b, training=False).numpy()
     runners["Keras predict"] = lambda b: model.predict(b, batch_size=len(b), verbose=0)
     try:
+        if not wanted("ORT tf2onnx"):
+            raise RuntimeError("not asked for (--runtimes)")
         import tf2onnx
         spec = (tf.TensorSpec((None, *shape), tf.float32, name="input"),)
         fn = tf.function(lambda t: model(t, training=False), input_signature=spec)
@@ -170,6 +197,7 @@ def bench_model(name, model, tf, tmp, big: int) -> list[dict]:
     except Exception as e:  # noqa: BLE001
         runners["ORT kcompat"] = "kcompat could not load the model" if km is None else one_line(e, tmp)
 
+    runners = {k: v for k, v in runners.items() if wanted(k)}
     rows, live = [], {}
     for runtime, run in runners.items():  # check each against Keras first; a failure is an n/a row
         row = {"runtime": runtime}
@@ -215,7 +243,7 @@ def blas_summary() -> str:
 
 def print_table(results: dict, env: list[str]) -> None:
     ms = lambda t: f"{t * 1e3:.2f}" if t * 1e3 < 100 else f"{t * 1e3:.0f}"  # noqa: E731
-    head = ["model", "runtime", "b1 med", "b1 best", "bN", "bN med", "bN best", "bN /s",
+    head = ["model", "runtime", "b1 med", "b1 best", "bN", "bN med", "bN best", "bN cpu", "bN /s",
             "/Keras", "/ORT", "max|diff|", "rel", "peak MB", "reps"]
     body, notes = [], []
     for model, rows in results.items():
@@ -225,12 +253,13 @@ def print_table(results: dict, env: list[str]) -> None:
                 notes.append(f"[{len(notes) + 1}] {model} / {r['runtime']}: n/a ({r['na']})")
                 body.append([model, r["runtime"], f"n/a [{len(notes)}]"] + [""] * (len(head) - 3))
                 continue
-            (m1, b1, n1), (mn, bn, nn) = r[0], r[1]
+            (m1, b1, n1, _), (mn, bn, nn, cn) = r[0], r[1]
             ratio = lambda name: f"{bn / base[name]:.2f}" if name in base else "-"  # noqa: E731
-            body.append([model, r["runtime"], ms(m1), ms(b1), str(r["big"]), ms(mn), ms(bn), f"{r['big'] / mn:,.0f}",
+            body.append([model, r["runtime"], ms(m1), ms(b1), str(r["big"]), ms(mn), ms(bn), ms(cn), f"{r['big'] / mn:,.0f}",
                          ratio("Keras model(x)"), ratio("ORT kcompat"), f"{r['diff']:.1e}", f"{r['rel']:.1e}",
                          f"{r['peak']:.1f}" if "peak" in r else "-", f"{n1}/{nn}"])
-    legend = ("times in ms (median and best of N repeats after warm-up) at batch 1 and at batch bN; bN /s = samples "
+    legend = ("times in ms (median and best of N repeats after warm-up) at batch 1 and at batch bN; bN cpu = the least "
+              "process CPU time of one bN call (all its threads; with --threads 1 the load-independent cost); bN /s = samples "
               "per second at the bN median; /Keras, /ORT = bN best divided by the bN best of Keras model(x) and of "
               "ORT on kcompat's export (below 1: faster); max|diff| = max abs difference from Keras model(x) at "
               "batch bN, rel = the same over max |Keras output|; kcompat unfused = predict(fused=False), every "

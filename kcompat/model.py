@@ -22,6 +22,7 @@ from .layers import Layer, Weight, lookup, missing_class_message
 from .layers.base import fmt_shape, weight_size
 from .nested import expand, legacy_weight_order, weightless_to_empty
 from .masks import keras2_rules, mask_arguments, output_masks
+from .parts import run_in_parts
 from .schema import MAX_DIM, check_alloc, elements, readable_bytes, shown
 from .shapes import arrays_in, as_shape, fmt_any, is_shape, is_shapes, sane
 from .spec import LayerSpec, ModelSpec, TensorRef, map_refs
@@ -404,12 +405,16 @@ class Model:
     def predict(self, inputs: Any, fused: bool = True) -> list[np.ndarray]:
         """The model's outputs, in order, as a list (one entry per output).
 
-        ``fused`` runs the folded plan (fused_model): the same values up to float32 rounding, faster;
-        ``run_all`` and ``layer_outputs`` always run every layer as written.
+        ``fused`` runs the folded plan (fused_model), in parts of the batch on threads where every layer
+        computes each sample on its own (kcompat/parts.py): the same values up to float32 rounding, faster;
+        ``run_all`` and ``layer_outputs`` always run every layer as written, on the whole batch.
         """
         model = self.fused_model() if fused else self
+        keep = {(r.layer, r.node) for r in model.spec.outputs}
         with buffers.reuse():  # large layer outputs reuse freed buffers (kcompat/buffers.py)
-            values = model.run_all(inputs, keep={(r.layer, r.node) for r in model.spec.outputs})
+            values = run_in_parts(model, list(model.feed(inputs).values()), keep) if fused else None
+            if values is None:  # parts do not apply (kcompat/parts.py): the whole batch at once
+                values = model.run_all(inputs, keep=keep)
         out = []
         for r in model.spec.outputs:
             v = values[(r.layer, r.node)]

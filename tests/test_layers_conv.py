@@ -58,6 +58,11 @@ CONV = [
     ("conv2d_same_dilation_wider_than_input", "Conv2D",
      dict(filters=2, kernel_size=3, dilation_rate=4, padding="same"), (3, 5, 2)),
     ("conv1d_causal_kernel_longer_than_input", "Conv1D", dict(filters=2, kernel_size=5, padding="causal"), (3, 2)),
+    # 3x3 stride 1 with 32+ channels in and out: Winograd F(2x2, 3x3), odd sizes leave half tiles
+    ("conv2d_3x3_winograd_same_odd_relu", "Conv2D", dict(filters=32, kernel_size=3, padding="same", activation="relu"),
+     (9, 7, 32)),
+    ("conv2d_3x3_winograd_valid_channels_first", "Conv2D", dict(filters=33, kernel_size=3, data_format="channels_first"),
+     (40, 8, 11)),
 ]
 
 DEPTHWISE_SEPARABLE = [
@@ -253,7 +258,7 @@ def test_mnist_cnn_end_to_end(keras, tmp_path):
 
 def _naive_conv(x, kernel, strides, dilation, pads, groups):
     """Textbook grouped cross-correlation on an explicitly padded input: one output channel at a time."""
-    from kcompat.layers.conv_kernels import pad_spatial, windows
+    from kcompat.layers.conv_geometry import pad_spatial, windows
     r = kernel.ndim - 2
     *k, cg, f = kernel.shape
     win = windows(pad_spatial(x, pads), k, strides, dilation)  # (N, *out, C, *k)
@@ -268,27 +273,40 @@ def _naive_conv(x, kernel, strides, dilation, pads, groups):
     ((3, 8, 7, 4), (3, 2, 4, 5), (1, 2), (2, 1), [(2, 3), (1, 0)], 1),  # dilation, pads wider than a tap
     ((3, 8, 9, 4), (3, 3, 4, 5), (1, 2), (1, 2), [(1, 1), (2, 2)], 1),  # dilated last axis: tap by tap
     ((2, 11, 3), (7, 3, 4), (2,), (1,), [(3, 3)], 1),  # 1D: one strided row of taps per output
+    ((2, 4, 5, 6, 3), (2, 3, 2, 3, 4), (1, 2, 1), (2, 1, 1), [(1, 0), (1, 1), (0, 1)], 1),  # 3D, rows of taps
     ((4, 6, 6, 3), (1, 1, 3, 5), (2, 2), (1, 1), [(0, 0), (0, 0)], 1),  # 1x1 strided: matmul on a view
     ((4, 10, 11, 3), (3, 3, 1, 3), (2, 2), (2, 1), [(2, 2), (1, 1)], 3),  # depthwise, stride 2 + dilation
     ((2, 9, 8, 2), (3, 3, 1, 6), (1, 1), (1, 1), [(1, 1), (1, 1)], 2),  # depthwise, multiplier 3
     ((3, 12, 3), (5, 1, 3), (3,), (1,), [(4, 0)], 3),  # 1D depthwise, causal-style pad
     ((2, 5, 6, 7, 2), (2, 3, 2, 1, 2), (1, 2, 1), (1, 1, 2), [(0, 1), (1, 1), (1, 1)], 2),  # 3D depthwise
+    ((2, 5, 7, 2), (3, 3, 1, 4), (1, 2), (1, 1), [(1, 1), (1, 1)], 2),  # depthwise, multiplier 2, stride on W only
+    ((2, 7, 6, 3), (3, 2, 1, 3), (2, 1), (1, 2), [(4, 3), (2, 2)], 3),  # depthwise: bands of padding rows only
+    ((1, 3, 4, 2), (3, 3, 1, 2), (1, 1), (3, 3), [(3, 3), (3, 3)], 2),  # depthwise, taps wider than the input
+    ((2, 9, 4), (3, 1, 4), (2,), (2,), [(2, 2)], 4),  # 1D depthwise, stride and dilation
     ((5, 9, 9, 4), (3, 3, 2, 6), (2, 1), (1, 1), [(1, 1), (1, 1)], 2),  # grouped
+    ((3, 9, 8, 32), (3, 3, 32, 32), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),  # Winograd: odd rows, whole images per block
+    ((2, 6, 7, 33), (3, 3, 33, 40), (1, 1), (1, 1), [(0, 0), (0, 0)], 1),  # Winograd, 'valid', odd columns
+    ((2, 5, 6, 32), (3, 3, 32, 32), (1, 1), (1, 1), [(0, 3), (2, 0)], 1),  # Winograd, uneven pads wider than a tap
 ])
 def test_blocked_kernels_match_textbook_conv(monkeypatch, x_shape, k_shape, strides, dilation, pads, groups):
-    """im2col in batch slices, depthwise in blocks of rows and 1x1 in row blocks all give the textbook result."""
-    from kcompat.layers import conv_kernels
+    """im2col in batch slices, Winograd and depthwise in bands of rows, 1x1 in row blocks: the textbook result."""
+    from kcompat import threads
+    from kcompat.layers import conv_kernels, tap_kernels, winograd
     x, k = rand(x_shape, seed=1), rand(k_shape, seed=2)
     want = _naive_conv(x, k, strides, dilation, pads, groups)
     whole = conv_kernels.convolve(x, k, strides, dilation, pads, groups)
     assert whole.dtype == np.float32 and whole.shape == want.shape
     np.testing.assert_allclose(whole, want, rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(conv_kernels, "IM2COL_BYTES", 1)  # one image per im2col slice
-    monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per depthwise block, one row per matmul
-    monkeypatch.setattr(conv_kernels, "THREADS", 1)
+    monkeypatch.setattr(conv_kernels, "IM2COL_BYTES", 1)  # one image per tap-by-tap im2col slice
+    monkeypatch.setattr(conv_kernels, "COLS_BYTES", 1)  # one output row per row-wise im2col block
+    monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per matmul
+    monkeypatch.setattr(tap_kernels, "BLOCK_ITEMS", 1)  # one row per 3-D depthwise block
+    monkeypatch.setattr(tap_kernels, "BAND_ITEMS", 1)  # one output row per 1-D / 2-D depthwise band
+    monkeypatch.setattr(winograd, "TILES", 1)  # one row of 2x2 tiles per Winograd block
+    monkeypatch.setattr(threads, "THREADS", 1)
     blocked = conv_kernels.convolve(x, k, strides, dilation, pads, groups)
     np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-6)
-    monkeypatch.setattr(conv_kernels, "THREADS", 3)  # blocks on three threads: the same numbers, bit for bit
+    monkeypatch.setattr(threads, "THREADS", 3)  # blocks on three threads: the same numbers, bit for bit
     np.testing.assert_array_equal(conv_kernels.convolve(x, k, strides, dilation, pads, groups), blocked)
 
 
@@ -296,17 +314,18 @@ def test_kernel_threads_survive_fork(monkeypatch):
     """A process forked after the kernels' thread pool started gets its own pool (not a dead parent's)."""
     import os
     import time
-    from kcompat.layers import conv_kernels
-    monkeypatch.setattr(conv_kernels, "THREADS", 2)
+    from kcompat import threads
+    from kcompat.layers import tap_kernels
+    monkeypatch.setattr(threads, "THREADS", 2)
     x, k = rand((4, 9, 9, 3), seed=1), rand((3, 3, 3), seed=2)
     for _ in range(3):
-        conv_kernels.in_parallel(lambda part: None, [1, 2, 3])  # the parent's pool exists now...
-    want = conv_kernels.depthwise(x, k, (1, 1), (1, 1), [(1, 1), (1, 1)])
+        threads.in_parallel(lambda part: None, [1, 2, 3])  # the parent's pool exists now...
+    want = tap_kernels.depthwise(x, k, (1, 1), (1, 1), [(1, 1), (1, 1)])
     time.sleep(0.2)  # ...and its threads are idle: a child reusing it would wait for them forever
     pid = os.fork()
     if pid == 0:  # child: must finish, and agree
-        ok = np.array_equal(conv_kernels.depthwise(x, k, (1, 1), (1, 1), [(1, 1), (1, 1)]), want)
-        conv_kernels.in_parallel(lambda part: None, [1, 2, 3])
+        ok = np.array_equal(tap_kernels.depthwise(x, k, (1, 1), (1, 1), [(1, 1), (1, 1)]), want)
+        threads.in_parallel(lambda part: None, [1, 2, 3])
         os._exit(0 if ok else 1)
     deadline = time.monotonic() + 30
     while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
@@ -325,17 +344,17 @@ def test_kernel_threads_survive_fork(monkeypatch):
 ])
 def test_blocked_pooling_matches_textbook(monkeypatch, mode, x_shape, size, strides, pads):
     """Pooling tap by tap in blocks == max / mean over explicit windows with padding left out (TF's rule)."""
-    from kcompat.layers import conv_kernels
+    from kcompat.layers import conv_geometry, tap_kernels
     x = rand(x_shape, seed=3)
     r = len(size)
     axes = tuple(range(-r, 0))
-    win = lambda a: conv_kernels.windows(conv_kernels.pad_spatial(a, pads, np.nan), size, strides, (1,) * r)  # noqa: E731
+    win = lambda a: conv_geometry.windows(conv_geometry.pad_spatial(a, pads, np.nan), size, strides, (1,) * r)  # noqa: E731
     want = np.nanmax(win(x), axis=axes) if mode == "max" else np.nanmean(win(x), axis=axes)
-    got = conv_kernels.pool(x, size, strides, pads, mode)
+    got = tap_kernels.pool(x, size, strides, pads, mode)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-    monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per block
-    np.testing.assert_allclose(conv_kernels.pool(x, size, strides, pads, mode), got, rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(tap_kernels, "BLOCK_ITEMS", 1)  # one row per block
+    np.testing.assert_allclose(tap_kernels.pool(x, size, strides, pads, mode), got, rtol=1e-6, atol=1e-6)
 
 
 # ----------------------------------------------------------------- bad configs

@@ -23,6 +23,7 @@ class _Elementwise(Layer):
     """Shape-preserving layer reading float config values."""
 
     supports_masking = True  # passes its input's mask on
+    per_sample = True
 
     def number(self, key: str, default, minimum: float | None = 0.0):
         value = self.get(key, default)

@@ -262,7 +262,9 @@ def glu(x, axis=-1):
 
 IN_PLACE: dict[str, Callable[[np.ndarray], Any]] = {  # the same values as ACTIVATIONS, written over the input
     "linear": lambda x: x,
-    "relu": lambda x: np.maximum(x, _c(0, x), out=x),
+    # np.clip: NumPy 2.4's maximum against a scalar has no SIMD loop and runs 3-4x slower than clip
+    "relu": lambda x: (np.clip(x, _c(0, x), _c(np.inf, x), out=x) if x.dtype.kind == "f"
+                       else np.maximum(x, _c(0, x), out=x)),
     "relu6": lambda x: np.clip(x, _c(0, x), _c(6, x), out=x),
 }
 ALONG_AN_AXIS = frozenset({"softmax", "log_softmax", "sparsemax", "glu"})  # the others act on each element alone

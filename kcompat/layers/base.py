@@ -123,6 +123,8 @@ class Layer:
     creates_mask: ClassVar[bool] = False  # makes a mask from no mask (Masking; Embedding with mask_zero)
     call_params: ClassVar[tuple] = ("inputs",)  # Keras call() parameter names, in order: "mask" / "<arg>_mask"
     # among them receive the input masks as Keras passes them
+    per_sample: ClassVar[bool] = False  # at inference, each sample's output comes from that sample alone, the
+    # batch on axis 0 in and out: predict may run the batch in parts (kcompat/parts.py; see samples_apart)
 
     def __init__(self, config: dict, name: str | None = None):
         self.config = config
@@ -186,6 +188,10 @@ class Layer:
     def node_output_shape(self, args: list, kwargs: dict) -> Any:
         """Output shape of one call node given shape-valued args."""
         return self.output_shape(self.node_input_shape(args, kwargs))
+
+    def samples_apart(self, input_shape: Any) -> bool:
+        """True when this call may run on parts of the batch (``per_sample``; a layer with an axis checks it)."""
+        return self.per_sample
 
     def masking(self, keras2: bool = False) -> bool:
         """Keras 3's ``supports_masking``, or tf_keras's where it differs."""

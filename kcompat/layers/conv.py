@@ -18,7 +18,9 @@ import numpy as np
 
 from ..errors import ShapeError
 from .base import Weight, fmt_shape, register
-from .conv_kernels import conv_length, conv_pads, convolve, convolve_transpose, depthwise, span, transpose_length
+from .conv_geometry import conv_length, conv_pads, span, transpose_length
+from .conv_kernels import convolve, convolve_transpose
+from .tap_kernels import depthwise
 from .core import WithActivation
 from .spatial import Spatial
 
@@ -37,6 +39,7 @@ class _Conv(WithActivation, Spatial):
 
     paddings: ClassVar[tuple] = ("valid", "same")
     tf_bias_add = True
+    per_sample = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

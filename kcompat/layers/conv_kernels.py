@@ -1,201 +1,38 @@
-"""Convolution and pooling kernels in NumPy, channels_last, 1 to 3 spatial axes.
+"""Convolution kernels in NumPy, channels_last, 1 to 3 spatial axes: a BLAS matmul on an im2col matrix.
 
-References: keras/src/ops/operation_utils.py compute_conv_output_shape,
-keras/src/backend/common/backend_utils.py compute_conv_transpose_output_shape (shapes);
-keras/src/backend/tensorflow/nn.py (TF 'same' padding puts the odd pixel at the end; pooling
-never counts the padding).
+References: keras/src/layers/convolutional/base_conv.py (what is computed), conv_geometry.py (the shapes).
 
-- A convolution is one BLAS matmul per batch slice on an im2col matrix: a 1x1 kernel is a plain
-  matmul on a reshape (no copy), otherwise each row of taps (k[-1] taps x C channels, contiguous in
-  channels_last) is one copy out of the padded input.
-- A depthwise convolution and pooling are sums (or maxima) over taps of shifted views, in output
-  blocks small enough to stay in cache, on THREADS threads (``over_taps``). Each tap reads only the
-  part of the input it reaches (``tap_slices``): the padding is what no tap writes, never a copy.
-  A strided depthwise convolution would read every tap with a stride: there one einsum per image
-  over the window view is 2-3x faster.
+- A 1x1 kernel is a plain matmul on a reshape (no copy), in row blocks so the epilogue finds them in cache.
+- A 3x3 stride-1 2-D kernel with 32+ channels in and out goes by Winograd's F(2x2, 3x3) (winograd.py):
+  16 small matmuls per tile instead of 36 multiply-adds per output in im2col's.
+- Otherwise each row of taps (k[-1] taps x C channels, contiguous in channels_last) is one copy out of
+  the padded input into the im2col matrix, then one matmul writes the output.
+- Depthwise convolutions (groups == channels) go to tap_kernels.py; other grouped ones are one batched
+  matmul over groups.
 - ``epilogue`` (bias, elementwise activation) runs in place on each output block while it is in cache.
-Everything stays in the input's dtype (float32 in, float32 out).
+Everything stays in the input's dtype (float32 in, float32 out). The names of conv_geometry.py that
+layers and exporters use (span, conv_length, conv_pads, ...) are importable from here too.
 """
 from __future__ import annotations
 
 import itertools
 import math
-import os
-import threading
-from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import buffers
-
-Epilogue = Optional[Callable[[np.ndarray], None]]  # in place on an output block (n, *out, F)
-
-
-# --------------------------------------------------------------- shape arithmetic
-def span(k: int, d: int) -> int:
-    """Extent of a dilated kernel: (k - 1) * d + 1."""
-    return (k - 1) * d + 1
-
-
-def conv_length(n: int | None, k: int, s: int, d: int, padding: str) -> int | None:
-    """Output length of one spatial axis (compute_conv_output_shape)."""
-    if n is None:
-        return None
-    if padding == "valid":
-        return (n - span(k, d)) // s + 1
-    return (n - 1) // s + 1  # same, causal
-
-
-def same_pads(n: int, k: int, s: int, d: int) -> tuple[int, int]:
-    """TF 'same' padding of one axis: (before, after), the odd pixel after."""
-    out = (n - 1) // s + 1
-    total = max((out - 1) * s + span(k, d) - n, 0)
-    return total // 2, total - total // 2
-
-
-def conv_pads(sizes, kernel_size, strides, dilation, padding) -> list[tuple[int, int]]:
-    """Per-axis (before, after) padding for 'valid', 'same' or 'causal'."""
-    if padding == "valid":
-        return [(0, 0)] * len(sizes)
-    if padding == "causal":
-        return [(span(k, d) - 1, 0) for k, d in zip(kernel_size, dilation)]
-    return [same_pads(n, k, s, d) for n, k, s, d in zip(sizes, kernel_size, strides, dilation)]
-
-
-def transpose_length(n: int | None, k: int, s: int, d: int, padding: str, output_padding: int | None) -> int | None:
-    """Output length of one axis of a transposed conv (compute_conv_transpose_output_shape)."""
-    if n is None:
-        return None
-    k = span(k, d)
-    if padding == "valid":
-        extra = max(k, s) - k if output_padding is None else output_padding
-        return (n - 1) * s + k + extra
-    return n * s if output_padding is None else (n - 1) * s + k % 2 + output_padding
-
-
-def pad_spatial(x: np.ndarray, pads, value=0) -> np.ndarray:
-    """Pad (or, for negative amounts, crop) the spatial axes 1..r of (N, *spatial, C)."""
-    if all(b == 0 and a == 0 for b, a in pads):
-        return x
-    if all(b >= 0 and a >= 0 for b, a in pads):  # into a (reused) buffer: copy the middle, fill the borders
-        r = len(pads)
-        out = buffers.empty((x.shape[0], *(n + b + a for n, (b, a) in zip(x.shape[1:r + 1], pads)), *x.shape[r + 1:]),
-                            x.dtype)
-        out[(slice(None), *(slice(b, b + n) for n, (b, _) in zip(x.shape[1:r + 1], pads)))] = x
-        for axis, (b, a) in enumerate(pads, start=1):
-            lead = (slice(None),) * axis
-            out[lead + (slice(0, b),)] = value
-            out[lead + (slice(out.shape[axis] - a, None),)] = value
-        return out
-    grow = [(0, 0)] + [(max(b, 0), max(a, 0)) for b, a in pads] + [(0, 0)] * (x.ndim - 1 - len(pads))
-    x = np.pad(x, grow, constant_values=value)
-    crop = (slice(None),) + tuple(slice(max(-b, 0), x.shape[i + 1] - max(-a, 0)) for i, (b, a) in enumerate(pads))
-    return x[crop]
-
-
-def windows(x: np.ndarray, kernel_size, strides, dilation) -> np.ndarray:
-    """Strided view of every patch of x (N, *spatial, *rest) -> (N, *out, *rest, *kernel_size); no copy."""
-    r = len(kernel_size)
-    extent = tuple(span(k, d) for k, d in zip(kernel_size, dilation))
-    v = sliding_window_view(x, extent, axis=tuple(range(1, r + 1)))  # (N, *full, *rest, *extent)
-    pick = ((slice(None),) + tuple(slice(None, None, s) for s in strides) + (Ellipsis,)
-            + tuple(slice(None, None, d) for d in dilation))
-    return v[pick]
-
-
-# ---------------------------------------------------------------- tap geometry
-def tap_range(n_in: int, n_out: int, t: int, s: int, d: int, before: int) -> tuple[int, int, int]:
-    """Outputs [lo, hi) that kernel tap ``t`` of one axis finds inside the input, and the input index of lo.
-
-    Output o reads input o * s + t * d - before; the others read padding (zero).
-    """
-    offset = t * d - before
-    lo = max(0, -(offset // s))
-    hi = min(n_out, (n_in - 1 - offset) // s + 1)
-    return lo, max(hi, lo), lo * s + offset
-
-
-def tap_slices(in_sizes, out_sizes, kernel_size, strides, dilation, pads):
-    """For every tap (in kernel order): (tap index, output slices, input slices), or None where it reads only padding."""
-    axes = [[tap_range(n, o, t, s, d, p[0]) for t in range(k)]
-            for n, o, k, s, d, p in zip(in_sizes, out_sizes, kernel_size, strides, dilation, pads)]
-    for tap in itertools.product(*(range(k) for k in kernel_size)):
-        ranges = [axes[a][t] for a, t in enumerate(tap)]
-        if any(hi == lo for lo, hi, _ in ranges):
-            yield tap, None, None
-            continue
-        out = tuple(slice(lo, hi) for lo, hi, _ in ranges)
-        inp = tuple(slice(start, start + (hi - lo - 1) * s + 1, s) for (lo, hi, start), s in zip(ranges, strides))
-        yield tap, out, inp
-
-
-def out_sizes(in_sizes, kernel_size, strides, dilation, pads) -> tuple:
-    """Spatial output sizes for explicit (before, after) pads."""
-    return tuple((n + b + a - span(k, d)) // s + 1
-                 for n, k, s, d, (b, a) in zip(in_sizes, kernel_size, strides, dilation, pads))
-
+from ..threads import bands, in_parallel, in_parallel_blas
+from .conv_geometry import (conv_length, conv_pads, out_sizes, pad_spatial, same_pads, span, tap_slices,  # noqa: F401
+                            transpose_length, windows)
+from .tap_kernels import Epilogue, batch_slices, depthwise
+from .winograd import winograd
 
 # ------------------------------------------------------------------ the kernels
-IM2COL_BYTES = 16 * 2**20  # the batch is cut so one im2col matrix stays under this
-BLOCK_ITEMS = 2**17  # a depthwise / 1x1 output block: about 512 KB of float32, to stay in L2 cache
-
-
-def _batches(n: int, per_item: int, budget: int):
-    """Slices of the batch axis, each about ``budget`` units when one item is ``per_item`` units."""
-    step = max(1, budget // max(per_item, 1))
-    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
-
-
-def default_threads() -> int:
-    """KCOMPAT_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs this process may run on."""
-    for var in ("KCOMPAT_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-THREADS = default_threads()  # threads for the blockwise kernels (depthwise, pooling); BLAS has its own
-_POOL: dict = {}  # process id -> (size, ThreadPoolExecutor): a forked child has none of its parent's threads
-
-
-def in_parallel(run: Callable[[Iterable], None], items: list) -> None:
-    """run(items) shared by THREADS threads, this one included: each takes the next item when it is free
-    (NumPy releases the GIL inside ufunc loops and copies), so a thread the OS pauses holds up no one."""
-    n = min(THREADS, len(items))
-    if n <= 1 or threading.current_thread().name.startswith("kcompat"):  # never wait on the pool from inside it
-        run(items)
-        return
-    size, pool = _POOL.get(os.getpid(), (0, None))
-    if size < n - 1:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL.clear()
-        size, pool = _POOL[os.getpid()] = (n - 1, ThreadPoolExecutor(n - 1, thread_name_prefix="kcompat"))
-    source, lock = iter(items), threading.Lock()
-
-    def take() -> Iterator:
-        while True:
-            with lock:
-                item = next(source, _END)
-            if item is _END:
-                return
-            yield item
-    futures = [pool.submit(run, take()) for _ in range(n - 1)]
-    try:
-        run(take())
-    finally:
-        for f in futures:
-            f.result()
-
-
-_END = object()
-
-
-def _bands(n: int) -> list[tuple[int, int]]:
-    """[lo, hi) ranges cutting n rows into about 4 per thread (for in_parallel)."""
-    step = max(1, -(-n // (4 * THREADS)))
-    return [(i, min(i + step, n)) for i in range(0, n, step)]
+IM2COL_BYTES = 16 * 2**20  # tap-by-tap im2col (dilated last axis): the batch is cut so one matrix stays under this
+COLS_BYTES = 2 * 2**20  # row-wise im2col: a block of the matrix, matmul'd while it is in cache (L2 / L3)
+BLOCK_ITEMS = 2**17  # a 1x1 output block: about 512 KB of float32
+WINOGRAD_CHANNELS = 32  # 3x3 stride 1 by Winograd from this many input and output channels (fewer: im2col wins)
 
 
 def _finish(y: np.ndarray, epilogue: Epilogue) -> None:
@@ -206,7 +43,7 @@ def _finish(y: np.ndarray, epilogue: Epilogue) -> None:
         epilogue(y)
         return
     rows = y.reshape(-1, y.shape[-1])  # a view: y is contiguous
-    in_parallel(lambda todo: [epilogue(rows[lo:hi]) for lo, hi in todo], _bands(rows.shape[0]))
+    in_parallel(lambda todo: [epilogue(rows[lo:hi]) for lo, hi in todo], bands(rows.shape[0]))
 
 
 def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups: int = 1,
@@ -234,9 +71,15 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups:
             np.matmul(rows[i:i + step], w2, out=y2[i:i + step])  # (B, C) @ (C, F) -> (B, F)
             _finish(y2[i:i + step], epilogue)
         return y
+    if (k == [3, 3] and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and min(c, f) >= WINOGRAD_CHANNELS
+            and y.dtype.kind == "f"):
+        return winograd(x, kernel, pads, y, epilogue)  # 16 products per 2x2 tile instead of 36
+    if dilation[-1] == 1:
+        _im2col_rows(x, w2, k, strides, dilation, pads, y, epilogue)
+        return y
     per_item = math.prod(outs) * math.prod(k) * c * x.itemsize
-    parts = _batches(n, per_item, IM2COL_BYTES)
-    fill, buf = _im2col(x, k, strides, dilation, pads, outs, parts[0].stop - parts[0].start)
+    parts = batch_slices(n, per_item, IM2COL_BYTES)
+    fill, buf = _im2col_taps(x, k, strides, dilation, pads, outs, parts[0].stop - parts[0].start)
     for part in parts:
         cols = buf[:part.stop - part.start]  # (n, *out, *k, C)
         fill(cols, part)
@@ -246,32 +89,51 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups:
     return y
 
 
-def _im2col(x, k, strides, dilation, pads, outs, most: int):
-    """A buffer for the im2col matrix of up to ``most`` images, (n, *out, *k, C), and fill(cols, batch slice).
+def _im2col_rows(x, w2, k, strides, dilation, pads, y, epilogue) -> None:
+    """im2col + matmul a block at a time (several whole images, or a band of first-axis rows of one), so
+    each block of the im2col matrix is still in cache when the matmul reads it, and its output when the
+    epilogue does. Undilated last axis: in channels_last a row of k[-1] taps x C channels is contiguous,
+    so the input is padded once and each row of taps is one copy."""
+    r, n, c, f = len(k), x.shape[0], x.shape[-1], w2.shape[1]
+    outs = y.shape[1:r + 1]
+    xp = pad_spatial(x, pads)  # (N, *padded, C)
+    flat = xp.reshape(*xp.shape[:r], -1)  # (N, *padded[:-1], W*C)
+    rows = sliding_window_view(flat, k[-1] * c, axis=-1)[..., ::strides[-1] * c, :][..., :outs[-1], :]
+    # rows: (N, *padded[:-1], out[-1], k[-1]*C), a view; each outer tap picks its shifted rows
+    outer = [(tap, [(t * d, s) for t, d, s in zip(tap, dilation, strides)])
+             for tap in itertools.product(*(range(kk) for kk in k[:-1]))]
+    per_row = math.prod(outs[1:]) * w2.shape[0] * x.itemsize  # im2col bytes of one first-axis output row
+    if per_row * outs[0] <= COLS_BYTES:
+        step = max(1, COLS_BYTES // (per_row * outs[0]))
+        blocks = [(b, min(b + step, n), 0, outs[0]) for b in range(0, n, step)]
+    else:
+        step = max(1, COLS_BYTES // per_row)
+        blocks = [(b, b + 1, h, min(h + step, outs[0])) for b in range(n) for h in range(0, outs[0], step)]
+    most = max((b1 - b0) * (h1 - h0) for b0, b1, h0, h1 in blocks)
 
-    Undilated last axis: in channels_last a row of k[-1] taps x C channels is contiguous, so the input
-    is padded once and each row of taps is one copy. Otherwise each tap copies the part of the input it
-    reaches; the buffer is reused for every batch slice, so the padding (what no tap writes) stays zero.
-    """
+    def run(todo) -> None:
+        scratch = np.empty(most * math.prod(outs[1:]) * w2.shape[0], x.dtype)
+        for b0, b1, h0, h1 in todo:
+            cols = scratch[:(b1 - b0) * (h1 - h0) * math.prod(outs[1:]) * w2.shape[0]].reshape(
+                b1 - b0, h1 - h0, *outs[1:], *k[:-1], k[-1] * c)  # (nb, h, *out[1:], *k[:-1], k[-1]*C)
+            for tap, starts in outer:
+                src = tuple(slice(t + o0 * s, t + (o1 - 1) * s + 1, s)
+                            for (t, s), o0, o1 in zip(starts, (h0, *([0] * (r - 2))), (h1, *outs[1:-1])))
+                if r == 1:  # 1-D: the block's rows are the output positions themselves
+                    src = (slice(h0, h1),)
+                cols[(Ellipsis, *tap, slice(None))] = rows[(slice(b0, b1), *src)]  # (nb, h, *out[1:], k[-1]*C)
+            out = y[b0:b1, h0:h1]  # (nb, h, *out[1:], F): contiguous
+            np.matmul(cols.reshape(-1, w2.shape[0]), w2, out=out.reshape(-1, f))  # (rows, k*C) @ (k*C, F)
+            if epilogue is not None:
+                epilogue(out)
+    in_parallel_blas(run, blocks)
+
+
+def _im2col_taps(x, k, strides, dilation, pads, outs, most: int):
+    """A buffer for the im2col matrix of up to ``most`` images, (n, *out, *k, C), and fill(cols, batch slice):
+    each tap copies the part of the input it reaches (a dilated last axis); the buffer is reused for every
+    batch slice, so the padding (what no tap writes) stays zero."""
     r, c = len(k), x.shape[-1]
-    if dilation[-1] == 1:
-        xp = pad_spatial(x, pads)  # (N, *padded, C)
-        flat = xp.reshape(*xp.shape[:r], -1)  # (N, *padded[:-1], W*C)
-        rows = sliding_window_view(flat, k[-1] * c, axis=-1)[..., ::strides[-1] * c, :][..., :outs[-1], :]
-        # rows: (N, *padded[:-1], out[-1], k[-1]*C), a view; each outer tap picks its shifted rows
-        outer = [(tap, tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, dilation, outs, strides)))
-                 for tap in itertools.product(*(range(kk) for kk in k[:-1]))]
-
-        def fill(cols, part):
-            cols = cols.reshape(*cols.shape[:-2], -1)  # (n, *out, *k[:-1], k[-1]*C), a view
-
-            def band(todo):  # output rows of the first axis: copies release the GIL, so bands run in parallel
-                for lo, hi in todo:
-                    for tap, sl in outer:
-                        cols[(slice(None), slice(lo, hi)) + (slice(None),) * (r - 1) + tap] = \
-                            rows[(part, *sl)][:, lo:hi]  # (n, h, *out[1:], k[-1]*C)
-            in_parallel(band, _bands(outs[0]))
-        return fill, buffers.empty((most, *outs, *k, c), x.dtype)
     taps = [(tap, o, i) for tap, o, i in tap_slices(x.shape[1:r + 1], outs, k, strides, dilation, pads) if o is not None]
     partial = len(taps) < math.prod(k) or any(sl.stop - sl.start < m for _, o, _ in taps for sl, m in zip(o, outs))
 
@@ -279,120 +141,6 @@ def _im2col(x, k, strides, dilation, pads, outs, most: int):
         for tap, o, i in taps:
             cols[(slice(None), *o, *tap)] = x[(part, *i)]  # (n, *o, C) <- shifted input
     return fill_taps, (buffers.zeros if partial else buffers.empty)((most, *outs, *k, c), x.dtype)
-
-
-def over_taps(x: np.ndarray, y: np.ndarray, k, strides, dilation, pads, apply, empty=0, finish=None) -> np.ndarray:
-    """Fill y (N, *out, F) from x (N, *sp, F) one cache-sized output block at a time, tap by tap.
-
-    For each block and each kernel tap that reaches the input (fully covering taps first),
-    ``apply(tap, src, dst, scratch, first)``: src is the shifted input under dst, a view of the block;
-    ``first`` means dst is the whole block and nothing was written yet. A block whose first tap does not
-    cover it is filled with ``empty`` first. Then ``finish(block, (batch slice, band of first-axis rows))``.
-    Blocks run on THREADS threads (NumPy releases the GIL inside ufunc loops).
-    """
-    r = len(k)
-    n, outs, f = y.shape[0], y.shape[1:r + 1], y.shape[-1]
-    reads = []  # (tap, output slices, input slices), fully covering taps first
-    for tap, o, i in tap_slices(x.shape[1:r + 1], outs, k, strides, dilation, pads):
-        if o is not None:
-            full = all(sl.stop - sl.start == m for sl, m in zip(o, outs))
-            reads.insert(0 if full else len(reads), (tap, o, i))
-    per_row = math.prod(outs[1:]) * f
-    if per_row * outs[0] <= BLOCK_ITEMS:  # small images: several whole images per block
-        blocks = [(b, slice(0, outs[0])) for b in _batches(n, per_row * outs[0], BLOCK_ITEMS)]
-    else:  # big images: one image, a band of rows of the first spatial axis per block
-        rows = max(1, BLOCK_ITEMS // per_row)
-        blocks = [(slice(b, b + 1), slice(r0, min(r0 + rows, outs[0])))
-                  for b in range(n) for r0 in range(0, outs[0], rows)]
-    shape = (blocks[0][0].stop - blocks[0][0].start, blocks[0][1].stop, *outs[1:], f)
-
-    def run(todo) -> None:
-        scratch = np.empty(shape, y.dtype)  # one per worker
-        for part, band in todo:
-            block = y[part, band]  # (b, rows, *out[1:], F): a view of y
-            started = False
-            for tap, o, i in reads:
-                lo, hi = max(o[0].start, band.start), min(o[0].stop, band.stop)  # this tap's rows in the band
-                if hi <= lo:
-                    continue
-                first = i[0].start + (lo - o[0].start) * strides[0]
-                src = x[(part, slice(first, first + (hi - lo - 1) * strides[0] + 1, strides[0]), *i[1:])]
-                dst = block[(slice(None), slice(lo - band.start, hi - band.start), *o[1:])]  # (b, h, *o[1:], F)
-                whole = not started and dst.shape == block.shape
-                if not started and not whole:
-                    block[...] = empty
-                apply(tap, src, dst, scratch[tuple(slice(0, m) for m in dst.shape)], whole)
-                started = True
-            if not started:
-                block[...] = empty
-            if finish is not None:
-                finish(block, (part, band))
-    in_parallel(run, blocks)
-    return y
-
-
-def depthwise(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, epilogue: Epilogue = None) -> np.ndarray:
-    """Each channel with its own filter: x (N, *sp, C), kernel (*k, F) with F = C * M (output c*M+m reads c).
-
-    A sum over taps of ``x[shifted] * kernel[tap]``, block by block (over_taps): each block, its partial
-    sums and the input rows it reads stay in cache.
-    """
-    r = kernel.ndim - 1
-    *k, f = kernel.shape
-    n, sizes, c = x.shape[0], x.shape[1:r + 1], x.shape[-1]
-    if f != c:  # depth_multiplier M > 1: channel c feeds outputs c*M .. c*M+M-1
-        x = np.repeat(x, f // c, axis=-1)  # (N, *sp, C) -> (N, *sp, C*M)
-    outs = out_sizes(sizes, k, strides, dilation, pads)
-    y = buffers.empty((n, *outs, f), np.result_type(x, kernel))  # (N, *out, F)
-    if any(st > 1 for st in strides):  # strided reads make shifted taps slow: one einsum per image on windows
-        win = windows(pad_spatial(x, pads), k, strides, dilation)  # (N, *out, F, *k): a view
-        taps = "ijk"[:r]
-
-        def images(todo):
-            for b in todo:
-                np.einsum(f"...c{taps},{taps}c->...c", win[b], kernel, out=y[b])  # (*out, F, *k) . (*k, F)
-                if epilogue is not None:
-                    epilogue(y[b])
-        in_parallel(images, list(range(n)))
-        return y
-    # each tap's weights tiled over the inner output axes, so one multiply runs over contiguous rows
-    tiled = np.ascontiguousarray(np.broadcast_to(kernel.astype(y.dtype, copy=False).reshape(*k, *(1,) * (r - 1), f),
-                                                 (*k, *outs[1:], f)))  # (*k, *out[1:], F)
-
-    def apply(tap, src, dst, scratch, whole):
-        w = tiled[tap][tuple(slice(0, m) for m in dst.shape[2:-1])]  # (*dst inner, F): constant along the axes
-        if whole:
-            np.multiply(src, w, out=dst)
-        else:
-            np.multiply(src, w, out=scratch)
-            np.add(dst, scratch, out=dst)
-    finish = None if epilogue is None else lambda block, _: epilogue(block)  # noqa: E731 - in the block's worker
-    return over_taps(x, y, k, strides, dilation, pads, apply, 0, finish)
-
-
-def pool(x: np.ndarray, size, strides, pads, mode: str) -> np.ndarray:
-    """Max or mean of x (N, *sp, C) over windows; padding is never part of a window (TF's pooling)."""
-    r = len(size)
-    ones = (1,) * r
-    outs = out_sizes(x.shape[1:r + 1], size, strides, ones, pads)
-    if mode == "max":
-        lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        y = buffers.empty((x.shape[0], *outs, x.shape[-1]), x.dtype)
-        step = lambda tap, src, dst, scratch, whole: np.copyto(dst, src) if whole else np.maximum(dst, src, out=dst)  # noqa: E731
-        return over_taps(x, y, size, strides, ones, pads, step, lowest)
-    y = buffers.empty((x.shape[0], *outs, x.shape[-1]), x.dtype if x.dtype.kind == "f" else np.float64)
-    # windows are cut by the padding: count the real cells of each (a product over axes)
-    counts = np.ones((), y.dtype)
-    for n, o, kk, s, (b, _) in zip(x.shape[1:r + 1], outs, size, strides, pads):
-        per_axis = np.zeros(o, y.dtype)
-        for t in range(kk):
-            lo, hi, _ = tap_range(n, o, t, s, 1, b)
-            per_axis[lo:hi] += 1
-        counts = np.multiply.outer(counts, per_axis)
-    counts = counts[..., None]  # (*out, 1)
-    step = lambda tap, src, dst, scratch, whole: np.copyto(dst, src) if whole else np.add(dst, src, out=dst)  # noqa: E731
-    return over_taps(x, y, size, strides, ones, pads, step, 0,
-                     lambda block, where: np.divide(block, counts[where[1]], out=block))
 
 
 def _grouped(x, kernel, strides, dilation, pads, groups, epilogue):

@@ -19,6 +19,8 @@ from .base import Layer, Weight, fmt_shape, register
 class InputLayer(Layer):
     """The model input: holds its batch shape; forward is identity."""
 
+    per_sample = True
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         shape = config.get("batch_shape")
@@ -90,6 +92,8 @@ class WithActivation(Layer):
 class Dense(WithActivation):
     """y = activation(x @ kernel + bias), on the last axis of an input of any rank >= 2."""
 
+    per_sample = True
+
     layout = "last_axis"
     supports_masking = True  # passes its input's mask on
 
@@ -146,6 +150,8 @@ class Dense(WithActivation):
 class Flatten(Layer):
     """Collapse every non-batch axis; channels_first moves channels last first (Keras order)."""
 
+    per_sample = True
+
     layout = "flatten"
 
     def __init__(self, config, name=None):
@@ -177,6 +183,8 @@ class Flatten(Layer):
 class Activation(WithActivation):
     """Apply a named activation elementwise (glu halves the last axis)."""
 
+    per_sample = True
+
     @property
     def layout(self) -> str:
         return "elementwise" if self.pointwise_activation else "logical"
@@ -204,6 +212,8 @@ class Activation(WithActivation):
 @register("Dropout")
 class Dropout(Layer):
     """Identity at inference."""
+
+    per_sample = True
 
     layout = "elementwise"
     inference_identity = True

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import buffers
 from .base import Layer, fmt_shape, register
-from .conv_kernels import in_parallel
+from ..threads import in_parallel
 from .core import WithActivation
 from .normalization import rsqrt
 
@@ -22,6 +22,7 @@ class _Merge(Layer):
 
     exactly: int | None = None  # Subtract / Dot take exactly 2
     supports_masking = True
+    per_sample = True  # elementwise over inputs that share the batch (Concatenate checks its axis; Dot is not)
 
     def compute_mask(self, inputs, mask, keras2=False):
         """keras Merge.compute_mask: the OR of the inputs' masks, None unless every input has one
@@ -188,6 +189,9 @@ class Concatenate(_Merge):
     def forward(self, x):
         return np.concatenate(list(x), axis=self.axis)
 
+    def samples_apart(self, input_shape) -> bool:
+        return self.axis % len(self.shapes(input_shape)[0]) != 0
+
     def compute_mask(self, inputs, mask, keras2=False):
         """keras Concatenate.compute_mask: each input's mask spread over its own shape (all True when it has
         none), concatenated on ``axis``, then any() over the last axis (tf_keras: expanded, not spread, then
@@ -209,6 +213,7 @@ class Concatenate(_Merge):
 class Dot(_Merge):
     """Batched dot product of two inputs over ``axes``; ``normalize`` makes it a cosine similarity."""
 
+    per_sample = False  # its axes may include the batch
     exactly = 2
 
     def compute_mask(self, inputs, mask, keras2=False):

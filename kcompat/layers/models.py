@@ -18,6 +18,8 @@ from .base import Layer, register
 class NestedModel(Layer):
     """The output node of one call of a nested model: its inner outputs, unchanged."""
 
+    per_sample = True
+
     def call_node(self, args: list, kwargs: dict, weights: list[np.ndarray]) -> Any:
         return args[0]  # (the inner outputs of this call: one array, or a list for several outputs)
 

@@ -69,6 +69,10 @@ class BatchNormalization(_AxisLayer):
             raise self.fail(f"virtual_batch_size is not supported. "
                             f"Received: virtual_batch_size={self.config['virtual_batch_size']}")
 
+    def samples_apart(self, input_shape) -> bool:
+        """At inference a per-feature affine map: per sample unless a normalized axis is the batch."""
+        return 0 not in self.positive_axes(self.axes, len(input_shape))
+
     def param_shape(self, input_shape) -> tuple:
         dims = self.known_dims(input_shape, self.axes)
         if len(self.axes) == 1:

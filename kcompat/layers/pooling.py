@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .base import fmt_shape, register
-from .conv_kernels import pool, same_pads
+from .conv_geometry import same_pads
+from .tap_kernels import pool
 from .spatial import Spatial
 
 
@@ -19,6 +20,7 @@ class _Pooling(Spatial):
     """Max or average over pool_size windows; strides default to pool_size."""
 
     mode = "max"
+    per_sample = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
@@ -89,6 +91,7 @@ class _GlobalPooling(Spatial):
     """Max or mean over every spatial axis, per channel; keepdims leaves size-1 axes."""
 
     mode = "max"
+    per_sample = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)

@@ -18,6 +18,7 @@ class InferenceIdentity(Layer):
 
     what = "identity"
     inference_identity = True
+    per_sample = True
     rank: int | None = None  # input rank Keras checks (SpatialDropout), if any
     rate_key: str | None = "rate"
     supports_masking = True  # passes its input's mask on

@@ -34,6 +34,8 @@ def reshape_output(input_shape: tuple, target: tuple) -> tuple:
 class Reshape(Layer):
     """Reshape every sample to ``target_shape`` (one -1 allowed)."""
 
+    per_sample = True
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         target = self.get("target_shape")
@@ -100,6 +102,8 @@ class RepeatVector(Layer):
 class _ZeroPadding(Spatial):
     """Pad the spatial axes with zeros."""
 
+    per_sample = True
+
     def __init__(self, config, name=None):
         super().__init__(config, name)
         self.init_spatial()
@@ -136,6 +140,8 @@ class ZeroPadding3D(_ZeroPadding):
 
 class _Cropping(Spatial):
     """Remove (before, after) entries from each spatial axis."""
+
+    per_sample = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
@@ -179,6 +185,7 @@ class _UpSampling(Spatial):
     """Repeat each spatial entry ``size`` times (nearest)."""
 
     interpolations = ("nearest",)
+    per_sample = True
 
     def __init__(self, config, name=None):
         super().__init__(config, name)
