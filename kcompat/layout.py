@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import UnsupportedError
 from .model import Model
-from .spec import LayerSpec, ModelSpec, Node, TensorRef, map_refs
+from .spec import LayerSpec, ModelSpec, Node, TensorRef, fresh_name, map_refs
 
 Perm = tuple  # (0, 2, 3, 1): actual axis i holds logical axis P[i]
 WHOLE = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}  # ``:`` in a key
@@ -125,12 +125,7 @@ class _Rewriter:
         return s[r.index] if isinstance(s, list) else s
 
     def unique(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.names:
-            i += 1
-            name = f"{base}_{i}"
-        self.names.add(name)
-        return name
+        return fresh_name(base, self.names)
 
     def carried(self, r: TensorRef, want: Perm, for_layer: str) -> TensorRef:
         """The new ref holding original tensor ``r`` in permutation ``want`` (a Permute when needed)."""

@@ -180,3 +180,13 @@ def keras_layers(spec: ModelSpec) -> list[LayerSpec]:
     Reference: keras/src/models/sequential.py and functional.py (``layers``)."""
     layers = spec.layers if spec.sequential else keras_order(spec.layers, spec.outputs)
     return [ls for ls in layers if not ls.is_op and not (spec.sequential and ls.class_name == "InputLayer")]
+
+
+def fresh_name(base: str, used: set) -> str:
+    """``base``, or ``base_1``, ``base_2``... whichever is not in ``used``; adds it to ``used``."""
+    name, i = base, 0
+    while name in used:
+        i += 1
+        name = f"{base}_{i}"
+    used.add(name)
+    return name

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import rand, to_kcompat
 from test_cli import cli
-from test_layers_misc import BATCH, check_layers, check_row, group_runner, row
+from test_layers_misc import BATCH, row, table_tests
 
 Q, KV, IMG = (5, 8), (7, 8), (3, 4, 6)
 
@@ -152,22 +152,10 @@ MASKED = [
 
 GROUPS = {"multi_head": MULTI_HEAD, "grouped": GROUPED, "dot_attention": DOT_ATTENTION, "einsum": EINSUM,
           "masked": MASKED}
-ROWS = [pytest.param(g, p.values[0], id=p.id) for g, rows in GROUPS.items() for p in rows]
 
 
-@pytest.fixture(scope="module")
-def built(keras, tmp_path_factory):
-    return group_runner(keras, tmp_path_factory, GROUPS)
-
-
-@pytest.mark.parametrize("group,r", ROWS)
-def test_values_and_shape_match_keras(built, group, r):
-    check_row(built(group)[r.id])
-
-
-@pytest.mark.parametrize("group", list(GROUPS))
-def test_every_layer_shape_and_params_match_keras(built, group):
-    check_layers(built(group))
+# built(group): the group's results, cached; the two tests over every row
+built, test_values_and_shape_match_keras, test_every_layer_shape_and_params_match_keras = table_tests(GROUPS)
 
 
 # ------------------------------------------------------------------------ attention scores

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import rand, to_kcompat
+from kcompat.conformance.export import randomize_weights
 
 ATOL = RTOL = 1e-5
 pytestmark = pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`:UserWarning")
@@ -52,21 +53,7 @@ def layer(cls, **kwargs):
 
 def randomize(kmodel, seed=1):
     """Random weights everywhere; variances / stddevs positive; integer counts left alone."""
-    rng = np.random.default_rng(seed)
-    for lyr in kmodel.layers:
-        values = []
-        for v in lyr.weights:
-            short = v.path.split("/")[-1]
-            if "int" in str(v.dtype):
-                values.append(np.asarray(v.numpy()) + 7)
-            elif "variance" in short or "stddev" in short:
-                values.append(rng.uniform(0.5, 1.5, v.shape).astype(np.float32))
-            else:
-                values.append(rng.normal(0, 0.5, v.shape).astype(np.float32))
-        if values:
-            lyr.set_weights(values)
-            if hasattr(lyr, "finalize_state"):  # Normalization caches mean / variance until then
-                lyr.finalize_state()
+    randomize_weights(kmodel, np.random.default_rng(seed))
 
 
 def run_group(keras, rows: list[Row], tmp_path, name: str) -> dict:
@@ -270,7 +257,6 @@ PREPROCESSING = [
 
 GROUPS = {"normalization": NORMALIZATION, "identity": IDENTITY, "reshaping": RESHAPING,
           "activations": ACTIVATIONS, "merging": MERGING, "preprocessing": PREPROCESSING}
-ROWS = [pytest.param(g, p.values[0], id=p.id) for g, rows in GROUPS.items() for p in rows]
 
 
 def group_runner(keras, tmp_path_factory, groups: dict):
@@ -279,19 +265,28 @@ def group_runner(keras, tmp_path_factory, groups: dict):
                                                    tmp_path_factory.mktemp(group), group))
 
 
-@pytest.fixture(scope="module")
-def built(keras, tmp_path_factory):
-    return group_runner(keras, tmp_path_factory, GROUPS)
+def table_tests(groups: dict):
+    """A family table's tests: ``built`` (module fixture: ``built(group)`` builds and runs a group once) and
+    the two tests over every row (values and shape; every layer's shape and params), for the module to bind
+    to its own names (pytest collects them there)."""
+    rows = [pytest.param(g, p.values[0], id=p.id) for g, group in groups.items() for p in group]
+
+    @pytest.fixture(scope="module")
+    def built(keras, tmp_path_factory):
+        return group_runner(keras, tmp_path_factory, groups)
+
+    @pytest.mark.parametrize("group,r", rows)
+    def test_values(built, group, r):
+        check_row(built(group)[r.id])
+
+    @pytest.mark.parametrize("group", list(groups))
+    def test_layers(built, group):
+        check_layers(built(group))
+    return built, test_values, test_layers
 
 
-@pytest.mark.parametrize("group,r", ROWS)
-def test_values_and_shape_match_keras(built, group, r):
-    check_row(built(group)[r.id])
-
-
-@pytest.mark.parametrize("group", list(GROUPS))
-def test_every_layer_shape_and_params_match_keras(built, group):
-    check_layers(built(group))
+# built(group): the group's results, cached; the two tests over every row
+built, test_values_and_shape_match_keras, test_every_layer_shape_and_params_match_keras = table_tests(GROUPS)
 
 
 # ------------------------------------------------------------------------ end to end

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import rand, to_kcompat
-from test_layers_misc import BATCH, check_layers, check_row, group_runner, layer, row
+from test_layers_misc import BATCH, layer, row, table_tests
 
 IMG, IMG_CF = (9, 13, 3), (3, 9, 13)
 
@@ -213,22 +213,10 @@ AUDIO = [
 
 GROUPS = {"image": IMAGE, "augmentation": AUGMENTATION, "categorical": CATEGORICAL, "other": OTHER,
           "applications": APPLICATIONS, "audio": AUDIO}
-ROWS = [pytest.param(g, p.values[0], id=p.id) for g, rows in GROUPS.items() for p in rows]
 
 
-@pytest.fixture(scope="module")
-def built(keras, tmp_path_factory):
-    return group_runner(keras, tmp_path_factory, GROUPS)
-
-
-@pytest.mark.parametrize("group,r", ROWS)
-def test_values_and_shape_match_keras(built, group, r):
-    check_row(built(group)[r.id])
-
-
-@pytest.mark.parametrize("group", list(GROUPS))
-def test_every_layer_shape_and_params_match_keras(built, group):
-    check_layers(built(group))
+# built(group): the group's results, cached; the two tests over every row
+built, test_values_and_shape_match_keras, test_every_layer_shape_and_params_match_keras = table_tests(GROUPS)
 
 
 def test_augmentation_dtypes_are_keras(built):

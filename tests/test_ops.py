@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import rand, to_kcompat
-from test_layers_misc import BATCH, check_layers, check_row, group_runner, row
+from test_layers_misc import BATCH, row, table_tests
 
 
 def pos(seed, *shape):
@@ -175,22 +175,10 @@ BITWISE = [  # integers only; ONNX has Bitwise* from opset 18 (test_onnx_export_
 
 GROUPS = {"arithmetic": ARITHMETIC, "activation_ops": ACTIVATION_OPS, "shape_ops": SHAPE_OPS,
           "reductions": REDUCTIONS, "index_ops": INDEX_OPS, "bitwise": BITWISE, "float8": FLOAT8}
-ROWS = [pytest.param(g, p.values[0], id=p.id) for g, rows in GROUPS.items() for p in rows]
 
 
-@pytest.fixture(scope="module")
-def built(keras, tmp_path_factory):
-    return group_runner(keras, tmp_path_factory, GROUPS)
-
-
-@pytest.mark.parametrize("group,r", ROWS)
-def test_op_values_and_shape_match_keras(built, group, r):
-    check_row(built(group)[r.id])
-
-
-@pytest.mark.parametrize("group", list(GROUPS))
-def test_every_op_shape_matches_keras(built, group):
-    check_layers(built(group))
+# built(group): the group's results, cached; the two tests over every row
+built, test_op_values_and_shape_match_keras, test_every_op_shape_matches_keras = table_tests(GROUPS)
 
 
 def test_integer_results_keep_keras_dtypes(built):

@@ -97,7 +97,7 @@ def _write_files(keras, tmp: Path, name: str, cls: str, variant: Variant, seed: 
 
     class_name = cls[len(OP_PREFIX):] if cls.startswith(OP_PREFIX) else cls
     kmodel, input_names, target = build_model(keras, name, class_name, variant)
-    _randomize(kmodel, rng)
+    randomize_weights(kmodel, rng)
     data = [make_data(kind, (BATCH, *shape), rng) for shape, kind in zip(variant.shapes, variant.kinds())]
     if variant.build == "eager":
         layer = write_eager_files(keras, kmodel, tmp, class_name, variant.config, target)
@@ -139,8 +139,9 @@ def call_masks_of(model, result: ReferenceResult, data: list[np.ndarray]) -> dic
             if model.specs[key[0]].nodes and all(d in values for d in model.node_deps(key))}
 
 
-def _randomize(kmodel, rng: np.random.Generator) -> None:
-    """Seeded non-trivial weights: variances and standard deviations positive, integer counts kept."""
+def randomize_weights(kmodel, rng: np.random.Generator) -> None:
+    """Seeded non-trivial weights for a Keras model: variances and standard deviations positive, integer counts
+    kept (also the layer tables' weights in tests/test_layers_misc.py)."""
     for layer in kmodel.layers:
         values = []
         for w in layer.weights:

@@ -25,6 +25,13 @@ from .base import Layer, Weight, first_mask, fmt_shape, join_path, register
 from .rnn_cells import CELLS, Cell, GRUCell, LSTMCell, SimpleRNNCell, make_cell
 
 
+def initial_state_of(args: list, kwargs: dict) -> Any:
+    """An RNN call's initial state: the ``initial_state`` keyword, else the second positional argument."""
+    if kwargs.get("initial_state") is not None:
+        return kwargs["initial_state"]
+    return args[1] if len(args) > 1 else None
+
+
 def run_sequence(cell: Cell, params: tuple, x: np.ndarray, states: list, mask: np.ndarray | None,
                  go_backwards: bool, zero_output_for_mask: bool, return_sequences: bool):
     """(last output, all outputs or None, final states) of ``cell`` over x (N, T, ...)."""
@@ -105,11 +112,7 @@ class Recurrent(Layer):
 
     # -- the call
     def call_node(self, args, kwargs, weights):
-        x, initial = args[0], None
-        if len(args) > 1 and args[1] is not None:
-            initial = args[1]
-        if kwargs.get("initial_state") is not None:
-            initial = kwargs["initial_state"]
+        x, initial = args[0], initial_state_of(args, kwargs)
         return self.run(x, initial, first_mask(kwargs.get("mask")), weights)
 
     def run(self, x: np.ndarray, initial: Any, mask: np.ndarray | None, weights: list[np.ndarray]) -> Any:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedError
 from .base import Layer, Weight, first_mask, fmt_shape, join_path, make_layer, register
-from .recurrent import Recurrent
+from .recurrent import Recurrent, initial_state_of
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -141,11 +141,7 @@ class Bidirectional(Layer):
 
     # -- the call
     def call_node(self, args, kwargs, weights):
-        x, initial = args[0], None
-        if len(args) > 1 and args[1] is not None:
-            initial = args[1]
-        if kwargs.get("initial_state") is not None:
-            initial = kwargs["initial_state"]
+        x, initial = args[0], initial_state_of(args, kwargs)
         fwd_init = bwd_init = None
         if initial is not None:
             initial = list(initial) if isinstance(initial, (list, tuple)) else [initial]

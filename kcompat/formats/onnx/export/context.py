@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ....spec import fresh_name
 from ..common import BOOL_OUTPUTS, INT64_OUTPUTS
 from .registry import ACTIVATIONS
 
@@ -32,13 +33,7 @@ class ExportContext:
 
     def unique(self, base: str, used: set | None = None) -> str:
         """``base``, or ``base_1``, ``base_2``... whichever is free; reserves it."""
-        used = self._tensors if used is None else used
-        name, i = base, 0
-        while name in used:
-            i += 1
-            name = f"{base}_{i}"
-        used.add(name)
-        return name
+        return fresh_name(base, self._tensors if used is None else used)
 
     def op(self, op_type: str, *inputs: str, outputs: int = 1, **attrs: Any) -> Any:
         """Emit one node ``<layer>/<op_type>``; returns its output name (a list when outputs > 1)."""

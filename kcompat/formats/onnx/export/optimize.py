@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper, numpy_helper
 
+from ....spec import fresh_name
+
 UNARY = {"Relu", "LeakyRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus",
          "Softsign", "Mish", "Gelu", "Exp", "Log", "Neg", "Abs", "Sqrt", "Reciprocal", "Erf", "Floor", "Ceil",
          "Sign", "Sin", "Cos", "Identity", "Cast", "Clip", "Shrink", "Not", "Round", "IsNaN", "IsInf"}
@@ -59,12 +61,7 @@ class _Graph:
         self.names = {o for n in self.nodes for o in (*n.output, n.name)} | set(self.consts) | keep
 
     def unique(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.names:
-            i += 1
-            name = f"{base}_{i}"
-        self.names.add(name)
-        return name
+        return fresh_name(base, self.names)
 
     def producers(self) -> dict:
         return {o: n for n in self.nodes for o in n.output}
