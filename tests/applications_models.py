@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 RTOL = 1e-5  # relative, on every element
-ATOL_SCALE = 1e-5  # absolute: 1e-5 of the largest |output| (float32 sums in another order, hundreds deep)
+ATOL_SCALE = 3e-5  # absolute: 3e-5 of the largest |output| (float32 sums in another order, hundreds deep)
 
 # name -> (smallest input side, constructor keywords): width multipliers at their smallest where there is one
 SIDE = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71}

@@ -9,8 +9,9 @@ The checks, each against the real Keras that wrote the file (tf_keras for the .h
   onnx     kcompat's ONNX export, run in ONNX Runtime, gives Keras's outputs
   back     that ONNX file, loaded by kcompat and saved as .keras, loads in real Keras 3 with Keras's outputs
   keras3   (Keras 2 files) kcompat's .keras of the .h5 loads in Keras 3 with tf_keras's outputs
-Tolerance: rtol 1e-5 on every element, atol 1e-5 x max(1, largest |output|) (float32 sums in another
-order, through up to 780 layers; seen: 3e-7 to 1e-5 of the largest output). Weights: seeded, every BN's
+Tolerance: rtol 1e-5 on every element, atol 3e-5 x max(1, largest |output|) (float32 sums in another
+order, through up to 780 layers; seen: 3e-7 to 1.3e-5 of the largest output, the most in ONNX Runtime on
+ResNet101V2). Weights: seeded, every BN's
 statistics included (tests/applications_models.py).
 
 What runs always and what is ``slow`` (pytest -m slow), by cost (measured with --durations, see
