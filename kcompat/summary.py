@@ -33,22 +33,15 @@ def _bold(x: str) -> str:
     return f"[bold]{x}[/]"
 
 
-def _shape_markup(shape: Any) -> str:
-    """Keras's format_layer_shape: "(None, 3)" (rank 1 is "(None)"); several outputs as a list."""
+def _shape_markup(shape: Any, number=None) -> str:
+    """Keras's format_layer_shape: "(None, 3)" (rank 1 is "(None)"); several outputs as a list. ``number``
+    formats each dimension (default: rich markup, as Keras colours numbers; ``str`` for plain text)."""
+    number = number or _number
     if isinstance(shape, list):
         if len(shape) == 1:
-            return _shape_markup(shape[0])
-        return "[" + ", ".join(_shape_markup(s) for s in shape) + "]"
-    return "(" + ", ".join(_number(d) for d in shape) + ")"
-
-
-def _shape_plain(shape: Any) -> str:
-    """_shape_markup's text without the markup."""
-    if isinstance(shape, list):
-        if len(shape) == 1:
-            return _shape_plain(shape[0])
-        return "[" + ", ".join(_shape_plain(s) for s in shape) + "]"
-    return "(" + ", ".join(str(d) for d in shape) + ")"
+            return _shape_markup(shape[0], number)
+        return "[" + ", ".join(_shape_markup(s, number) for s in shape) + "]"
+    return "(" + ", ".join(number(d) for d in shape) + ")"
 
 
 def readable_size(size: float) -> str:
@@ -191,7 +184,7 @@ class _Row:
         names = [self.label, self.class_name, *(r.layer for r in self.refs or [])]
         if any("[" in name or "\\" in name for name in names):
             return None
-        row = [f"{self.label} ({self.class_name})", _shape_plain(self.shape), self.params]
+        row = [f"{self.label} ({self.class_name})", _shape_markup(self.shape, str), self.params]
         return row if self.refs is None else row + [_connections(self.refs, str)]
 
 

@@ -394,6 +394,11 @@ def _append_bomb(path: Path, name: str, rng) -> None:
     """Add member ``name``: a deflate bomb (1 GiB of zeros from ~1 MB) or a bzip2 one (claims 4 GiB)."""
     method = pick(rng, [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2])
     data, size, crc = _bomb(method)
+    append_member(path, name, data, size, method, crc)
+
+
+def append_member(path: Path, name: str, data: bytes, size: int, method: int, crc: int = 0) -> None:
+    """Append a member of compressed ``data`` whose headers claim ``size`` bytes uncompressed (and ``crc``)."""
     with open(path, "r+b") as f:  # append a local header + data, then rebuild the central directory
         zf = zipfile.ZipFile(f, "a")
         info = zipfile.ZipInfo(name)

@@ -11,11 +11,15 @@ from __future__ import annotations
 import bz2
 import json
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the fuzz harness's zip writer
+from fuzz_mutate import append_member  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent.parent / "fixtures"
@@ -143,7 +147,7 @@ def main() -> None:
             for name in ("metadata.json", "config.json", "model.weights.h5"):
                 if name != bomb:
                     out.writestr(name, members[name])
-        _append_member(path, bomb, bz2.compress(bytes(1 << 24), 9), (4 << 30) - 1, zipfile.ZIP_BZIP2)
+        append_member(path, bomb, bz2.compress(bytes(1 << 24), 9), (4 << 30) - 1, zipfile.ZIP_BZIP2)
     path = case("weights_member_named_dot_dot.keras", ["no model.weights.h5"])
     with zipfile.ZipFile(path, "w") as out:
         for name, data in members.items():
@@ -172,23 +176,6 @@ def _reshape_to(model, target: list[int]) -> None:
     node = next(n for n in model.graph.node if n.op_type == "Reshape")
     model.graph.initializer.append(numpy_helper.from_array(np.asarray(target, np.int64), "fuzz_target"))
     node.input[1] = "fuzz_target"
-
-
-def _append_member(path: Path, name: str, data: bytes, size: int, method: int) -> None:
-    """Append a member whose header claims ``size`` bytes (the CRC is of nothing: it is never reached)."""
-    with open(path, "r+b") as f:
-        zf = zipfile.ZipFile(f, "a")
-        info = zipfile.ZipInfo(name)
-        info.compress_type, info.file_size, info.compress_size, info.CRC = method, size, len(data), 0
-        info.header_offset = zf.start_dir
-        f.seek(zf.start_dir)
-        f.write(info.FileHeader(zip64=False))
-        f.write(data)
-        zf.start_dir = f.tell()
-        zf.filelist.append(info)
-        zf.NameToInfo[name] = info
-        zf._didModify = True
-        zf.close()
 
 
 if __name__ == "__main__":
