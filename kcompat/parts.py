@@ -55,11 +55,17 @@ def splittable(model: Any) -> bool:
 
 
 def part_slices(n: int, per_sample: int | None, workers: int) -> list[slice]:
-    """Cut a batch of n into parts: each under PART_BYTES of layer output, at least ``workers`` of them, even sizes."""
+    """Cut a batch of n into parts: each under PART_BYTES of layer output, at least ``workers`` of them, even sizes.
+
+    Where a few more parts make them all the same size and every worker the same number of them (16 as
+    8 x 2, not 3 + 2 + 3 + 3 + 2 + 3), they are cut so: unequal parts leave a worker idle at the end.
+    """
     size = n if per_sample is None else max(1, PART_BYTES // max(per_sample, 1))
     count = max(-(-n // size), min(n, workers))
     if workers > 1 and count % workers and count < n:  # every worker the same number of parts, when n allows
         count = min(n, count + workers - count % workers)
+    count = next((c for c in range(count, min(n, 2 * count - 1) + 1) if n % c == 0 and c % max(workers, 1) == 0),
+                 count)
     edges = np.linspace(0, n, count + 1).round().astype(int)
     return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 

@@ -143,3 +143,20 @@ def test_reused_buffers_never_touch_live_arrays(keras, tmp_path, monkeypatch):
         v = buffers.empty((20,), np.float32)
         assert np.shares_memory(v, buffers._LOCAL.pool[0])  # free again: reused
     assert buffers._LOCAL.pool is None
+
+
+def test_batch_parts_are_equal_when_a_few_more_parts_make_them_so():
+    """predict's parts (kcompat/parts.py): never over PART_BYTES, and equal with every worker the same
+    number of them where n allows (16 as 8 x 2, not 3 + 2 + 3 + 3 + 2 + 3, which leaves a worker idle)."""
+    from kcompat.parts import PART_BYTES, part_slices
+
+    def sizes(n, workers):
+        cut = part_slices(n, PART_BYTES // 3, workers)  # three samples fit in a part
+        assert [s.start for s in cut[1:]] == [s.stop for s in cut[:-1]] and cut[0].start == 0 and cut[-1].stop == n
+        return [s.stop - s.start for s in cut]
+    assert sizes(16, 2) == [2] * 8
+    assert sizes(12, 2) == [3] * 4
+    assert sizes(16, 1) == [2] * 8
+    odd = sizes(15, 2)  # no equal cut with an even count: as before, parts of at most 3
+    assert len(odd) == 6 and max(odd) == 3
+    assert sizes(3, 4) == [1, 1, 1]
