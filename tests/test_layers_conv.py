@@ -284,6 +284,7 @@ def _naive_conv(x, kernel, strides, dilation, pads, groups):
     ((2, 5, 6, 7, 2), (2, 3, 2, 1, 2), (1, 2, 1), (1, 1, 2), [(0, 1), (1, 1), (1, 1)], 2),  # 3D depthwise
     ((2, 5, 7, 2), (3, 3, 1, 4), (1, 2), (1, 1), [(1, 1), (1, 1)], 2),  # depthwise, multiplier 2, stride on W only
     ((2, 7, 6, 3), (3, 2, 1, 3), (2, 1), (1, 2), [(4, 3), (2, 2)], 3),  # depthwise: bands of padding rows only
+    ((2, 6, 1, 3), (3, 3, 1, 3), (1, 2), (1, 1), [(1, 1), (2, 2)], 3),  # strided depthwise: a width tap on padding only
     ((1, 3, 4, 2), (3, 3, 1, 2), (1, 1), (3, 3), [(3, 3), (3, 3)], 2),  # depthwise, taps wider than the input
     ((2, 9, 4), (3, 1, 4), (2,), (2,), [(2, 2)], 4),  # 1D depthwise, stride and dilation
     ((5, 9, 9, 4), (3, 3, 2, 6), (2, 1), (1, 1), [(1, 1), (1, 1)], 2),  # grouped
