@@ -308,12 +308,14 @@ class Model:
             feed[(ref.layer, ref.node)] = arr
         return feed
 
-    def run_all(self, inputs: Any, keep: set | None = None, masks_out: dict | None = None) -> dict[NodeKey, Any]:
+    def run_all(self, inputs: Any, keep: set | None = None, masks_out: dict | None = None,
+                stop: int | None = None) -> dict[NodeKey, Any]:
         """Every call node's output, keyed by (layer name, node index).
 
         With ``keep`` (a set of node keys), outputs are dropped as soon as no later node
         reads them, except those in ``keep``: predict's memory is then the live tensors only.
         ``masks_out``: filled with every node's Keras mask (when some layer makes masks).
+        ``stop``: only the nodes before ``order[stop]`` run (predict's parts: kcompat/parts.py).
         """
         if not self.spec.has_weights:
             raise KcompatError(f"{self.spec.source}: the model has no weights; give --weights or init_weights(seed)")
@@ -322,7 +324,7 @@ class Model:
         first = next(iter(values.values()), None)
         batch = first.shape[0] if first is not None and first.ndim else 1
         last_use = self.last_use() if keep is not None else {}
-        for step, key in enumerate(self.order):
+        for step, key in enumerate(self.order if stop is None else self.order[:stop]):
             if key in values:
                 continue
             self._check_output_size(key, batch)

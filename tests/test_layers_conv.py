@@ -51,6 +51,9 @@ CONV = [
     ("conv2d_1x1_same_channels_first_relu", "Conv2D",
      dict(filters=3, kernel_size=1, padding="same", data_format="channels_first", activation="relu"), (4, 5, 6)),
     ("conv1d_1x1_stride3", "Conv1D", dict(filters=5, kernel_size=1, strides=3), (10, 4)),
+    # 1x1 expanding with a bias: one matmul with a ones column; narrow: the bias added over long rows
+    ("conv2d_1x1_expand_relu6", "Conv2D", dict(filters=24, kernel_size=1, activation="relu6"), (6, 7, 4)),
+    ("conv2d_1x1_narrow_bias_long_rows", "Conv2D", dict(filters=3, kernel_size=1), (30, 30, 8)),
     ("conv3d_1x1_stride2_channels_first", "Conv3D",
      dict(filters=3, kernel_size=1, strides=2, data_format="channels_first"), (2, 5, 4, 8)),
     ("conv2d_same_stride2_even", "Conv2D", dict(filters=4, kernel_size=3, strides=2, padding="same"), (8, 10, 3)),
@@ -281,6 +284,7 @@ def _naive_conv(x, kernel, strides, dilation, pads, groups):
     ((2, 5, 6, 7, 2), (2, 3, 2, 1, 2), (1, 2, 1), (1, 1, 2), [(0, 1), (1, 1), (1, 1)], 2),  # 3D depthwise
     ((2, 5, 7, 2), (3, 3, 1, 4), (1, 2), (1, 1), [(1, 1), (1, 1)], 2),  # depthwise, multiplier 2, stride on W only
     ((2, 7, 6, 3), (3, 2, 1, 3), (2, 1), (1, 2), [(4, 3), (2, 2)], 3),  # depthwise: bands of padding rows only
+    ((2, 6, 1, 3), (3, 3, 1, 3), (1, 2), (1, 1), [(1, 1), (2, 2)], 3),  # strided depthwise: a width tap on padding only
     ((1, 3, 4, 2), (3, 3, 1, 2), (1, 1), (3, 3), [(3, 3), (3, 3)], 2),  # depthwise, taps wider than the input
     ((2, 9, 4), (3, 1, 4), (2,), (2,), [(2, 2)], 4),  # 1D depthwise, stride and dilation
     ((5, 9, 9, 4), (3, 3, 2, 6), (2, 1), (1, 1), [(1, 1), (1, 1)], 2),  # grouped
@@ -308,6 +312,52 @@ def test_blocked_kernels_match_textbook_conv(monkeypatch, x_shape, k_shape, stri
     np.testing.assert_allclose(blocked, whole, rtol=1e-6, atol=1e-6)
     monkeypatch.setattr(threads, "THREADS", 3)  # blocks on three threads: the same numbers, bit for bit
     np.testing.assert_array_equal(conv_kernels.convolve(x, k, strides, dilation, pads, groups), blocked)
+
+
+@pytest.mark.parametrize("x_shape,k_shape,strides", [
+    ((3, 7, 9, 5), (1, 1, 5, 24), (1, 1)),  # expanding 1x1: the bias as a ones column in the matmul
+    ((3, 8, 9, 5), (1, 1, 5, 12), (2, 2)),  # strided expanding 1x1 (the view copied into the block)
+    ((3, 30, 31, 8), (1, 1, 8, 3), (1, 1)),  # narrow 1x1: bias over rows of 2048+, then the remainder rows
+    ((2, 9, 8, 6), (3, 3, 6, 5), (1, 1)),  # im2col with a bias epilogue
+    ((2, 10, 12, 4), (3, 3, 1, 4), (1, 1)),  # depthwise bands with a bias epilogue
+])
+def test_bias_epilogue_paths_match_textbook(monkeypatch, x_shape, k_shape, strides):
+    """Every way a kernel adds the bias (in the matmul, over long rows, per block) gives the textbook
+    conv + bias + relu6, whole and in one-row blocks on three threads."""
+    from kcompat import threads
+    from kcompat.layers import conv_kernels
+    from kcompat.layers.activations import IN_PLACE, BiasActivation
+    x, k, bias = rand(x_shape, seed=3), rand(k_shape, seed=4), rand(k_shape[-1:], seed=5)
+    pads = [(0, 0), (0, 0)] if k_shape[0] == 1 else [(1, 1), (1, 1)]
+    groups = x_shape[-1] if k_shape[2] == 1 and x_shape[-1] > 1 else 1
+    want = np.clip(_naive_conv(x, k, strides, (1, 1), pads, groups) + bias, 0, 6)
+    folded = []
+    real = conv_kernels._pointwise_with_bias
+    monkeypatch.setattr(conv_kernels, "_pointwise_with_bias", lambda *a: folded.append(1) or real(*a))
+    got = conv_kernels.convolve(x, k, strides, (1, 1), pads, groups, BiasActivation(bias, IN_PLACE["relu6"]))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert bool(folded) == (k_shape[:2] == (1, 1) and k_shape[2] < k_shape[3])  # only expanding 1x1 folds the bias
+    monkeypatch.setattr(conv_kernels, "BLOCK_ITEMS", 1)  # one row per matmul
+    monkeypatch.setattr(threads, "THREADS", 3)
+    blocked = conv_kernels.convolve(x, k, strides, (1, 1), pads, groups, BiasActivation(bias, IN_PLACE["relu6"]))
+    np.testing.assert_allclose(blocked, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,f", [((5, 7, 3), 3), ((700, 3), 3), ((9, 2048), 2048), ((4, 683, 24), 24)])
+def test_bias_over_long_rows_is_the_plain_add(shape, f):
+    """BiasActivation adds the bias over rows of R*F (the bias tiled R times): bit for bit numpy's
+    broadcast add, with remainder rows, and on a non-contiguous block (the plain add)."""
+    from kcompat.layers.activations import BiasActivation
+    y, bias = rand(shape, seed=6), rand((f,), seed=7)
+    want = y + bias
+    got = y.copy()
+    BiasActivation(bias, None)(got)
+    np.testing.assert_array_equal(got, want)
+    wide = rand((*shape[:-1], 2 * f), seed=8)
+    view = wide[..., :f]  # every row cut: not contiguous
+    want = view + bias
+    BiasActivation(bias, None)(view)
+    np.testing.assert_array_equal(view, want)
 
 
 def test_kernel_threads_survive_fork(monkeypatch):

@@ -143,3 +143,54 @@ def test_reused_buffers_never_touch_live_arrays(keras, tmp_path, monkeypatch):
         v = buffers.empty((20,), np.float32)
         assert np.shares_memory(v, buffers._LOCAL.pool[0])  # free again: reused
     assert buffers._LOCAL.pool is None
+
+
+def test_batch_parts_are_equal_when_a_few_more_parts_make_them_so():
+    """predict's parts (kcompat/parts.py): never over PART_BYTES, and equal with every worker the same
+    number of them where n allows (16 as 8 x 2, not 3 + 2 + 3 + 3 + 2 + 3, which leaves a worker idle)."""
+    from kcompat.parts import PART_BYTES, part_slices
+
+    def sizes(n, workers):
+        cut = part_slices(n, PART_BYTES // 3, workers)  # three samples fit in a part
+        assert [s.start for s in cut[1:]] == [s.stop for s in cut[:-1]] and cut[0].start == 0 and cut[-1].stop == n
+        return [s.stop - s.start for s in cut]
+    assert sizes(16, 2) == [2] * 8
+    assert sizes(12, 2) == [3] * 4
+    assert sizes(16, 1) == [2] * 8
+    odd = sizes(15, 2)  # no equal cut with an even count: as before, parts of at most 3
+    assert len(odd) == 6 and max(odd) == 3
+    assert sizes(3, 4) == [1, 1, 1]
+
+
+def test_small_tail_runs_once_on_the_whole_batch(keras, tmp_path, monkeypatch):
+    """predict's parts hand over the tensors the tail reads (Conv -> pooling -> Dense, and an input read only
+    by the tail); the tail (every output under TAIL_BYTES per sample) runs once on the joined batch; outputs
+    from before the tail and from it equal run_all and Keras."""
+    from kcompat import parts
+    L = keras.layers
+    img, vec = keras.Input((64, 64, 3), name="img"), keras.Input((4,), name="vec")
+    h = L.Conv2D(8, 3, padding="same", activation="relu", name="conv")(img)  # 128 KB per sample: before the tail
+    big = L.Conv2D(8, 3, padding="same", name="big")(h)  # a model output before the tail
+    y = L.Dense(5, name="dense")(L.Concatenate(name="cat")([L.GlobalAveragePooling2D(name="gap")(big), vec]))
+    model = keras.Model([img, vec], [y, big])
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        layer.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    km = to_kcompat(model, tmp_path)
+    fused = km.fused_model()
+    tail = [key[0] for key in fused.order[parts.tail_start(fused):]]
+    assert "dense" in tail and "gap" in tail and "big" not in tail and "conv" not in tail
+    calls = []
+    real = fused.call
+
+    def spy(key, values, masks=None):
+        out = real(key, values, masks)
+        calls.append((key[0], len(out)))  # the batch this node ran on
+        return out
+    fused.call = spy
+    monkeypatch.setattr(parts, "PART_BYTES", 3 * 64 * 64 * 8 * 4)  # parts of three samples
+    xs = [rand((6, 64, 64, 3), seed=3), rand((6, 4), seed=4)]
+    _check(model, km, xs)
+    assert ("conv", 3) in calls and ("big", 3) in calls  # in parts
+    assert ("dense", 6) in calls  # the Dense once on all six samples, not once per part
+    assert not any(name == "dense" and n < 6 for name, n in calls)

@@ -267,6 +267,56 @@ IN_PLACE: dict[str, Callable[[np.ndarray], Any]] = {  # the same values as ACTIV
                        else np.maximum(x, _c(0, x), out=x)),
     "relu6": lambda x: np.clip(x, _c(0, x), _c(6, x), out=x),
 }
+
+
+def in_place_activation(name: str) -> Callable[[np.ndarray], Any] | None:
+    """The activation ``name`` (elementwise) as a function that overwrites its input; None for linear."""
+    if name == "linear":
+        return None
+    if name in IN_PLACE:
+        return IN_PLACE[name]
+    act = get_activation(name)
+
+    def run(y: np.ndarray) -> None:
+        y[...] = act(y)
+    return run
+
+
+LONG_ROW = 2048  # a bias add runs over rows of at least this many elements (a short inner loop is slow)
+
+
+class BiasActivation:
+    """An epilogue: ``y += bias`` then an elementwise activation, in place on a contiguous output block
+    (..., F). ``bias`` and ``activation`` (in place, or None) are public: a kernel that adds the bias
+    itself (a matmul with a ones column, conv_kernels.py) runs ``activation`` alone."""
+
+    __slots__ = ("bias", "activation", "_rows")
+
+    def __init__(self, bias: np.ndarray | None, activation: Callable[[np.ndarray], Any] | None):
+        self.bias, self.activation, self._rows = bias, activation, None
+
+    def __call__(self, y: np.ndarray) -> None:
+        if self.bias is not None:
+            self.add_bias(y)
+        if self.activation is not None:
+            self.activation(y)
+
+    def add_bias(self, y: np.ndarray) -> None:
+        """y += bias over long rows: R rows of F as one row of R*F against the bias tiled R times (same sums)."""
+        f = self.bias.shape[-1]
+        if f >= LONG_ROW or not y.flags.c_contiguous or y.ndim == 0 or y.shape[-1] != f or self.bias.ndim != 1:
+            np.add(y, self.bias, out=y)  # (..., F) + (F,)
+            return
+        if self._rows is None:
+            self._rows = np.tile(self.bias, -(-LONG_ROW // f))  # (R*F,)
+        flat, width = y.reshape(-1), self._rows.shape[0]
+        whole = flat.shape[0] // width * width
+        np.add(flat[:whole].reshape(-1, width), self._rows, out=flat[:whole].reshape(-1, width))  # (n, R*F) + (R*F,)
+        if whole < flat.shape[0]:
+            rest = flat[whole:]  # whole rows of F: y.size and width are both multiples of F
+            np.add(rest.reshape(-1, f), self.bias, out=rest.reshape(-1, f))
+
+
 ALONG_AN_AXIS = frozenset({"softmax", "log_softmax", "sparsemax", "glu"})  # the others act on each element alone
 
 

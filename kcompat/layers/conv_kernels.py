@@ -2,7 +2,9 @@
 
 References: keras/src/layers/convolutional/base_conv.py (what is computed), conv_geometry.py (the shapes).
 
-- A 1x1 kernel is a plain matmul on a reshape (no copy), in row blocks so the epilogue finds them in cache.
+- A 1x1 kernel is a plain matmul on a reshape (no copy), in row blocks so the epilogue finds them in cache;
+  an expanding one (C < F) with a bias copies each block beside a column of ones and multiplies it by
+  [kernel; bias]: the copy (C + 1 per row) is cheaper than a bias pass over the output (F per row).
 - A 3x3 stride-1 2-D kernel with 32+ channels in and out goes by Winograd's F(2x2, 3x3) (winograd.py):
   16 small matmuls per tile instead of 36 multiply-adds per output in im2col's.
 - Otherwise each row of taps (k[-1] taps x C channels, contiguous in channels_last) is one copy out of
@@ -67,6 +69,10 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups:
             x = x[(slice(None),) + tuple(slice(None, None, s) for s in strides)]  # (N, *out, C) view
         rows, y2 = x.reshape(-1, c), y.reshape(-1, f)  # (N*out, C), (N*out, F); copies only if strided
         step = max(1, 32 * BLOCK_ITEMS // f)  # 16 MB of output per matmul: few BLAS calls, epilogue in cache (L3)
+        bias = getattr(epilogue, "bias", None)
+        if bias is not None and c < f and y.dtype.kind == "f":  # expanding: the bias rides in the matmul
+            _pointwise_with_bias(rows, w2, bias, y2, step, epilogue.activation)
+            return y
         for i in range(0, rows.shape[0], step):
             np.matmul(rows[i:i + step], w2, out=y2[i:i + step])  # (B, C) @ (C, F) -> (B, F)
             _finish(y2[i:i + step], epilogue)
@@ -87,6 +93,22 @@ def convolve(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups:
         np.matmul(cols.reshape(-1, w2.shape[0]), w2, out=out.reshape(-1, f))  # (n*out, k*C) @ (k*C, F)
         _finish(out, epilogue)
     return y
+
+
+def _pointwise_with_bias(rows: np.ndarray, w2: np.ndarray, bias: np.ndarray, y2: np.ndarray, step: int,
+                         activation) -> None:
+    """y2 = rows @ w2 + bias as ONE matmul per block: [rows, 1] @ [w2; bias]. With C < F the block's copy
+    (C + 1 per row) costs less than a bias pass over its output (F per row, read and written)."""
+    c = rows.shape[1]
+    wb = np.concatenate([w2, bias.reshape(1, -1).astype(w2.dtype)]).astype(y2.dtype, copy=False)  # (C+1, F)
+    ones = buffers.empty((min(step, rows.shape[0]), c + 1), y2.dtype)  # (B, C+1): the block, then a column of 1
+    ones[:, c] = 1
+    for i in range(0, rows.shape[0], step):
+        block, out = ones[:min(step, rows.shape[0] - i)], y2[i:i + step]
+        block[:, :c] = rows[i:i + step]
+        np.matmul(block, wb, out=out)  # (B, C+1) @ (C+1, F) -> (B, F)
+        if activation is not None:
+            _finish(out, activation)
 
 
 def _im2col_rows(x, w2, k, strides, dilation, pads, y, epilogue) -> None:

@@ -6,12 +6,12 @@ keras/src/layers/activations/activation.py.
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 
 from ..errors import ShapeError
-from .activations import AXIS_ACTIVATIONS, IN_PLACE, activation_name, activation_shape, get_activation, is_elementwise
+from .activations import (AXIS_ACTIVATIONS, BiasActivation, activation_name, activation_shape, get_activation,
+                          in_place_activation, is_elementwise)
 from .base import Layer, Weight, fmt_shape, register
 
 
@@ -60,22 +60,11 @@ class WithActivation(Layer):
     def where(self) -> str:
         return f"layer '{self.name}' ({self.class_name})"
 
-    def epilogue(self, bias: np.ndarray | None) -> Callable[[np.ndarray], None] | None:
+    def epilogue(self, bias: np.ndarray | None) -> BiasActivation | None:
         """The bias add and an elementwise activation, in place on an output block (channels last)."""
         name = self.activation_name
-        act = self.activation if name != "linear" and is_elementwise(name) else None
-        if bias is None and act is None:
-            return None
-        in_place = IN_PLACE.get(name)
-
-        def run(y: np.ndarray) -> None:
-            if bias is not None:
-                np.add(y, bias, out=y)  # (..., F) + (F,)
-            if in_place is not None:
-                in_place(y)
-            elif act is not None:
-                y[...] = act(y)
-        return run
+        in_place = in_place_activation(name) if is_elementwise(name) else None
+        return None if bias is None and in_place is None else BiasActivation(bias, in_place)
 
     def after_epilogue(self, y: np.ndarray) -> np.ndarray:
         """The activation when it is not elementwise (softmax, glu...): on the whole output."""

@@ -6,8 +6,10 @@ keras/src/backend/tensorflow/nn.py (TF's pooling never counts the padding).
 - A 2-D (and 1-D) depthwise convolution runs a band of output rows at a time: the input rows under
   the band are copied into a zero-bordered scratch (that is the padding), then ONE ``np.einsum`` sums
   the kh*kw shifted products ``band[tap] * kernel[tap]`` of every output element of the band. Its
-  inner loop is a multiply-add over a whole output row (W*C contiguous floats at stride 1; C at
-  stride 2), one pass per tap, in cache: twice the speed of a multiply then an add per tap.
+  inner loop is a multiply-add over a whole output row (Wo*C contiguous floats), one pass per tap, in
+  cache: twice the speed of a multiply then an add per tap. Strided along the width, the scratch holds
+  for each input row kw rows of Wo pixels (width tap j's columns, copied once), so that loop stays
+  contiguous instead of C floats at a time.
 - 3-D depthwise convolutions and pooling go through ``over_taps``: for each cache-sized output block,
   each tap's shifted view of the input (``tap_slices``: only the part it reaches, the padding is never
   copied) is multiplied-and-added / maxed / summed in.
@@ -115,39 +117,37 @@ def _depthwise_rows(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, 
     (top, _), (left, right) = pads
     rows = max(1, min(ho, BAND_ITEMS // (wo * f)))
     most = (rows - 1) * sh + (kh - 1) * dh + 1  # input rows under a band
-    padded = w_in + left + right
     tiled = np.ascontiguousarray(np.broadcast_to(kernel.astype(y.dtype, copy=False)[:, :, None, :],
-                                                 (kh, kw, wo, f)))  # (kh, kw, Wo, F): one output row per tap
-    if sw == 1:  # a tap's row is the band row read dw pixels later: (W*F) contiguous per tap and row
-        tiled, spec = tiled.reshape(kh, kw, wo * f), "ijhn,ijn->hn"
-    else:
-        spec = "ijhwc,ijwc->hwc"
+                                                 (kh, kw, wo, f))).reshape(kh, kw, wo * f)  # one output row per tap
+    cols = [tap_range(w_in, wo, j, sw, dw, left) for j in range(kw)]  # per width tap: outputs [lo, hi), 1st column
 
     def run(todo) -> None:
-        band = np.zeros((most, padded, c, f // c), y.dtype)  # (rows, W + pads, C, M); borders stay 0
+        if sw == 1:  # a tap's row is the band row read dw pixels later: (Wo*F) contiguous per tap and row
+            band = np.zeros((most, w_in + left + right, c, f // c), y.dtype)  # (rows, W + pads, C, M); borders stay 0
+            tap_step = dw * f * band.itemsize
+        else:  # strided: a band row holds kw rows of Wo pixels, tap j's columns o*sw + j*dw - left (0 in the padding)
+            band = np.zeros((most, kw, wo, c, f // c), y.dtype)  # (rows, kw, Wo, C, M)
+            tap_step = band.strides[1]
         step = band.strides[0]
         for b, o_lo in todo:
             o_hi = min(o_lo + rows, ho)
             need = (o_hi - o_lo - 1) * sh + (kh - 1) * dh + 1
             first = o_lo * sh - top  # the input row under band row 0
             lo, hi = min(max(0, -first), need), max(0, min(need, h_in - first))  # band rows that hold input rows
-            data = band[:need, left:left + w_in]
-            if hi <= lo:
-                data[...] = 0
-            else:
-                data[:lo] = 0
-                data[hi:] = 0
-                data[lo:hi] = x[b, first + lo:first + hi, :, :, None]  # (h, W, C, 1) -> (h, W, C, M)
+            src = x[b, first + lo:first + hi, :, :, None]  # (h, W, C, 1): broadcast to (h, W, C, M)
+            data = band[:need, left:left + w_in] if sw == 1 else band[:need]
+            data[:lo] = 0
+            data[max(hi, lo):] = 0
+            if hi > lo and sw == 1:
+                data[lo:hi] = src
+            elif hi > lo:
+                for j, (a, z, start) in enumerate(cols):  # outputs outside [a, z) read padding: zero since allocation
+                    if z > a:
+                        data[lo:hi, j, a:z] = src[:, start:start + (z - a - 1) * sw + 1:sw]  # (h, z - a, C, M)
             out = y[b, o_lo:o_hi]  # (h, Wo, F), contiguous
-            if sw == 1:
-                taps = as_strided(band, (kh, kw, o_hi - o_lo, wo * f), (dh * step, dw * f * band.itemsize,
-                                                                        sh * step, band.itemsize), writeable=False)
-                np.einsum(spec, taps, tiled, out=out.reshape(o_hi - o_lo, wo * f))  # (kh, kw, h, Wo*F) . (kh, kw, Wo*F)
-            else:
-                taps = as_strided(band, (kh, kw, o_hi - o_lo, wo, f), (dh * step, dw * f * band.itemsize, sh * step,
-                                                                       sw * f * band.itemsize, band.itemsize),
-                                  writeable=False)
-                np.einsum(spec, taps, tiled, out=out)  # (kh, kw, h, Wo, F) . (kh, kw, Wo, F)
+            taps = as_strided(band, (kh, kw, o_hi - o_lo, wo * f), (dh * step, tap_step, sh * step, band.itemsize),
+                              writeable=False)
+            np.einsum("ijhn,ijn->hn", taps, tiled, out=out.reshape(o_hi - o_lo, wo * f))  # (kh, kw, h, Wo*F) . (kh, kw, Wo*F)
             if epilogue is not None:
                 epilogue(out)
     in_parallel(run, [(b, o) for b in range(n) for o in range(0, ho, rows)])
