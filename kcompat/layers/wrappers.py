@@ -45,7 +45,7 @@ def renamed(weights: list[Weight], scope: str, owner: str) -> list[Weight]:
     return [dataclasses.replace(w, name=join_path(scope, w.name), group=join_path(owner, w.group)) for w in weights]
 
 
-def _nested_keras3(entry: Any) -> Any:
+def nested_keras3(entry: Any) -> Any:
     """A nested layer config with its class's Keras 3 translation applied."""
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         return entry
@@ -111,7 +111,7 @@ class Bidirectional(Layer):
             config["backward_layer"] = back
         for key in ("layer", "backward_layer"):
             if config.get(key) is not None:
-                config[key] = _nested_keras3(config[key])
+                config[key] = nested_keras3(config[key])
         return config
 
     # -- weights and shapes
@@ -195,7 +195,7 @@ class TimeDistributed(Layer):
     @classmethod
     def keras3_config(cls, config):
         config = dict(super().keras3_config(config))
-        config["layer"] = _nested_keras3(config.get("layer"))
+        config["layer"] = nested_keras3(config.get("layer"))
         return config
 
     def child_shape(self, input_shape) -> tuple:
@@ -275,7 +275,7 @@ class SpectralNormalization(Layer):
     @classmethod
     def keras3_config(cls, config):
         config = dict(super().keras3_config(config))
-        config["layer"] = _nested_keras3(config.get("layer"))
+        config["layer"] = nested_keras3(config.get("layer"))
         return config
 
     def _kernel_index(self, inner: list[Weight]) -> int:
