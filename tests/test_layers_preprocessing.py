@@ -182,7 +182,8 @@ OTHER = [
                                                     ("GaussianNoise", {"stddev": 0.3}), ("Rescaling", {"scale": 0.5}),
                                                     ("Dense", {"units": 2, "activation": "relu"})), (4,)),
     row("pipeline_image", pipeline(("Rescaling", {"scale": 1 / 255.0}), ("RandomFlip",),
-                                   ("CenterCrop", {"height": 5, "width": 7})), IMG, data=uint8_images),
+                                   ("CenterCrop", {"height": 5, "width": 7})), IMG, dtype="uint8",
+        data=uint8_images),
 ]
 
 
