@@ -253,8 +253,10 @@ class TimeDistributed(Layer):
 
 @register("SpectralNormalization")
 class SpectralNormalization(Layer):
-    """The wrapped layer (a ``kernel`` or ``embeddings``) unchanged at inference: only training divides the kernel
-    by its spectral norm (power iteration on the non-trainable ``vector_u``, shape (1, kernel_shape[-1])).
+    """The wrapped layer (with a ``kernel`` or ``embeddings``) as it is: only training re-normalizes its kernel.
+
+    Training divides the kernel by its spectral norm (power iteration on the non-trainable ``vector_u``, shape
+    (1, kernel_shape[-1])); inference runs the wrapped layer on the stored kernel.
 
     Weights: the wrapped layer's (trainable), then ``vector_u``: Keras's legacy .h5 order. A .keras file saves
     the wrapper's own variables in its ``vars``, the wrapped kernel first (``self.kernel = self.layer.kernel``)
