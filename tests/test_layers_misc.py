@@ -515,3 +515,39 @@ def test_spectral_normalization_of_an_embedding_keeps_floats(keras, tmp_path):
     np.testing.assert_allclose(got, np.asarray(sn.layer(data)), atol=1e-7)
     assert got.dtype == np.float32
     assert kcompat.load(str(tmp_path / "emb.keras")).total_params == model.count_params() == 30 + 3
+
+
+TF_KERAS_SPECTRAL = """
+import sys, numpy as np, tf_keras as tk
+inp = tk.Input((6, 6, 2))
+sn = tk.layers.SpectralNormalization(tk.layers.Conv2D(3, 2), power_iterations=2)
+model = tk.Model(inp, tk.layers.SpectralNormalization(tk.layers.Dense(2, use_bias=False))(sn(inp)))
+rng = np.random.default_rng(3)
+model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in model.get_weights()])
+x = rng.normal(size=(3, 6, 6, 2)).astype("float32")
+model.save(sys.argv[1])
+np.savez(sys.argv[2], x=x, y=model(x, training=False).numpy())
+"""
+
+
+def test_spectral_normalization_tf_keras_h5(keras, tmp_path):
+    """tf_keras's SpectralNormalization (Keras 2): a legacy .h5 lists the wrapped layer's weights, then
+    vector_u (``kernel:0, bias:0, vector_u:0``), as Keras 3's does. tf_keras builds it only as the legacy Keras
+    of TensorFlow (TF_USE_LEGACY_KERAS=1): its ``build`` makes a ``tf.keras.layers.InputSpec``, which is Keras
+    3's otherwise and refused (a tf_keras bug); so the file is made in a subprocess."""
+    import os
+    import subprocess
+    import sys
+    import kcompat
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    h5, npz = tmp_path / "k2.h5", tmp_path / "k2.npz"
+    run = subprocess.run([sys.executable, "-c", TF_KERAS_SPECTRAL, str(h5), str(npz)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = np.load(npz)
+    kc = kcompat.load(str(h5))
+    np.testing.assert_allclose(kc.predict(data["x"])[0], data["y"], atol=1e-5, rtol=1e-5)
+    assert kc.total_params == (2 * 2 * 2 * 3 + 3 + 3) + (3 * 2 + 2)
+    kcompat.save(kc, str(tmp_path / "k3.keras"))
+    back = keras.models.load_model(tmp_path / "k3.keras")
+    np.testing.assert_allclose(np.asarray(back(data["x"], training=False)), data["y"], atol=1e-5, rtol=1e-5)
