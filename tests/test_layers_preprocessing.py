@@ -441,3 +441,25 @@ def test_pipeline_files_load_in_keras_with_the_same_outputs(keras, tmp_path, ext
         for got, orig in zip(back.weights, model.weights):
             assert got.name == orig.name and got.trainable == orig.trainable  # (a loaded wrapper scopes paths anew)
             np.testing.assert_array_equal(np.asarray(got), np.asarray(orig))
+
+
+def test_pipeline_adapted_normalization_from_h5_uses_the_stored_statistics(keras, tmp_path):
+    """Keras bugs around a Normalization inside a Pipeline: built on a symbolic input it keeps tensors of a
+    scratch graph (``model.predict`` fails: "out of scope"; eager calls work), and a legacy .h5 reloads it
+    without ``finalize_state``, so Keras's own .h5 runs with mean 0 / variance 1 instead of the stored
+    statistics. kcompat reads the statistics from both files and computes what Keras's .keras reload does."""
+    import kcompat
+    L = keras.layers
+    norm = L.Normalization()
+    norm.adapt(np.random.default_rng(1).normal(3.0, 2.0, (20, 4)).astype(np.float32))
+    inp = keras.Input((4,))
+    model = keras.Model(inp, L.Pipeline([norm, L.Dense(2)])(inp))
+    data = rand((BATCH, 4), 8)
+    model.save(tmp_path / "m.keras")
+    model.save(tmp_path / "m.h5")
+    want = np.asarray(keras.models.load_model(tmp_path / "m.keras")(data, training=False))
+    np.testing.assert_allclose(np.asarray(model(data, training=False)), want, atol=1e-6)
+    stale = np.asarray(keras.models.load_model(tmp_path / "m.h5")(data, training=False))
+    assert np.abs(stale - want).max() > 0.1  # the bug
+    for name in ("m.keras", "m.h5"):
+        np.testing.assert_allclose(kcompat.load(str(tmp_path / name)).predict(data)[0], want, atol=1e-5, rtol=1e-5)
