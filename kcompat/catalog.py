@@ -13,10 +13,7 @@ import inspect
 from .formats.keras.config import CODE_LAYERS
 from .layers import REGISTRY
 
-PENDING = {  # computable, not done yet
-    "SpectralNormalization": "a wrapper whose kernel Keras saves twice in .keras (own and wrapped layer's)",
-    "Pipeline": "a container of preprocessing layers (keras.layers.Pipeline): not yet",
-}
+PENDING: dict[str, str] = {}  # computable, not done yet
 NOT_COMPUTED = {  # never computed by kcompat
     "StringLookup": "string inputs (kcompat runs numeric arrays)",
     "TextVectorization": "string inputs (kcompat runs numeric arrays)",

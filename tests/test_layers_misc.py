@@ -51,6 +51,14 @@ def layer(cls, **kwargs):
     return build
 
 
+def spectral(cls, power_iterations=1, **kwargs):
+    """A row builder: ``SpectralNormalization(keras.layers.<cls>(**kwargs))`` (the wrapped layer at inference)."""
+    def build(keras, x):
+        return keras.layers.SpectralNormalization(getattr(keras.layers, cls)(**kwargs),
+                                                  power_iterations=power_iterations)(x)
+    return build
+
+
 def randomize(kmodel, seed=1):
     """Random weights everywhere; variances / stddevs positive; integer counts left alone."""
     randomize_weights(kmodel, np.random.default_rng(seed))
@@ -144,6 +152,9 @@ NORMALIZATION = [
     row("unitnorm_axes_1_2", layer("UnitNormalization", axis=[1, 2]), (3, 4)),
     row("rmsnorm_last", layer("RMSNormalization"), (4, 5)),
     row("rmsnorm_trailing_axes_eps", layer("RMSNormalization", axis=[-2, -1], epsilon=1e-3), (3, 4)),
+    row("spectral_norm_dense", spectral("Dense", units=3, activation="tanh"), (5,)),
+    row("spectral_norm_conv2d_power2", spectral("Conv2D", filters=2, kernel_size=2, power_iterations=2), (5, 5, 3)),
+    row("spectral_norm_einsum_dense", spectral("EinsumDense", equation="abc,cd->abd", output_shape=(None, 2)), (4, 3)),
 ]
 
 IDENTITY = [
@@ -424,3 +435,119 @@ def test_random_weights_keep_variances_positive():
     norm = _make("Normalization", axis=-1)
     ws = [random_weight(norm, w, rng) for w in norm.weights((None, 4))]
     assert ws[1].min() > 0 and ws[2].shape == ()
+
+
+# ------------------------------------------------------------------ SpectralNormalization's files
+def _spectral_model(keras):
+    L = keras.layers
+    inp = keras.Input((6, 6, 2))
+    x = L.SpectralNormalization(L.Conv2D(3, 2), power_iterations=2, name="sn_conv")(inp)
+    x = L.SpectralNormalization(L.Dense(2, use_bias=False), name="sn_dense")(x)
+    model = keras.Model(inp, x)
+    randomize(model)
+    return model
+
+
+def _h5_listing(path) -> list:
+    import h5py
+    out = []
+    with h5py.File(path) as f:
+        f.visititems(lambda name, obj: out.append((name, getattr(obj, "shape", None))))
+    return out
+
+
+def test_spectral_normalization_keras_weight_layout_is_written_back(keras, tmp_path):
+    """Keras 3 saves the wrapper's own variables (the wrapped kernel again, then vector_u) in its ``vars`` and
+    the wrapped layer's in ``layer/vars``: kcompat reads the kernel once and writes the same datasets back."""
+    import zipfile
+    import kcompat
+    model = _spectral_model(keras)
+    model.save(tmp_path / "m.keras")
+    kc = kcompat.load(str(tmp_path / "m.keras"))
+    inner = model.get_layer("sn_conv").layer.name
+    assert [w.name for w in kc.info["sn_conv"].weights] == [f"{inner}/kernel", f"{inner}/bias", "vector_u"]
+    assert (kc.info["sn_conv"].trainable_params, kc.info["sn_conv"].non_trainable_params) == (2 * 2 * 2 * 3 + 3, 3)
+    kcompat.save(kc, str(tmp_path / "out.keras"))
+    for name in ("m", "out"):
+        with zipfile.ZipFile(tmp_path / f"{name}.keras") as z:
+            z.extract("model.weights.h5", tmp_path / name)
+    assert _h5_listing(tmp_path / "out" / "model.weights.h5") == _h5_listing(tmp_path / "m" / "model.weights.h5")
+    assert ("layers/spectral_normalization/vars/0", (2, 2, 2, 3)) in _h5_listing(tmp_path / "m" / "model.weights.h5")
+
+
+@pytest.mark.parametrize("ext", ["keras", "h5", "json"])
+def test_spectral_normalization_files_load_in_keras_with_the_same_outputs(keras, tmp_path, ext):
+    import kcompat
+    model = _spectral_model(keras)
+    data = rand((BATCH, 6, 6, 2), 4)
+    want = np.asarray(model(data, training=False))
+    model.save(tmp_path / "m.keras")
+    model.save(tmp_path / "m.h5")
+    for source in ("m.keras", "m.h5"):  # kcompat reads both, Keras reads what kcompat writes
+        kc = kcompat.load(str(tmp_path / source))
+        np.testing.assert_allclose(kc.predict(data)[0], want, atol=1e-5, rtol=1e-5)
+        target = tmp_path / f"out_{source[2:]}.{ext}"
+        kcompat.save(kc, str(target))
+        if ext == "json":
+            back = keras.models.model_from_json(target.read_text())
+            back.load_weights(tmp_path / f"out_{source[2:]}.weights.h5")
+        else:
+            back = keras.models.load_model(target)
+        np.testing.assert_allclose(np.asarray(back(data, training=False)), want, atol=1e-6, rtol=1e-6)
+        for got, orig in zip(back.weights, model.weights):
+            assert got.name == orig.name and got.trainable == orig.trainable  # (a loaded wrapper scopes paths anew)
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(orig))
+
+
+def test_spectral_normalization_of_an_embedding_keeps_floats(keras, tmp_path):
+    """Keras bug: SpectralNormalization casts its output to the input's dtype (keras/src/layers/normalization/
+    spectral_normalization.py ``call``), so over integer ids every embedding is truncated to an integer, while
+    the output it declares is float32. kcompat returns the wrapped Embedding's output, as the docs describe."""
+    import kcompat
+    ids = keras.Input((4,), dtype="int32")
+    sn = keras.layers.SpectralNormalization(keras.layers.Embedding(10, 3))
+    model = keras.Model(ids, sn(ids))
+    randomize(model)
+    data = np.random.default_rng(0).integers(0, 10, (BATCH, 4)).astype(np.int32)
+    assert model.outputs[0].dtype == "float32"
+    assert keras.ops.convert_to_numpy(model(data)).dtype.kind == "i"  # the bug
+    got = to_kcompat(model, tmp_path, "emb").predict(data)[0]
+    np.testing.assert_allclose(got, np.asarray(sn.layer(data)), atol=1e-7)
+    assert got.dtype == np.float32
+    assert kcompat.load(str(tmp_path / "emb.keras")).total_params == model.count_params() == 30 + 3
+
+
+TF_KERAS_SPECTRAL = """
+import sys, numpy as np, tf_keras as tk
+inp = tk.Input((6, 6, 2))
+sn = tk.layers.SpectralNormalization(tk.layers.Conv2D(3, 2), power_iterations=2)
+model = tk.Model(inp, tk.layers.SpectralNormalization(tk.layers.Dense(2, use_bias=False))(sn(inp)))
+rng = np.random.default_rng(3)
+model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in model.get_weights()])
+x = rng.normal(size=(3, 6, 6, 2)).astype("float32")
+model.save(sys.argv[1])
+np.savez(sys.argv[2], x=x, y=model(x, training=False).numpy())
+"""
+
+
+def test_spectral_normalization_tf_keras_h5(keras, tmp_path):
+    """tf_keras's SpectralNormalization (Keras 2): a legacy .h5 lists the wrapped layer's weights, then
+    vector_u (``kernel:0, bias:0, vector_u:0``), as Keras 3's does. tf_keras builds it only as the legacy Keras
+    of TensorFlow (TF_USE_LEGACY_KERAS=1): its ``build`` makes a ``tf.keras.layers.InputSpec``, which is Keras
+    3's otherwise and refused (a tf_keras bug); so the file is made in a subprocess."""
+    import os
+    import subprocess
+    import sys
+    import kcompat
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    h5, npz = tmp_path / "k2.h5", tmp_path / "k2.npz"
+    run = subprocess.run([sys.executable, "-c", TF_KERAS_SPECTRAL, str(h5), str(npz)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = np.load(npz)
+    kc = kcompat.load(str(h5))
+    np.testing.assert_allclose(kc.predict(data["x"])[0], data["y"], atol=1e-5, rtol=1e-5)
+    assert kc.total_params == (2 * 2 * 2 * 3 + 3 + 3) + (3 * 2 + 2)
+    kcompat.save(kc, str(tmp_path / "k3.keras"))
+    back = keras.models.load_model(tmp_path / "k3.keras")
+    np.testing.assert_allclose(np.asarray(back(data["x"], training=False)), data["y"], atol=1e-5, rtol=1e-5)

@@ -79,8 +79,18 @@ def weight_dtypes(keras):
     return keras.Model(inp, L.Dense(4, dtype="bfloat16", name="dbf")(x), name="dtypes")
 
 
+def shared_kernel_and_pipeline(keras):
+    """SpectralNormalization tracks the wrapped kernel twice (counted once: 5*4 + 4, + vector_u 4 non-trainable);
+    a Pipeline counts its layers' weights (BatchNormalization's moving statistics non-trainable)."""
+    L = keras.layers
+    inp = keras.Input((5,))
+    x = L.SpectralNormalization(L.Dense(4), name="sn")(inp)
+    x = L.Pipeline([L.BatchNormalization(), L.Dense(3), L.Rescaling(0.5)], name="pipe")(x)
+    return keras.Model(inp, x, name="wrappers")
+
+
 MODELS = [faq_sequential, faq_functional, two_outputs_shared, chain_with_two_outputs, long_names, frozen_and_no_bias,
-          weight_dtypes]
+          weight_dtypes, shared_kernel_and_pipeline]
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,13 @@
 """Conformance cases of the core layers: Dense, activations, convolutions, merging, normalization, pooling,
-reshaping, regularization, Embedding, Rescaling / Normalization (cases.py gathers every table).
+reshaping, regularization, Embedding, Rescaling / Normalization, SpectralNormalization (the wrapped layer at
+inference) (cases.py gathers every table).
 
 Keras never sees a channels_first convolution whose last axis equals its filter count: Keras 3 on
 TensorFlow adds the bias on the wrong axis there (README, "Keras behaviour kcompat names instead of copying").
 """
 from __future__ import annotations
 
-from .variant import Variant, v
+from .variant import Variant, sub, v
 
 CF = "channels_first"
 
@@ -72,6 +73,9 @@ CORE: dict[str, list[Variant]] = {
     "GroupNormalization": [v((4, 4, 6), groups=2), v((5, 3), groups=-1, epsilon=1e-5), v((4, 3, 3), groups=1, axis=1)],
     "UnitNormalization": [v((4, 5)), v((3, 4), axis=[1, 2])],
     "RMSNormalization": [v((4, 5)), v((3, 4), axis=[-2, -1], epsilon=1e-3)],
+    "SpectralNormalization": [v((5,), layer=sub("Dense", units=3)),
+                              v((6, 6, 2), layer=sub("Conv2D", filters=2, kernel_size=2), power_iterations=2),
+                              v((4, 3), layer=sub("EinsumDense", equation="abc,cd->abd", output_shape=(None, 2)))],
     # pooling
     "MaxPooling1D": [v((9, 3)), v((7, 2), pool_size=3, strides=1, padding="same")],
     "MaxPooling2D": [v((7, 7, 3), pool_size=(2, 2)), v((8, 9, 2), pool_size=3, strides=2, padding="same"),

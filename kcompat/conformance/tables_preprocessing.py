@@ -1,7 +1,8 @@
 """Conformance cases of the preprocessing layers: image (Resizing, CenterCrop, RandomCrop, AutoContrast,
 CLAHE, Equalization, Solarization and the augmentation layers, the identity at inference), categorical
 (CategoryEncoding, Discretization, IntegerLookup, Hashing, HashedCrossing), audio (STFT and Mel
-spectrograms), adaptive pooling and ReversibleEmbedding. Configs follow tests/test_layers_preprocessing.py.
+spectrograms), adaptive pooling, ReversibleEmbedding and Pipeline (its layers in sequence). Configs follow
+tests/test_layers_preprocessing.py.
 
 Where Keras itself is wrong the table keeps to what it computes right (kcompat computes the documented
 result; tests/test_layers_preprocessing.py names each bug): RandomCrop returns its input at inference
@@ -11,7 +12,7 @@ as a negative range it then refuses to read back, so its factors are ranges from
 """
 from __future__ import annotations
 
-from .variant import Variant, X, call, v
+from .variant import Variant, X, call, sub, v
 
 IMG, IMG_CF = (9, 13, 3), (3, 9, 13)
 UINT8 = "uint8:0:256"
@@ -130,4 +131,9 @@ OTHER: dict[str, list[Variant]] = {
                             v((5, 4), call=call(X, reverse=True), input_dim=11, output_dim=4, tie_weights=False,
                               logit_soft_cap=2.0),
                             v((5,), "int:11", input_dim=11, output_dim=4, tie_weights=False)],
+    # a BatchNormalization before a Dense: its moving statistics come after the Dense's kernel in Keras's order
+    "Pipeline": [v((4,), layers=[sub("BatchNormalization"), sub("Dense", units=3), sub("GaussianNoise", stddev=0.3),
+                                 sub("Rescaling", scale=0.5), sub("Dense", units=2)]),
+                 v(IMG, "pixels", layers=[sub("Rescaling", scale=1 / 255.0), sub("RandomFlip"),
+                                          sub("CenterCrop", height=5, width=7)])],
 }

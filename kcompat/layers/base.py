@@ -209,6 +209,16 @@ class Layer:
         ("" = the layer's own ``vars``; MultiHeadAttention's ``query_dense``, an LSTM's ``cell``)."""
         return [""]
 
+    def saved_vars(self, weights: list[Weight], values: list) -> list[tuple[Weight, Any]]:
+        """(weight, value) pairs as Keras 3 saves them in the ``weight_groups`` of a .keras file, each in its
+        ``Weight.group`` (SpectralNormalization saves the wrapped kernel twice). Default: the weights."""
+        return list(zip(weights, values))
+
+    def from_saved_vars(self, groups: list[list]) -> list:
+        """The weights in ``weights`` order from the arrays of each ``weight_groups`` group, as a .keras file
+        holds them (the inverse of ``saved_vars``). Default: the groups one after another."""
+        return [a for g in groups for a in g]
+
     @classmethod
     def keras3_config(cls, config: dict) -> dict:
         """The config Keras 3 accepts for this layer, from a Keras 2 one (a copy when it changes): by default

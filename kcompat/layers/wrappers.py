@@ -1,8 +1,10 @@
-"""Layer wrappers: Bidirectional (two recurrent layers, merged) and TimeDistributed (a layer per timestep).
+"""Layer wrappers: Bidirectional (two recurrent layers, merged), TimeDistributed (a layer per timestep) and
+SpectralNormalization (the wrapped layer as it is at inference).
 
 References: keras/src/layers/rnn/bidirectional.py, time_distributed.py, keras/src/layers/core/wrapper.py;
 tf_keras/src/layers/rnn/bidirectional.py (the backward copy flips ``go_backwards``; configs have no
-``backward_layer`` unless one was given) and time_distributed.py (its ``compute_mask``).
+``backward_layer`` unless one was given) and time_distributed.py (its ``compute_mask``);
+keras/src/layers/normalization/spectral_normalization.py (and tf_keras's).
 
 The wrapped layers are built through the layer registry from their nested configs
 (``{"class_name", "config"}``); their weights are the wrapper's, named by Keras's variable paths
@@ -43,7 +45,7 @@ def renamed(weights: list[Weight], scope: str, owner: str) -> list[Weight]:
     return [dataclasses.replace(w, name=join_path(scope, w.name), group=join_path(owner, w.group)) for w in weights]
 
 
-def _nested_keras3(entry: Any) -> Any:
+def nested_keras3(entry: Any) -> Any:
     """A nested layer config with its class's Keras 3 translation applied."""
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         return entry
@@ -109,7 +111,7 @@ class Bidirectional(Layer):
             config["backward_layer"] = back
         for key in ("layer", "backward_layer"):
             if config.get(key) is not None:
-                config[key] = _nested_keras3(config[key])
+                config[key] = nested_keras3(config[key])
         return config
 
     # -- weights and shapes
@@ -193,7 +195,7 @@ class TimeDistributed(Layer):
     @classmethod
     def keras3_config(cls, config):
         config = dict(super().keras3_config(config))
-        config["layer"] = _nested_keras3(config.get("layer"))
+        config["layer"] = nested_keras3(config.get("layer"))
         return config
 
     def child_shape(self, input_shape) -> tuple:
@@ -247,3 +249,81 @@ class TimeDistributed(Layer):
     def explain(self, input_shape, output_shape):
         inner = self.layer.explain(self.child_shape(input_shape), self.layer.output_shape(self.child_shape(input_shape)))
         return f"applies {self.layer.class_name} '{self.layer.name}' to each of {input_shape[1]} timesteps: {inner}"
+
+
+@register("SpectralNormalization")
+class SpectralNormalization(Layer):
+    """The wrapped layer (with a ``kernel`` or ``embeddings``) as it is: only training re-normalizes its kernel.
+
+    Training divides the kernel by its spectral norm (power iteration on the non-trainable ``vector_u``, shape
+    (1, kernel_shape[-1])); inference runs the wrapped layer on the stored kernel.
+
+    Weights: the wrapped layer's (trainable), then ``vector_u``: Keras's legacy .h5 order. A .keras file saves
+    the wrapper's own variables in its ``vars``, the wrapped kernel first (``self.kernel = self.layer.kernel``)
+    then ``vector_u``, and the wrapped layer's in ``layer/vars``: the kernel is there twice, counted once.
+    """
+
+    supports_masking = False
+    call_params = ("inputs", "training")
+
+    def __init__(self, config, name=None):
+        super().__init__(config, name)
+        self.layer = inner_layer(config.get("layer"), f"layer '{self.name}' (SpectralNormalization)")
+        iterations = self.get("power_iterations", 1)
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations <= 0:
+            raise self.fail(f"'power_iterations' should be greater than zero. Received: "
+                            f"power_iterations={iterations!r}")
+
+    @classmethod
+    def keras3_config(cls, config):
+        config = dict(super().keras3_config(config))
+        config["layer"] = nested_keras3(config.get("layer"))
+        return config
+
+    def _kernel_index(self, inner: list[Weight]) -> int:
+        names = [w.name for w in inner]
+        for key in ("kernel", "embeddings"):
+            if key in names:
+                return names.index(key)
+        raise UnsupportedError(f"layer '{self.name}' (SpectralNormalization): {self.layer.class_name} object has "
+                               f"no attribute 'kernel' nor 'embeddings'")
+
+    def weights(self, input_shape):
+        inner = self.layer.weights(input_shape)
+        kernel = inner[self._kernel_index(inner)]
+        return renamed(inner, self.layer.name, "layer") + [Weight("vector_u", (1, kernel.shape[-1]), False)]
+
+    def weight_groups(self):
+        return ["", *(join_path("layer", g) for g in self.layer.weight_groups())]
+
+    def saved_vars(self, weights, values):
+        inner = [dataclasses.replace(w, name=_removeprefix(w.name, self.layer.name + "/")) for w in weights[:-1]]
+        k = self._kernel_index(inner)
+        own = [(dataclasses.replace(weights[k], group=""), values[k]), (weights[-1], values[-1])]
+        return own + list(zip(weights[:-1], values[:-1]))
+
+    def from_saved_vars(self, groups):
+        own, inner = groups[0], [a for g in groups[1:] for a in g]
+        return inner + own[1:]  # the wrapped layer's (its kernel: the one Keras loads last), then vector_u
+
+    def random_weight(self, w, rng):
+        inner = getattr(self.layer, "random_weight", None)
+        if inner is None or w.name == "vector_u":
+            return None
+        return inner(dataclasses.replace(w, name=_removeprefix(w.name, self.layer.name + "/")), rng)
+
+    def output_shape(self, input_shape):
+        return self.layer.output_shape(input_shape)
+
+    def call_node(self, args, kwargs, weights):
+        x = args[0]
+        y = self.layer.call_node([x], {}, weights[:-1])
+        # Keras casts the output to the input's dtype: for integer ids (Embedding) that truncates every
+        # embedding (a Keras bug: its declared output is float32); kcompat keeps the wrapped layer's floats
+        return y.astype(x.dtype, copy=False) if np.asarray(x).dtype.kind == "f" else y
+
+    def explain(self, input_shape, output_shape):
+        inner = self.layer.explain(input_shape, output_shape)
+        k = self.weights(input_shape)[-1].shape[-1]
+        return (f"{self.layer.class_name} '{self.layer.name}' as it is at inference (training re-normalizes its "
+                f"kernel): {inner}; + vector_u 1x{k} (non-trainable) = {sum(self.param_count(input_shape))} params")

@@ -7,7 +7,8 @@ datasets ``0..k-1``: trainable variables first, then non-trainable. A nested mod
 those layers (``layers/functional``, ``layers/sequential_1``: its ``vars`` empty) and its own
 layers are inside it, counted afresh: ``layers/functional/layers/dense/vars``. A layer made of
 sub-layers (MultiHeadAttention) keeps theirs in ``layers/<...>/<attribute>/vars`` (``Layer.weight_groups``
-/ ``Weight.group`` say which, in Keras weight order).
+/ ``Weight.group`` say which, in Keras weight order; ``Layer.saved_vars`` / ``from_saved_vars`` map a layer
+whose file holds a variable twice: SpectralNormalization's own ``vars`` repeat the wrapped kernel).
 """
 from __future__ import annotations
 
@@ -72,12 +73,6 @@ def keras_class_name(layer: Any) -> str:
     return (built.keras_class if built is not None else None) or layer.class_name
 
 
-def weight_groups(layer: Any) -> list[str]:
-    """Sub-groups of a layer's .keras group that hold its weights, in Keras weight order ("" = its own)."""
-    built = _layer_of(layer)
-    return built.weight_groups() if built is not None else [""]
-
-
 def read_positional_weights(source: Any, spec: ModelSpec, label: str, fmap: FileMap | None = None,
                             base: int = 0) -> None:
     """Fill ``spec.layers[*].weights`` (nested models' layers too) from a Keras 3 positional weights file (a
@@ -92,12 +87,14 @@ def read_positional_weights(source: Any, spec: ModelSpec, label: str, fmap: File
                 layer.weights = None  # its weights are its layers'
                 continue
             where = f"{label}: layer '{layer.name}' ({layer.class_name})"
-            layer.weights = []
-            for sub in weight_groups(layer):
+            built = _layer_of(layer)
+            groups = []
+            for sub in (built.weight_groups() if built is not None else [""]):
                 vars_path = f"{group_path}/{sub}/vars" if sub else f"{group_path}/vars"
                 group = member(f, vars_path, where, links)
                 if group is None:
                     if not sub and member(f, group_path, where, links) is not None:
+                        groups.append([])
                         continue
                     raise FormatError(f"{label}: no weights group '{vars_path.removesuffix('/vars')}' for layer "
                                       f"'{layer.name}' ({layer.class_name})")
@@ -105,8 +102,9 @@ def read_positional_weights(source: Any, spec: ModelSpec, label: str, fmap: File
                     raise FormatError(f"{where}: '{vars_path}' must be a group of datasets 0, 1, ...")
                 keys = [k for k in children(group) if k.isdigit()]  # named entries (IntegerLookup's
                 # "idf_weights") are a layer's own state, not variables
-                layer.weights += [weight_array(dataset(group, k, where, links), f"{where}: weight {k}", fmap, base)
-                                  for k in sorted(keys, key=int)]
+                groups.append([weight_array(dataset(group, k, where, links), f"{where}: weight {k}", fmap, base)
+                               for k in sorted(keys, key=int)])
+            layer.weights = built.from_saved_vars(groups) if built is not None else [a for g in groups for a in g]
     weightless_to_empty(spec)
 
 
@@ -124,12 +122,16 @@ def write_positional_weights(model, target: Any) -> None:
             for key, value in model.layers[flat].saved_state().items():  # IntegerLookup's idf_weights
                 own.create_dataset(key, data=np.asarray(value))
             counts: dict[str, int] = {}
-            for w, value in zip(model.info[flat].weights, layer.weights or []):
+            built = model.layers[flat]
+            for w, value in built.saved_vars(model.info[flat].weights, layer.weights or []):
                 g = f.require_group(f"{group_path}/{w.group}/vars" if w.group else f"{group_path}/vars")
                 if w.group and "name" not in g.attrs:
                     g.attrs["name"] = w.name.rpartition("/")[0]  # the sub-layer's name, as Keras writes it
                 g.create_dataset(str(counts.get(w.group, 0)), data=np.asarray(value))
                 counts[w.group] = counts.get(w.group, 0) + 1
+            for sub in built.weight_groups():  # a weightless sub-layer's group (Pipeline's Rescaling), as Keras
+                if sub and f"{group_path}/{sub}/vars" not in f:
+                    f.create_group(f"{group_path}/{sub}/vars").attrs["name"] = sub.rpartition("/")[2]
         f.create_group("vars").attrs["name"] = spec.name
 
 

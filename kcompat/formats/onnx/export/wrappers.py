@@ -1,12 +1,13 @@
-"""ONNX exporters of the layer wrappers: Bidirectional and TimeDistributed.
+"""ONNX exporters of the layer wrappers: Bidirectional, TimeDistributed, SpectralNormalization, and Pipeline.
 
 Bidirectional: when both layers are one ONNX op's two directions (the same native cell, the backward
 one going backwards: what Keras builds by default) a single RNN / LSTM / GRU node with
 direction="bidirectional" (whose backward outputs are in input order, as Keras flips them back);
 otherwise each layer as recurrent.py exports it, the backward sequence flipped back. Then merge_mode:
 Concat / Add / Mul / (Add, Div 2), or two outputs. TimeDistributed: (N, T, ...) reshaped to
-(N*T, ...), the wrapped layer's own exporter, reshaped back; and its Keras 2 mask.
-References: kcompat/layers/wrappers.py.
+(N*T, ...), the wrapped layer's own exporter, reshaped back; and its Keras 2 mask. SpectralNormalization:
+the wrapped layer's exporter (vector_u unused at inference). Pipeline: each sub-layer's exporter in turn.
+References: kcompat/layers/wrappers.py, kcompat/layers/pipeline.py.
 """
 from __future__ import annotations
 
@@ -91,3 +92,37 @@ def time_distributed_mask(ctx, layer, x, mask, keras2):
         raise UnsupportedError(f"layer '{layer.name}' (TimeDistributed): the Keras 2 mask of a wrapped "
                                f"{inner.class_name} has no ONNX export")
     return mask  # the wrapped layer's (N*T,) mask reshaped back, or the input's: the same (N, T) tensor
+
+
+def _inner(ctx, outer, inner, x: str, weights: list, kwargs: dict):
+    """Export ``inner`` (a layer held by ``outer``) on tensor ``x`` with these call kwargs."""
+    fn = exporter_for(inner, False)
+    if fn is None:
+        raise UnsupportedError(f"layer '{outer.name}' ({outer.class_name}): holds {inner.class_name}, which has no "
+                               f"ONNX export")
+    saved = ctx.kwargs
+    ctx.kwargs = kwargs
+    try:
+        return fn(ctx, inner, [x], weights)
+    finally:
+        ctx.kwargs = saved
+
+
+@layer_exporter("SpectralNormalization")
+def spectral_normalization(ctx, layer, inputs, weights):
+    return _inner(ctx, layer, layer.layer, inputs[0], weights[:-1], {})  # vector_u: training only
+
+
+@layer_exporter("Pipeline")
+def pipeline(ctx, layer, inputs, weights):
+    x = inputs[0]
+    shape = ctx.shape(x)
+    if ctx.kwargs.get("mask") is not None and any("mask" in inner.call_params for inner in layer.layers):
+        raise UnsupportedError(f"layer '{layer.name}' (Pipeline): masks through its layers have no ONNX export")
+    for inner, ws in zip(layer.layers, layer.split(shape, weights)):
+        x = _inner(ctx, layer, inner, x, ws, {})
+        if isinstance(x, list):
+            raise UnsupportedError(f"layer '{layer.name}' (Pipeline): {inner.class_name} has several outputs")
+        shape = inner.output_shape(shape)
+        ctx.shapes[x] = shape  # what the next layer's exporter reads (an identity layer's: its input, unchanged)
+    return x
