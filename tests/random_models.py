@@ -120,6 +120,9 @@ def makers(L):
             r.choice([L.LSTM, L.GRU, L.SimpleRNN])(r.randint(1, 4), return_sequences=r.random() < .6),
             merge_mode=r.choice(["concat", "sum", "mul", "ave"]))),
         ("TimeDistributed", (3, 4), lambda r, s: L.TimeDistributed(L.Dense(r.randint(1, 5), activation=r.choice(ACTS)))),
+        ("SpectralNormalization", (2, 3, 4), lambda r, s: L.SpectralNormalization(L.Dense(r.randint(1, 5)))),
+        ("Pipeline", (2, 3, 4), lambda r, s: L.Pipeline([L.Dense(r.randint(1, 5), activation=r.choice(ACTS)),
+                                                         L.Rescaling(r.choice([0.5, 2.0]))])),
     ]
 
 

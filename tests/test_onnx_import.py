@@ -264,3 +264,18 @@ def test_shape_chains_fold_to_constants():
     dynamic = [name for name in graph.dynamic if "concat" in name.lower()]
     assert dynamic and all(graph.dynamic[n][0][0] != graph.dynamic[n][1][0] for n in dynamic)
     assert all(v.dtype.kind in "iu" for v in (graph.dynamic[n][0] for n in dynamic))
+
+
+def test_shapes_after_a_pool_with_asymmetric_pads_follow_shape_inference(keras, tmp_path):
+    """A 'same' MaxPool (pads [0, 0, 1, 1]) read by a TimeDistributed export's Shape / Reshape chain: the
+    importer runs such chains on dummy data through onnx.reference, whose MaxPool misreads asymmetric pads
+    ((1, 2, 4, 7) -> (1, 2, 3, 8); ONNX Runtime and shape inference say (1, 2, 4, 7)). The import must use
+    inference's sizes (found by random model 1110: a wrong Conv kernel shape downstream)."""
+    L = keras.layers
+    inp = keras.Input((4, 7, 2))
+    x = L.TimeDistributed(L.Dense(5))(L.MaxPooling2D(2, strides=1, padding="same")(inp))
+    model = to_kcompat(keras.Model(inp, L.Conv2D(1, 2, padding="same", data_format="channels_first")(x)), tmp_path)
+    kcompat.save(model, str(tmp_path / "m.onnx"))
+    xs = np.random.default_rng(0).standard_normal((3, 4, 7, 2)).astype(np.float32)
+    np.testing.assert_allclose(kcompat.load(str(tmp_path / "m.onnx")).predict(xs)[0], model.predict(xs)[0],
+                               atol=1e-6, rtol=1e-6)
