@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import rand, to_kcompat
-from test_layers_misc import BATCH, layer, row, table_tests
+from test_layers_misc import BATCH, keras_reads_what_kcompat_writes, layer, row, table_tests
 
 IMG, IMG_CF = (9, 13, 3), (3, 9, 13)
 
@@ -420,27 +420,9 @@ def test_pipeline_files_load_in_keras_with_the_same_outputs(keras, tmp_path, ext
     """A Pipeline's weights: a legacy .h5 lists them trainable first (the first BatchNormalization's moving
     statistics after the Dense kernels), a .keras file per layer under ``layers/<snake_case>[_N]``. kcompat
     reads both, and Keras reads what it writes (weights, in order, and outputs)."""
-    import kcompat
-    model = _pipeline_model(keras)
-    data = rand((BATCH, 4), 7)
-    want = np.asarray(model(data, training=False))
-    model.save(tmp_path / "m.keras")
-    model.save(tmp_path / "m.h5")
-    for source in ("m.keras", "m.h5"):
-        kc = kcompat.load(str(tmp_path / source))
-        np.testing.assert_allclose(kc.predict(data)[0], want, atol=1e-5, rtol=1e-5)
+    def params(kc):
         assert (kc.info["pipe"].trainable_params, kc.info["pipe"].non_trainable_params) == (35, 12)
-        target = tmp_path / f"out_{source[2:]}.{ext}"
-        kcompat.save(kc, str(target))
-        if ext == "json":
-            back = keras.models.model_from_json(target.read_text())
-            back.load_weights(tmp_path / f"out_{source[2:]}.weights.h5")
-        else:
-            back = keras.models.load_model(target)
-        np.testing.assert_allclose(np.asarray(back(data, training=False)), want, atol=1e-6, rtol=1e-6)
-        for got, orig in zip(back.weights, model.weights):
-            assert got.name == orig.name and got.trainable == orig.trainable  # (a loaded wrapper scopes paths anew)
-            np.testing.assert_array_equal(np.asarray(got), np.asarray(orig))
+    keras_reads_what_kcompat_writes(keras, _pipeline_model(keras), rand((BATCH, 4), 7), tmp_path, ext, params)
 
 
 def test_pipeline_adapted_normalization_from_h5_uses_the_stored_statistics(keras, tmp_path):
