@@ -59,16 +59,21 @@ def _collect_refs(obj: Any, out: list[TensorRef]) -> None:
 
 def map_refs(obj: Any, fn) -> Any:
     """Rebuild a nested args structure with ``fn(ref)`` in place of every TensorRef."""
-    if isinstance(obj, TensorRef):
+    if type(obj) is list and len(obj) == 1 and type(obj[0]) is TensorRef:  # the usual call: [x]
+        return [fn(obj[0])]
+    return map_nested(obj, TensorRef, fn)
+
+
+def map_nested(obj: Any, kind: type, fn) -> Any:
+    """Rebuild nested lists, tuples and dicts with ``fn(leaf)`` in place of every instance of ``kind``."""
+    if isinstance(obj, kind):
         return fn(obj)
     if isinstance(obj, list):
-        if len(obj) == 1 and type(obj[0]) is TensorRef:  # the usual call: [x]
-            return [fn(obj[0])]
-        return [map_refs(o, fn) for o in obj]
+        return [map_nested(o, kind, fn) for o in obj]
     if isinstance(obj, tuple):
-        return tuple(map_refs(o, fn) for o in obj)
+        return tuple(map_nested(o, kind, fn) for o in obj)
     if isinstance(obj, dict):
-        return {k: map_refs(v, fn) for k, v in obj.items()} if obj else {}
+        return {k: map_nested(v, kind, fn) for k, v in obj.items()}
     return obj
 
 

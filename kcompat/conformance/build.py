@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from ..errors import KcompatError
+from ..spec import map_nested
 from .data import dtype_of
 from .variant import In, Sub, Variant
 
@@ -101,18 +102,9 @@ def _op(keras, name: str):
 
 
 def _fill(template: tuple, xs: list) -> tuple[list, dict]:
-    def fill(value):
-        if isinstance(value, In):
-            return xs[value.index]
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        if isinstance(value, tuple):
-            return tuple(fill(v) for v in value)
-        if isinstance(value, dict):
-            return {k: fill(v) for k, v in value.items()}
-        return value
-    args, kwargs = template
-    return [fill(a) for a in args], {k: fill(v) for k, v in kwargs.items()}
+    """A call template's args and kwargs with the case's inputs in place of each ``In``."""
+    args, kwargs = map_nested(tuple(template), In, lambda slot: xs[slot.index])
+    return list(args), kwargs
 
 
 def snake(cls: str) -> str:

@@ -162,6 +162,10 @@ class _HeadsAttention(Layer):
             probs = np.where(mask, probs, np.asarray(0, probs.dtype))
         return np.einsum(combine_eq, probs, v, optimize=True), probs
 
+    def forward(self, x, *weights):
+        """Self-attention on one tensor (query = value = x), as a one-input call."""
+        return self.call_node([x, x], {}, list(weights))
+
     def finish(self, out, gate, w):
         """Gate, then the output EinsumDense ``...nh,nh<o>->...<o>``."""
         if gate is not None:
@@ -256,9 +260,6 @@ class MultiHeadAttention(_HeadsAttention):
         y = self.finish(out, gate, w)
         return [y, scores] if scores_out else y
 
-    def forward(self, x, *weights):
-        return self.call_node([x, x], {}, list(weights))
-
     def explain(self, input_shape, output_shape):
         total = sum(self.param_count(input_shape))
         return (f"{self.num_heads} heads: query / key projected to {self.key_dim}, value to {self.value_dim} per head, "
@@ -320,9 +321,6 @@ class GroupedQueryAttention(_HeadsAttention):
         out, scores = self.attend(q, k, v, mask, 1.0 / math.sqrt(self.head_dim), (1,), self.dropout > 0 or scores_out)
         y = self.finish(out, gate, w)
         return [y, scores] if scores_out else y
-
-    def forward(self, x, *weights):
-        return self.call_node([x, x], {}, list(weights))
 
     def explain(self, input_shape, output_shape):
         total = sum(self.param_count(input_shape))

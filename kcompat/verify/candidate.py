@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import KcompatError
 from ..masks import input_masks, mask_kwargs
-from ..spec import TensorRef, map_refs
+from ..spec import TensorRef, map_nested, map_refs
 from .reference import node_key, unflatten_outputs
 
 
@@ -180,15 +180,7 @@ def kcompat_call(layer: dict, weights: list[np.ndarray], inputs: list[np.ndarray
     impl = make_layer(layer["class_name"], layer["config"], layer["name"], is_op)
 
     def fill(obj: Any) -> Any:
-        if isinstance(obj, InputSlot):
-            return inputs[obj.index]
-        if isinstance(obj, list):
-            return [fill(o) for o in obj]
-        if isinstance(obj, tuple):
-            return tuple(fill(o) for o in obj)
-        if isinstance(obj, dict):
-            return {k: fill(v) for k, v in obj.items()}
-        return obj
+        return map_nested(obj, InputSlot, lambda slot: inputs[slot.index])
     args = fill(layer.get("args")) or [inputs[0] if len(inputs) == 1 else inputs]
     kwargs = fill(layer.get("kwargs") or {})
     if any(m is not None for m in layer.get("masks") or []):  # the Keras masks the call gets, as mask= ...
