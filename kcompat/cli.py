@@ -20,12 +20,8 @@ _python_format_warning = warnings.formatwarning
 
 
 def _load_model(path: str, weights: str | None, random_weights: int | None = None, args=None):
-    from .formats import load_spec
-    from .layout import apply_layout
-    from .model import Model
-    model = Model(load_spec(path, weights))
-    if args is not None:
-        model = apply_layout(model, args.layout, args.inputs)
+    from . import load
+    model = load(path, weights, args.layout, args.inputs) if args is not None else load(path, weights, "onnx")
     if random_weights is not None and not model.spec.has_weights:
         model.init_weights(random_weights)
     return model

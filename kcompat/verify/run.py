@@ -37,11 +37,8 @@ def verify_file(path: str, weights: str | None = None, reference: str | Referenc
     verify checks the model load, run and convert give. "keras" runs a Keras 2 file Keras 3 cannot read in
     Keras 2 (tf_keras) instead, with a note.
     """
-    from ..formats import load_spec
-    from ..model import Model
-
-    from ..layout import apply_layout
-    model = apply_layout(Model(load_spec(path, weights)), layout, layout_inputs)
+    from .. import load
+    model = load(path, weights, layout, layout_inputs)
     notes = []
     random_weights = not model.spec.has_weights
     if random_weights:
