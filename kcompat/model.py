@@ -321,10 +321,20 @@ class Model:
             raise KcompatError(f"{self.spec.source}: the model has no weights; give --weights or init_weights(seed)")
         values: dict[NodeKey, Any] = self.feed(inputs)
         masks = {k: None for k in values} if self.uses_masks else None  # Keras masks beside values (masks.py)
+        self.run_steps(values, 0, stop, keep, masks)
+        if masks_out is not None and masks is not None:
+            masks_out.update(masks)
+        return values
+
+    def run_steps(self, values: dict, start: int, stop: int | None = None, keep: set | None = None,
+                  masks: dict | None = None) -> None:
+        """Run the call nodes ``order[start:stop]`` not yet in ``values`` (fed inputs first), filling it in place;
+        with ``keep``, an output is dropped after its last reader unless kept (run_all; predict's tail in parts)."""
         first = next(iter(values.values()), None)
         batch = first.shape[0] if first is not None and first.ndim else 1
         last_use = self.last_use() if keep is not None else {}
-        for step, key in enumerate(self.order if stop is None else self.order[:stop]):
+        for step in range(start, len(self.order) if stop is None else stop):
+            key = self.order[step]
             if key in values:
                 continue
             self._check_output_size(key, batch)
@@ -333,9 +343,6 @@ class Model:
                 for dep in set(self.node_deps(key)):
                     if last_use.get(dep) == step and dep not in keep:
                         values.pop(dep, None)
-        if masks_out is not None and masks is not None:
-            masks_out.update(masks)
-        return values
 
     def call(self, key: NodeKey, values: dict, masks: dict | None = None) -> Any:
         """Call node ``key`` on the outputs in ``values``; with ``masks`` (node key -> Keras mask), the layer

@@ -125,14 +125,7 @@ def run_in_parts(model: Any, arrays: list[np.ndarray], keep: set[NodeKey]) -> di
         if any(j is None for j in joined):
             return None  # an output without the batch on axis 0: not something parts can rebuild
         values[key] = joined if several else joined[0]
-    last_use = model.last_use()
-    for step in range(stop, len(model.order)):  # the tail: once, on the whole batch
-        key = model.order[step]
-        if key not in values:
-            values[key] = model.call(key, values)
-        for dep in set(model.node_deps(key)):
-            if last_use.get(dep) == step and dep not in keep:
-                values.pop(dep, None)
+    model.run_steps(values, stop, keep=keep)  # the tail: once, on the whole batch
     return {key: values[key] for key in keep}
 
 
