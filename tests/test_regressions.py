@@ -8,9 +8,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fuzz_run import Case, Server, problems
+from kcompat.cli import main
 
 HERE = Path(__file__).resolve().parent / "regressions"
 CASES = json.loads((HERE / "cases.json").read_text())
@@ -48,9 +50,6 @@ def test_every_regression_file_is_listed():
 def test_a_batch_of_no_samples_runs_as_in_keras(keras, tmp_path):
     """no_samples.npy once ended in an internal error (Flatten's reshape of 0 values); Keras runs a batch
     of 0 and returns (0, ...) outputs, and so does kcompat."""
-    import numpy as np
-
-    from kcompat.cli import main
     assert main(["run", str(HERE / "faq.keras"), "-i", str(HERE / "no_samples.npy"), "-o", str(tmp_path / "o.npy")]) == 0
     want = keras.saving.load_model(HERE / "faq.keras", compile=False)(np.load(HERE / "no_samples.npy")).numpy()
     got = np.load(tmp_path / "o.npy")
