@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .layers.base import fmt_shape
+from .layers.base import fmt_shape, leaves
 from .schema import MAX_DIM
 
 
@@ -20,11 +20,7 @@ def is_shapes(value: Any) -> bool:
 
 def arrays_in(obj: Any) -> list:
     """The arrays in a nested call-argument structure."""
-    if isinstance(obj, np.ndarray):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [a for item in obj for a in arrays_in(item)]
-    return []
+    return [a for a in leaves(obj) if isinstance(a, np.ndarray)]
 
 
 def sane(shape: Any) -> bool:
